@@ -1,0 +1,253 @@
+//! `holdup`: what is holding your threads up, and who is causing it.
+
+mod top;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use holdup_collect::{Collector, Options, TargetSpec};
+use holdup_record::{Recorder, Recording, RecordingHeader};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "holdup", version, about = "What is holding your threads up, and who is causing it (eBPF)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Live view of the target's threads, refreshed every window.
+    Top {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Print one JSON object per window instead of the terminal view.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this long (e.g. 30s, 2m); default: until Ctrl-C or the target exits.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Threads to show.
+        #[arg(long, default_value_t = 20)]
+        rows: usize,
+    },
+    /// Record windows to a file, one checksummed block per window.
+    Record {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Stop after this long (e.g. 10s, 5m); default: until Ctrl-C or the target exits.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Print a summary of the recording when done.
+        #[arg(long)]
+        summary: bool,
+    },
+    /// Summarise a recording.
+    Inspect {
+        /// The recording.
+        file: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// Watch this process: all its threads, and children it starts.
+    #[arg(long, group = "tgt")]
+    pid: Option<u32>,
+    /// Watch every process in this cgroup v2 directory (and below).
+    #[arg(long, group = "tgt")]
+    cgroup: Option<PathBuf>,
+    /// Watch processes whose name matches this regular expression.
+    #[arg(long, group = "tgt")]
+    comm: Option<String>,
+    /// Watch every task on the host.
+    #[arg(long, group = "tgt")]
+    all: bool,
+    /// Window length (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    interval: Duration,
+    /// Do not follow processes the target starts.
+    #[arg(long)]
+    no_follow: bool,
+    /// Start this command and watch it: `holdup record -o x.rec -- ./server --port 80`.
+    #[arg(last = true, group = "tgt")]
+    command: Vec<String>,
+}
+
+impl TargetArgs {
+    fn spec(&self) -> Result<TargetSpec> {
+        Ok(if let Some(pid) = self.pid {
+            TargetSpec::Pid(pid)
+        } else if let Some(c) = &self.cgroup {
+            TargetSpec::Cgroup(c.clone())
+        } else if let Some(re) = &self.comm {
+            TargetSpec::Comm(
+                regex::Regex::new(re).with_context(|| format!("--comm {re:?} is not a valid regular expression"))?,
+            )
+        } else if self.all {
+            TargetSpec::All
+        } else if !self.command.is_empty() {
+            TargetSpec::Command(self.command.clone())
+        } else {
+            bail!("say what to watch: --pid PID, --cgroup PATH, --comm REGEX, --all, or -- COMMAND ARGS...")
+        })
+    }
+
+    fn options(&self) -> Result<Options> {
+        if self.interval < Duration::from_millis(10) {
+            bail!("--interval must be at least 10ms");
+        }
+        Ok(Options { target: self.spec()?, interval: self.interval, follow_children: !self.no_follow })
+    }
+}
+
+/// Parses "10s", "500ms", "2m", "1h" or a plain number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (try 10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" | "" => v,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn stop_flag() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let _ = signal_hook_register(sig, stop.clone());
+    }
+    stop
+}
+
+/// Sets `flag` when `sig` arrives (a minimal async-signal-safe handler).
+fn signal_hook_register(sig: i32, flag: Arc<AtomicBool>) -> std::io::Result<()> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    let _ = FLAG.set(flag);
+    extern "C" fn handler(_: i32) {
+        if let Some(f) = FLAG.get() {
+            f.store(true, Ordering::SeqCst);
+        }
+    }
+    // SAFETY: the handler only does an atomic store.
+    let rc = unsafe { libc::signal(sig, handler as *const () as libc::sighandler_t) };
+    if rc == libc::SIG_ERR {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HOLDUP_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("holdup: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Top { target, json, duration, rows } => {
+            let mut c = Collector::start(target.options()?)?;
+            let stop = stop_flag();
+            top::run(&mut c, &stop, json, duration, rows)
+        }
+        Cmd::Record { target, output, duration, summary } => record(target, output, duration, summary),
+        Cmd::Inspect { file, json } => inspect(&file, json),
+    }
+}
+
+fn record(target: TargetArgs, output: PathBuf, duration: Option<Duration>, summary: bool) -> Result<()> {
+    let opts = target.options()?;
+    // A bad output path should fail before anything is loaded.
+    std::fs::File::create(&output).with_context(|| {
+        format!("cannot write the recording to {}: choose another -o path", output.display())
+    })?;
+    let interval = opts.interval;
+    let mut c = Collector::start(opts)?;
+    let header =
+        RecordingHeader::new(c.target().clone(), interval.as_millis() as u64, std::env::args().collect());
+    let mut rec = Recorder::create(&output, &header)?;
+    let stop = stop_flag();
+    let started = Instant::now();
+    eprintln!(
+        "holdup: recording {} to {} every {:?}{}; Ctrl-C to stop",
+        c.target(),
+        output.display(),
+        c.interval(),
+        duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
+    );
+    loop {
+        let snap = c.next_window(&stop)?;
+        rec.write_window(&snap)?;
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if duration.is_some_and(|d| started.elapsed() + Duration::from_millis(5) >= d) {
+            break;
+        }
+        if !c.target_alive() {
+            eprintln!("holdup: the target {} exited; stopping", c.target());
+            break;
+        }
+    }
+    let n = rec.finish()?;
+    eprintln!("holdup: wrote {n} windows to {}", output.display());
+    drop(c);
+    if summary {
+        inspect(&output, false)?;
+    }
+    Ok(())
+}
+
+fn inspect(file: &std::path::Path, json: bool) -> Result<()> {
+    let rec = Recording::open(file)?;
+    let summary = holdup_record::summary::summarize(&rec.header, &rec.windows);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{summary}");
+        println!("{}", rec.status.describe());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5parsecs").is_err());
+    }
+}
