@@ -1,0 +1,260 @@
+//! `holdup-workload`: a workload with KNOWN behaviour, for holdup's
+//! integration tests.
+//!
+//! Each subcommand starts a few threads with fixed names (the kernel comm, so
+//! holdup sees them), each doing one precise thing: busy-looping, fighting for
+//! one CPU, contending on a futex whose address is known, blocking on a pipe,
+//! a TCP recv, `epoll_wait`, or O_DIRECT writes + fsync, or just sleeping.
+//!
+//! Protocol: once every thread exists and is named, the process prints ONE
+//! JSON object line to stdout (and flushes): `scenario`, `pid`, `secs`,
+//! `threads` (name -> tid) and whatever else a test needs to match (futex
+//! address, pipe inodes, ports, paths). The threads start their behaviour
+//! right after that line and run for `--secs`; then the process prints a
+//! final line `{"final": {...}}` with counters and exits 0. Failures print
+//! which call failed and why to stderr and exit 1.
+
+mod cpu;
+mod disk;
+mod futex;
+mod lock;
+mod net;
+mod pipe;
+mod sys;
+mod worker;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::sys::{Error, Result};
+use crate::worker::{run, Part};
+
+#[derive(Parser)]
+#[command(
+    name = "holdup-workload",
+    version,
+    about = "A workload with known behaviour, for holdup's integration tests",
+    long_about = "A workload with known behaviour, for holdup's integration tests.\n\n\
+        Prints one JSON line at startup (pid, thread tids and everything needed to \
+        match the behaviour), runs for --secs, prints {\"final\": {...}} and exits 0."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone, Copy)]
+struct Secs {
+    /// How long the behaviour runs, in seconds (fractions allowed).
+    #[arg(long, value_parser = parse_secs)]
+    secs: f64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Thread "hw-spin" busy-loops (no syscalls) for --secs.
+    Spin {
+        #[command(flatten)]
+        secs: Secs,
+    },
+    /// Threads "hw-runq-a" and "hw-runq-b" busy-loop pinned to one CPU: each
+    /// gets ~50% on-CPU and ~50% run-queue wait behind the other.
+    Runq {
+        #[command(flatten)]
+        secs: Secs,
+        /// The CPU both threads are pinned to.
+        #[arg(long, default_value_t = 0)]
+        cpu: usize,
+    },
+    /// Threads "hw-lock-0".."hw-lock-{K-1}" contend for one raw-futex mutex
+    /// (its address is printed as futex_addr), holding it --hold-us each time.
+    Futex {
+        #[command(flatten)]
+        secs: Secs,
+        /// Number of contending threads (K).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+        threads: u32,
+        /// Busy-spin this many microseconds while holding the lock.
+        #[arg(long, default_value_t = 1000)]
+        hold_us: u64,
+        /// Busy-spin this many microseconds after unlocking, before locking
+        /// again (lets a woken waiter take the lock; busy, so it adds no
+        /// off-CPU time).
+        #[arg(long, default_value_t = 100)]
+        pause_us: u64,
+    },
+    /// Threads "hw-pipe-a" and "hw-pipe-b" ping-pong one byte over two pipes;
+    /// b sleeps --delay-us before answering, so a's read() blocks ~that long.
+    Pipe {
+        #[command(flatten)]
+        secs: Secs,
+        /// hw-pipe-b's sleep before each answer, in microseconds.
+        #[arg(long, default_value_t = 1000)]
+        delay_us: u64,
+    },
+    /// Loopback request/reply: "hw-tcp-cli" sends 4 bytes and blocks in recv;
+    /// "hw-tcp-srv" sleeps --delay-ms then echoes them.
+    Tcp {
+        #[command(flatten)]
+        secs: Secs,
+        /// Server's sleep before each reply, in milliseconds.
+        #[arg(long, default_value_t = 10)]
+        delay_ms: u64,
+    },
+    /// Standalone slow echo server: "hw-tcp-srv" accepts clients, one
+    /// "hw-tcp-conn" thread each; every read (up to 64 bytes) is echoed after
+    /// --delay-ms.
+    TcpServer {
+        #[command(flatten)]
+        secs: Secs,
+        /// Port to listen on (0: an ephemeral port, printed as server_port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// Sleep before each reply, in milliseconds.
+        #[arg(long, default_value_t = 10)]
+        delay_ms: u64,
+    },
+    /// "hw-epoll" waits in epoll_wait(-1) on a loopback socket; "hw-feeder"
+    /// writes one byte to the other end every --interval-ms.
+    Epoll {
+        #[command(flatten)]
+        secs: Secs,
+        /// Feeder's interval between bytes, in milliseconds.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        interval_ms: u64,
+    },
+    /// "hw-disk" writes --block-kb KiB blocks with O_DIRECT + fsync into a file
+    /// in --dir (which must be on a disk-backed filesystem).
+    Disk {
+        #[command(flatten)]
+        secs: Secs,
+        /// Directory for the scratch file holdup-workload-disk.<pid> (deleted
+        /// at exit).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Block size in KiB: a multiple of 4, at most 65536.
+        #[arg(long, default_value_t = 64, value_parser = parse_block_kb)]
+        block_kb: u32,
+    },
+    /// "hw-idle" sleeps in 100 ms steps.
+    Idle {
+        #[command(flatten)]
+        secs: Secs,
+    },
+    /// Smoke-test mix: "hw-spin" spinning, "hw-lock-0"/"hw-lock-1" contending
+    /// on a futex (hold 1000 us, pause 100 us), "hw-pipe-a"/"hw-pipe-b"
+    /// ping-ponging with a 1000 us delay.
+    Mixed {
+        #[command(flatten)]
+        secs: Secs,
+    },
+}
+
+fn parse_secs(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !v.is_finite() || v <= 0.0 || v > 1e8 {
+        return Err("must be a positive number of seconds (at most 1e8)".into());
+    }
+    Ok(v)
+}
+
+fn parse_block_kb(s: &str) -> std::result::Result<u32, String> {
+    let v: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if v == 0 || v % 4 != 0 || u64::from(v) * 1024 > disk::WRAP_BYTES {
+        return Err("must be a multiple of 4 between 4 and 65536".into());
+    }
+    Ok(v)
+}
+
+/// Reports a failure and exits with status 1 (also used by worker threads).
+pub fn fatal(e: &Error) -> ! {
+    eprintln!("holdup-workload: {e}");
+    std::process::exit(1)
+}
+
+fn main_inner(cmd: Cmd) -> Result<()> {
+    let (name, secs, parts): (&str, Secs, Vec<Part>) = match cmd {
+        Cmd::Spin { secs } => ("spin", secs, vec![cpu::spin("hw-spin")?]),
+        Cmd::Runq { secs, cpu } => ("runq", secs, vec![cpu::runq(cpu)?]),
+        Cmd::Futex {
+            secs,
+            threads,
+            hold_us,
+            pause_us,
+        } => {
+            let p = lock::FutexParams {
+                threads,
+                hold: Duration::from_micros(hold_us),
+                pause: Duration::from_micros(pause_us),
+            };
+            ("futex", secs, vec![lock::futex(&p)?])
+        }
+        Cmd::Pipe { secs, delay_us } => (
+            "pipe",
+            secs,
+            vec![pipe::pipe_pair(Duration::from_micros(delay_us))?],
+        ),
+        Cmd::Tcp { secs, delay_ms } => (
+            "tcp",
+            secs,
+            vec![net::tcp(Duration::from_millis(delay_ms))?],
+        ),
+        Cmd::TcpServer {
+            secs,
+            port,
+            bind,
+            delay_ms,
+        } => (
+            "tcp-server",
+            secs,
+            vec![net::tcp_server(
+                bind,
+                port,
+                Duration::from_millis(delay_ms),
+            )?],
+        ),
+        Cmd::Epoll { secs, interval_ms } => (
+            "epoll",
+            secs,
+            vec![net::epoll(Duration::from_millis(interval_ms))?],
+        ),
+        Cmd::Disk {
+            secs,
+            dir,
+            block_kb,
+        } => ("disk", secs, vec![disk::disk(&dir, block_kb)?]),
+        Cmd::Idle { secs } => ("idle", secs, vec![cpu::idle()?]),
+        Cmd::Mixed { secs } => {
+            let p = lock::FutexParams {
+                threads: 2,
+                hold: Duration::from_micros(1000),
+                pause: Duration::from_micros(100),
+            };
+            (
+                "mixed",
+                secs,
+                vec![
+                    cpu::spin("hw-spin")?,
+                    lock::futex(&p)?,
+                    pipe::pipe_pair(Duration::from_micros(1000))?,
+                ],
+            )
+        }
+    };
+    run(name, secs.secs, parts)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match main_inner(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fatal(&e),
+    }
+}
