@@ -14,7 +14,11 @@ fn find_clang() -> PathBuf {
         return PathBuf::from(c);
     }
     for name in ["clang-19", "clang"] {
-        if Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        if Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             return PathBuf::from(name);
         }
     }
@@ -39,22 +43,37 @@ fn main() {
     .to_string();
 
     println!("cargo:rerun-if-env-changed=HOLDUP_CLANG");
-    println!("cargo:rerun-if-changed={}", bpf_dir.join("holdup.h").display());
-    println!("cargo:rerun-if-changed={}", bpf_dir.join("holdup.bpf.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        bpf_dir.join("holdup.h").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        bpf_dir.join("holdup.bpf.h").display()
+    );
 
     let mut objects = Vec::new();
     for sub in SUBSYSTEMS {
         let src = bpf_dir.join(format!("{sub}.bpf.c"));
         let obj = out.join(format!("{sub}.bpf.o"));
         println!("cargo:rerun-if-changed={}", src.display());
-        compile(&clang, &src, &obj, &bpf_dir, Path::new(&libbpf_include), &arch);
+        compile(
+            &clang,
+            &src,
+            &obj,
+            &bpf_dir,
+            Path::new(&libbpf_include),
+            &arch,
+        );
         objects.push(obj);
     }
 
     let linked = out.join("holdup.bpf.o");
     let mut linker = libbpf_rs::Linker::new(&linked).expect("cannot create BPF linker");
     for obj in &objects {
-        linker.add_file(obj).unwrap_or_else(|e| panic!("linking {}: {e}", obj.display()));
+        linker
+            .add_file(obj)
+            .unwrap_or_else(|e| panic!("linking {}: {e}", obj.display()));
     }
     linker.link().expect("BPF static link failed");
 
@@ -64,9 +83,23 @@ fn main() {
         .expect("skeleton generation failed");
 }
 
-fn compile(clang: &Path, src: &Path, obj: &Path, bpf_dir: &Path, libbpf_include: &Path, arch: &str) {
+fn compile(
+    clang: &Path,
+    src: &Path,
+    obj: &Path,
+    bpf_dir: &Path,
+    libbpf_include: &Path,
+    arch: &str,
+) {
     let status = Command::new(clang)
-        .args(["-g", "-O2", "-target", "bpf", "-Wall", "-Wno-unused-function"])
+        .args([
+            "-g",
+            "-O2",
+            "-target",
+            "bpf",
+            "-Wall",
+            "-Wno-unused-function",
+        ])
         .arg(format!("-D__TARGET_ARCH_{arch}"))
         .arg("-I")
         .arg(bpf_dir)

@@ -12,7 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "holdup", version, about = "What is holding your threads up, and who is causing it (eBPF)")]
+#[command(
+    name = "holdup",
+    version,
+    about = "What is holding your threads up, and who is causing it (eBPF)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -78,6 +82,10 @@ struct TargetArgs {
     /// Do not follow processes the target starts.
     #[arg(long)]
     no_follow: bool,
+    /// Also count every socket call and its bytes, per socket (costs a busy
+    /// network service a few percent: every socket call on the host is traced).
+    #[arg(long)]
+    socket_calls: bool,
     /// Start this command and watch it: `holdup record -o x.rec -- ./server --port 80`.
     #[arg(last = true, group = "tgt")]
     command: Vec<String>,
@@ -91,7 +99,8 @@ impl TargetArgs {
             TargetSpec::Cgroup(c.clone())
         } else if let Some(re) = &self.comm {
             TargetSpec::Comm(
-                regex::Regex::new(re).with_context(|| format!("--comm {re:?} is not a valid regular expression"))?,
+                regex::Regex::new(re)
+                    .with_context(|| format!("--comm {re:?} is not a valid regular expression"))?,
             )
         } else if self.all {
             TargetSpec::All
@@ -106,7 +115,12 @@ impl TargetArgs {
         if self.interval < Duration::from_millis(10) {
             bail!("--interval must be at least 10ms");
         }
-        Ok(Options { target: self.spec()?, interval: self.interval, follow_children: !self.no_follow })
+        Ok(Options {
+            target: self.spec()?,
+            interval: self.interval,
+            follow_children: !self.no_follow,
+            socket_calls: self.socket_calls,
+        })
     }
 }
 
@@ -117,13 +131,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "s"),
     };
-    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (try 10s, 500ms, 2m)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 10s, 500ms, 2m)"))?;
     let secs = match unit {
         "ms" => v / 1000.0,
         "s" | "" => v,
         "m" | "min" => v * 60.0,
         "h" => v * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ))
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("{s:?} is not a valid duration"));
@@ -159,7 +179,8 @@ fn signal_hook_register(sig: i32, flag: Arc<AtomicBool>) -> std::io::Result<()> 
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOLDUP_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("HOLDUP_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -172,26 +193,47 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Top { target, json, duration, rows } => {
+        Cmd::Top {
+            target,
+            json,
+            duration,
+            rows,
+        } => {
             let mut c = Collector::start(target.options()?)?;
             let stop = stop_flag();
             top::run(&mut c, &stop, json, duration, rows)
         }
-        Cmd::Record { target, output, duration, summary } => record(target, output, duration, summary),
+        Cmd::Record {
+            target,
+            output,
+            duration,
+            summary,
+        } => record(target, output, duration, summary),
         Cmd::Inspect { file, json } => inspect(&file, json),
     }
 }
 
-fn record(target: TargetArgs, output: PathBuf, duration: Option<Duration>, summary: bool) -> Result<()> {
+fn record(
+    target: TargetArgs,
+    output: PathBuf,
+    duration: Option<Duration>,
+    summary: bool,
+) -> Result<()> {
     let opts = target.options()?;
     // A bad output path should fail before anything is loaded.
     std::fs::File::create(&output).with_context(|| {
-        format!("cannot write the recording to {}: choose another -o path", output.display())
+        format!(
+            "cannot write the recording to {}: choose another -o path",
+            output.display()
+        )
     })?;
     let interval = opts.interval;
     let mut c = Collector::start(opts)?;
-    let header =
-        RecordingHeader::new(c.target().clone(), interval.as_millis() as u64, std::env::args().collect());
+    let header = RecordingHeader::new(
+        c.target().clone(),
+        interval.as_millis() as u64,
+        std::env::args().collect(),
+    );
     let mut rec = Recorder::create(&output, &header)?;
     let stop = stop_flag();
     let started = Instant::now();

@@ -23,7 +23,11 @@ pub fn run(
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
     if !json {
-        eprintln!("holdup: watching {} every {:?}; Ctrl-C to stop", c.target(), c.interval());
+        eprintln!(
+            "holdup: watching {} every {:?}; Ctrl-C to stop",
+            c.target(),
+            c.interval()
+        );
     }
     loop {
         let snap = c.next_window(stop)?;
@@ -87,7 +91,10 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
         pct(overhead, win),
         if s.loss.total() == 0 { "none".to_string() } else { format!("{:?}", s.loss) }
     );
-    let _ = writeln!(o, "bar: # on-CPU  r run-queue  i iowait  D other-D  . sleep");
+    let _ = writeln!(
+        o,
+        "bar: # on-CPU  r run-queue  i iowait  D other-D  . sleep"
+    );
     let _ = writeln!(
         o,
         "{:<16} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6}  {:<BAR$}  {}",
@@ -133,7 +140,9 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
     // Resources: aggregate over threads.
     let mut res: HashMap<(String, String), (u64, u64, usize)> = HashMap::new();
     for r in &s.resources {
-        let e = res.entry((r.kind.label().to_string(), r.resource.to_string())).or_default();
+        let e = res
+            .entry((r.kind.label().to_string(), r.resource.to_string()))
+            .or_default();
         e.0 += r.wait_ns;
         e.1 += r.waits;
         e.2 += 1;
@@ -159,14 +168,19 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
     let mut cul: HashMap<(u32, String, String), (u64, std::collections::BTreeSet<u32>)> =
         HashMap::new();
     for c in &s.culprits {
-        let e = cul.entry((c.tgid, c.comm.clone(), c.cgroup.clone())).or_default();
+        let e = cul
+            .entry((c.tgid, c.comm.clone(), c.cgroup.clone()))
+            .or_default();
         e.0 += c.ns;
         e.1.insert(c.victim_tid);
     }
     let mut cul: Vec<_> = cul.into_iter().collect();
     cul.sort_by_key(|(_, v)| std::cmp::Reverse(v.0));
     if !cul.is_empty() {
-        let _ = writeln!(o, "\nWHO RAN INSTEAD (CPU held while target threads waited in the run queue)");
+        let _ = writeln!(
+            o,
+            "\nWHO RAN INSTEAD (CPU held while target threads waited in the run queue)"
+        );
         for ((tgid, comm, cg), (ns, victims)) in cul.iter().take(5) {
             let _ = writeln!(
                 o,
@@ -198,7 +212,13 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
     if !wake.is_empty() {
         let _ = writeln!(o, "\nWHO WOKE THEM (wake-ups, and the sleep they ended)");
         for (k, (n, ns)) in wake.iter().take(5) {
-            let _ = writeln!(o, "  {:<56} {:>7} wake-ups  {:>9}", truncate(k, 56), n, ms(*ns));
+            let _ = writeln!(
+                o,
+                "  {:<56} {:>7} wake-ups  {:>9}",
+                truncate(k, 56),
+                n,
+                ms(*ns)
+            );
         }
     }
 

@@ -26,7 +26,11 @@ pub fn pod<T: Copy + Default>(bytes: &[u8]) -> T {
 
 /// A fixed C char array to a String.
 pub fn cstr(chars: &[i8]) -> String {
-    let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -51,19 +55,31 @@ pub fn socket(s: &types::sock_desc) -> SocketAddrs {
         2 => {
             let sa = Ipv4Addr::new(s.saddr[0], s.saddr[1], s.saddr[2], s.saddr[3]);
             let da = Ipv4Addr::new(s.daddr[0], s.daddr[1], s.daddr[2], s.daddr[3]);
-            let peer = if s.dport == 0 { String::new() } else { format!("{da}:{}", s.dport) };
+            let peer = if s.dport == 0 {
+                String::new()
+            } else {
+                format!("{da}:{}", s.dport)
+            };
             (format!("{sa}:{}", s.sport), peer)
         }
         10 => {
             let sa = Ipv6Addr::from(s.saddr);
             let da = Ipv6Addr::from(s.daddr);
-            let peer = if s.dport == 0 { String::new() } else { format!("[{da}]:{}", s.dport) };
+            let peer = if s.dport == 0 {
+                String::new()
+            } else {
+                format!("[{da}]:{}", s.dport)
+            };
             (format!("[{sa}]:{}", s.sport), peer)
         }
         1 => ("unix".into(), String::new()),
         f => (format!("family {f}"), String::new()),
     };
-    SocketAddrs { proto: proto_name(s.protocol, s.family), local, peer }
+    SocketAddrs {
+        proto: proto_name(s.protocol, s.family),
+        local,
+        peer,
+    }
 }
 
 fn file_type(mode: u32) -> &'static str {
@@ -95,13 +111,19 @@ fn syscall_name(nr: u64) -> &'static str {
 /// Names the resource of a wait from its kernel description.
 pub fn resource(kind: WaitKind, d: &types::res_desc) -> Resource {
     match kind {
-        WaitKind::Futex => Resource::Futex { tgid: d.id2 as u32, uaddr: d.id1 },
-        WaitKind::SockRecv
-        | WaitKind::SockSend
-        | WaitKind::Accept
-        | WaitKind::Connect => Resource::Socket(socket(&d.sock)),
+        WaitKind::Futex => Resource::Futex {
+            tgid: d.id2 as u32,
+            uaddr: d.id1,
+        },
+        WaitKind::SockRecv | WaitKind::SockSend | WaitKind::Accept | WaitKind::Connect => {
+            Resource::Socket(socket(&d.sock))
+        }
         WaitKind::Mux => Resource::Mux {
-            ino: if matches!(d.id2, 232 | 281 | 441) { d.id1 } else { 0 },
+            instance: if matches!(d.id2, 232 | 281 | 441) {
+                d.id1
+            } else {
+                0
+            },
             call: syscall_name(d.id2).into(),
         },
         WaitKind::FileRead | WaitKind::FileWrite | WaitKind::Other => Resource::File {
@@ -123,7 +145,11 @@ pub fn disk_name(dev: u32) -> String {
     let mm = dev_string(dev);
     std::fs::read_to_string(format!("/sys/dev/block/{mm}/uevent"))
         .ok()
-        .and_then(|u| u.lines().find_map(|l| l.strip_prefix("DEVNAME=")).map(str::to_string))
+        .and_then(|u| {
+            u.lines()
+                .find_map(|l| l.strip_prefix("DEVNAME="))
+                .map(str::to_string)
+        })
         .unwrap_or(mm)
 }
 
@@ -133,7 +159,13 @@ mod tests {
 
     #[test]
     fn ipv4_socket_formats_both_ends() {
-        let mut s = types::sock_desc { family: 2, protocol: 6, sport: 40000, dport: 6379, ..Default::default() };
+        let mut s = types::sock_desc {
+            family: 2,
+            protocol: 6,
+            sport: 40000,
+            dport: 6379,
+            ..Default::default()
+        };
         s.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
         s.daddr[..4].copy_from_slice(&[127, 0, 0, 2]);
         let a = socket(&s);
@@ -144,7 +176,12 @@ mod tests {
 
     #[test]
     fn listening_socket_has_no_peer() {
-        let s = types::sock_desc { family: 2, protocol: 6, sport: 80, ..Default::default() };
+        let s = types::sock_desc {
+            family: 2,
+            protocol: 6,
+            sport: 80,
+            ..Default::default()
+        };
         assert_eq!(socket(&s).peer, "");
     }
 

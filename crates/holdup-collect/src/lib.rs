@@ -23,8 +23,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,11 +88,18 @@ pub struct Options {
     pub interval: Duration,
     /// Trace processes the target forks.
     pub follow_children: bool,
+    /// Count every socket call and its bytes (sock:sock_{recv,send}_length).
+    /// Off by default: these fire on every socket call on the host, which
+    /// costs a busy network service several percent of its throughput.
+    pub socket_calls: bool,
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -119,7 +124,7 @@ pub struct Collector {
     spec: TargetSpec,
     model_target: Target,
     cgroup_dir: Option<std::path::PathBuf>,
-    child: Option<Child>,
+    child: Option<ChildProc>,
     root_pid: Option<u32>,
     index: u64,
     window_start_ns: u64,
@@ -150,9 +155,15 @@ impl Collector {
         // collector lives about as long as the process, so leak the small box.
         let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
             Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = HoldupSkelBuilder::default().open(storage).map_err(bpf_err("open"))?;
+        let mut open = HoldupSkelBuilder::default()
+            .open(storage)
+            .map_err(bpf_err("open"))?;
         {
-            let ro = open.maps.rodata_data.as_deref_mut().expect("rodata is mmapped");
+            let ro = open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("rodata is mmapped");
             ro.self_tgid = std::process::id();
             ro.follow_children = u8::from(opts.follow_children);
             ro.targ_all = u8::from(matches!(opts.target, TargetSpec::All));
@@ -160,14 +171,24 @@ impl Collector {
             ro.targ_comm = u8::from(matches!(opts.target, TargetSpec::Comm(_)));
         }
         open.progs.window_cut.set_autoattach(false);
+        if !opts.socket_calls {
+            open.progs.handle_sock_recv_length.set_autoload(false);
+            open.progs.handle_sock_send_length.set_autoload(false);
+        }
         let skel = open.load().map_err(bpf_err("load (verifier)"))?;
 
         // Statistics of every program's run time, for the overhead report.
         // SAFETY: plain syscall wrapper; the fd restores the setting when closed.
-        let stats_fd = unsafe { libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME) };
+        let stats_fd = unsafe {
+            libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME)
+        };
         let stats_fd = (stats_fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(stats_fd) });
 
-        let iter_link = skel.progs.window_cut.attach().map_err(bpf_err("attach window iterator"))?;
+        let iter_link = skel
+            .progs
+            .window_cut
+            .attach()
+            .map_err(bpf_err("attach window iterator"))?;
 
         let exec_pending = Arc::new(Mutex::new(Vec::new()));
         let exec_rb = if matches!(opts.target, TargetSpec::Comm(_)) {
@@ -210,11 +231,20 @@ impl Collector {
             disk_names: HashMap::new(),
         };
         c.model_target = match &opts.target {
-            TargetSpec::Pid(_) => Target::Pid { pid: root_pid.unwrap() },
-            TargetSpec::Cgroup(p) => Target::Cgroup { path: p.display().to_string() },
-            TargetSpec::Comm(re) => Target::Comm { regex: re.as_str().to_string() },
+            TargetSpec::Pid(_) => Target::Pid {
+                pid: root_pid.unwrap(),
+            },
+            TargetSpec::Cgroup(p) => Target::Cgroup {
+                path: p.display().to_string(),
+            },
+            TargetSpec::Comm(re) => Target::Comm {
+                regex: re.as_str().to_string(),
+            },
             TargetSpec::All => Target::All,
-            TargetSpec::Command(argv) => Target::Command { argv: argv.clone(), pid: 0 },
+            TargetSpec::Command(argv) => Target::Command {
+                argv: argv.clone(),
+                pid: 0,
+            },
         };
         c.refresh_targets();
 
@@ -232,8 +262,11 @@ impl Collector {
 
         if let TargetSpec::Command(argv) = &opts.target {
             let child = c.spawn(argv)?;
-            c.model_target = Target::Command { argv: argv.clone(), pid: child.id() };
-            c.root_pid = Some(child.id());
+            c.model_target = Target::Command {
+                argv: argv.clone(),
+                pid: child.pid,
+            };
+            c.root_pid = Some(child.pid);
             c.child = Some(child);
         }
         Ok(c)
@@ -252,7 +285,7 @@ impl Collector {
     /// Whether the target is still there (always true for cgroup/comm/all).
     pub fn target_alive(&mut self) -> bool {
         if let Some(child) = &mut self.child {
-            return matches!(child.try_wait(), Ok(None));
+            return child.try_wait().is_none();
         }
         match self.root_pid {
             Some(pid) => target::pid_alive(pid),
@@ -260,48 +293,76 @@ impl Collector {
         }
     }
 
-    /// Exit status of a command started with `-- CMD`, once it ended.
-    pub fn child_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    /// Exit status (as from waitpid) of a command started with `-- CMD`, once it ended.
+    pub fn child_status(&mut self) -> Option<i32> {
+        self.child.as_mut().and_then(|c| c.try_wait())
     }
 
     /// Starts `argv` held at a gate until its pid is in the target set, so
-    /// not one of its threads or children is missed.
-    fn spawn(&mut self, argv: &[String]) -> Result<Child, CollectError> {
+    /// not one of its threads or children is missed. (std's spawn cannot do
+    /// this: it waits for the exec, which the gate holds back.)
+    fn spawn(&mut self, argv: &[String]) -> Result<ChildProc, CollectError> {
         let cmdline = argv.join(" ");
-        let mut fds = [0i32; 2];
-        // SAFETY: valid array of two fds.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(CollectError::Spawn { cmd: cmdline, err: std::io::Error::last_os_error() });
-        }
-        let (gate_r, gate_w) = (fds[0], fds[1]);
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]);
-        // SAFETY: only async-signal-safe calls (read, close) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::close(gate_w);
-                let mut b = 0u8;
-                libc::read(gate_r, &mut b as *mut u8 as *mut libc::c_void, 1);
-                Ok(())
-            });
-        }
-        let spawned = cmd.spawn();
-        // SAFETY: closing our own pipe ends.
-        unsafe { libc::close(gate_r) };
-        let child = match spawned {
-            Ok(c) => c,
-            Err(err) => {
-                unsafe { libc::close(gate_w) };
-                return Err(CollectError::Spawn { cmd: cmdline, err });
-            }
+        let spawn_err = |err: std::io::Error| CollectError::Spawn {
+            cmd: cmdline.clone(),
+            err,
         };
-        let pid = child.id();
-        let _ = self.skel.maps.target_tgids.update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY);
-        // SAFETY: writing one byte to our pipe, then closing it.
+        let cargs: Vec<std::ffi::CString> = argv
+            .iter()
+            .map(|a| std::ffi::CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| spawn_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+        let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        let (mut gate, mut report) = ([0i32; 2], [0i32; 2]);
+        // SAFETY: valid arrays of two fds.
         unsafe {
-            libc::write(gate_w, b"g".as_ptr() as *const libc::c_void, 1);
-            libc::close(gate_w);
+            if libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) != 0
+                || libc::pipe2(report.as_mut_ptr(), libc::O_CLOEXEC) != 0
+            {
+                return Err(spawn_err(std::io::Error::last_os_error()));
+            }
+        }
+        // SAFETY: between fork and exec the child only makes async-signal-safe
+        // calls (close, read, execvp, write, _exit) on memory prepared before.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(spawn_err(std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            unsafe {
+                libc::close(gate[1]);
+                libc::close(report[0]);
+                let mut b = 0u8;
+                libc::read(gate[0], &mut b as *mut u8 as *mut libc::c_void, 1);
+                libc::execvp(ptrs[0], ptrs.as_ptr());
+                let errno = *libc::__errno_location();
+                libc::write(report[1], &errno as *const i32 as *const libc::c_void, 4);
+                libc::_exit(127);
+            }
+        }
+        let pid = pid as u32;
+        let _ = self
+            .skel
+            .maps
+            .target_tgids
+            .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY);
+        let mut errno = 0i32;
+        // SAFETY: our own pipe ends; the read returns 0 once exec closed the report pipe.
+        let n = unsafe {
+            libc::close(gate[0]);
+            libc::close(report[1]);
+            libc::write(gate[1], b"g".as_ptr() as *const libc::c_void, 1);
+            libc::close(gate[1]);
+            let n = libc::read(report[0], &mut errno as *mut i32 as *mut libc::c_void, 4);
+            libc::close(report[0]);
+            n
+        };
+        let child = ChildProc { pid, status: None };
+        if n == 4 {
+            let mut child = child;
+            child.wait();
+            return Err(spawn_err(std::io::Error::from_raw_os_error(errno)));
         }
         Ok(child)
     }
@@ -310,7 +371,10 @@ impl Collector {
     fn refresh_targets(&mut self) {
         let add_tgids = |skel: &HoldupSkel, set: &BTreeSet<u32>| {
             for pid in set {
-                let _ = skel.maps.target_tgids.update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY);
+                let _ = skel
+                    .maps
+                    .target_tgids
+                    .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY);
             }
         };
         match &self.spec {
@@ -338,8 +402,11 @@ impl Collector {
                 if let Some(rb) = &self.exec_rb {
                     let _ = rb.consume();
                 }
-                let pending: Vec<(u32, String)> =
-                    self.exec_pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+                let pending: Vec<(u32, String)> = self
+                    .exec_pending
+                    .lock()
+                    .map(|mut p| std::mem::take(&mut *p))
+                    .unwrap_or_default();
                 let mut set: BTreeSet<u32> = pending
                     .into_iter()
                     .filter(|(_, comm)| re.is_match(comm))
@@ -353,7 +420,12 @@ impl Collector {
     }
 
     fn set_window_start(&mut self, t: u64) {
-        let bss = self.skel.maps.bss_data.as_deref_mut().expect("bss is mmapped");
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .expect("bss is mmapped");
         // SAFETY: aligned u64 in the mmapped .bss; a volatile store is atomic on
         // 64-bit targets, and the kernel reads it with a single load.
         unsafe { std::ptr::write_volatile(&mut bss.window_start, t) };
@@ -381,7 +453,9 @@ impl Collector {
                 }
             } else {
                 std::thread::sleep(
-                    deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)),
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(20)),
                 );
             }
         }
@@ -416,7 +490,17 @@ impl Collector {
         self.index += 1;
         self.window_start_ns = end;
         self.window_wall_ms = wall_ms();
-        Ok(Snapshot { window, threads, resources, futex_wakes, wakeups, culprits, disks, loss, overhead })
+        Ok(Snapshot {
+            window,
+            threads,
+            resources,
+            futex_wakes,
+            wakeups,
+            culprits,
+            disks,
+            loss,
+            overhead,
+        })
     }
 
     fn drain(map: &dyn MapCore, slot: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -482,13 +566,18 @@ impl Collector {
                 wakes.push(FutexWake {
                     waker_tgid: r.tgid,
                     waker_tid: key.tid,
-                    futex: holdup_model::Resource::Futex { tgid: key.id2 as u32, uaddr: key.id1 },
+                    futex: holdup_model::Resource::Futex {
+                        tgid: key.id2 as u32,
+                        uaddr: key.id1,
+                    },
                     calls: r.calls,
                     woken: r.woken,
                 });
                 continue;
             }
-            let Some(kind) = WaitKind::from_kernel(key.kind) else { continue };
+            let Some(kind) = WaitKind::from_kernel(key.kind) else {
+                continue;
+            };
             waits.push(ResourceWait {
                 tgid: r.tgid,
                 tid: key.tid,
@@ -576,7 +665,11 @@ impl Collector {
                     dev: convert::dev_string(key.dev),
                     tgid: d.tgid,
                     tid: key.tid,
-                    comm: if key.tid == 0 { "[kernel]".into() } else { convert::cstr(&d.comm) },
+                    comm: if key.tid == 0 {
+                        "[kernel]".into()
+                    } else {
+                        convert::cstr(&d.comm)
+                    },
                     is_target: d.is_target != 0,
                     requests: d.requests,
                     bytes: d.bytes,
@@ -593,7 +686,11 @@ impl Collector {
         }
         for d in &mut out {
             let t = totals[&d.dev];
-            d.share = if t == 0 { 0.0 } else { d.bytes as f64 / t as f64 };
+            d.share = if t == 0 {
+                0.0
+            } else {
+                d.bytes as f64 / t as f64
+            };
         }
         out.sort_by(|a, b| b.bytes.cmp(&a.bytes));
         out
@@ -607,8 +704,11 @@ impl Collector {
                 *slot = per_cpu.iter().map(|v| convert::pod::<u64>(v)).sum();
             }
         }
-        let d: Vec<u64> =
-            now.iter().zip(self.prev_loss.iter()).map(|(a, b)| a.saturating_sub(*b)).collect();
+        let d: Vec<u64> = now
+            .iter()
+            .zip(self.prev_loss.iter())
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
         self.prev_loss = now;
         Loss {
             thread_map_full: d[0],
@@ -641,7 +741,8 @@ impl Collector {
                 continue;
             }
             let (prev_cnt, prev_ns) = self.prev_prog.get(&name).copied().unwrap_or((0, 0));
-            self.prev_prog.insert(name.clone(), (info.run_cnt, info.run_time_ns));
+            self.prev_prog
+                .insert(name.clone(), (info.run_cnt, info.run_time_ns));
             out.push(ProgCost {
                 name,
                 run_cnt: info.run_cnt.saturating_sub(prev_cnt),
@@ -653,13 +754,43 @@ impl Collector {
     }
 }
 
+/// A command holdup started.
+struct ChildProc {
+    pid: u32,
+    status: Option<i32>,
+}
+
+impl ChildProc {
+    fn try_wait(&mut self) -> Option<i32> {
+        if self.status.is_none() {
+            let mut st = 0;
+            // SAFETY: reaping our own child without blocking.
+            if unsafe { libc::waitpid(self.pid as i32, &mut st, libc::WNOHANG) } == self.pid as i32
+            {
+                self.status = Some(st);
+            }
+        }
+        self.status
+    }
+
+    fn wait(&mut self) {
+        if self.status.is_none() {
+            let mut st = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(self.pid as i32, &mut st, 0) };
+            self.status = Some(st);
+        }
+    }
+}
+
 impl Drop for Collector {
     fn drop(&mut self) {
         // A command holdup started is holdup's to stop.
         if let Some(child) = &mut self.child {
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-                let _ = child.wait();
+            if child.try_wait().is_none() {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(child.pid as i32, libc::SIGTERM) };
+                child.wait();
             }
         }
     }

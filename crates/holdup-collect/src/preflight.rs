@@ -50,10 +50,18 @@ pub fn ensure_tracefs() -> Result<bool, CollectError> {
     let source = CString::new("nodev").unwrap();
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
-        libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
-        return Err(CollectError::NoTracefs(std::io::Error::last_os_error().to_string()));
+        return Err(CollectError::NoTracefs(
+            std::io::Error::last_os_error().to_string(),
+        ));
     }
     tracing::info!("tracefs was not mounted: mounted it at {TRACEFS}");
     eprintln!("holdup: tracefs was not mounted; mounted it at {TRACEFS}");
@@ -62,7 +70,10 @@ pub fn ensure_tracefs() -> Result<bool, CollectError> {
 
 /// Older kernels charge BPF maps to RLIMIT_MEMLOCK; lift it (harmless on newer ones).
 fn raise_memlock() {
-    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain syscall with a valid pointer.
     unsafe {
         libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);

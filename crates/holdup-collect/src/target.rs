@@ -202,7 +202,10 @@ mod tests {
     #[test]
     fn missing_pid_is_an_error() {
         // pid_max is at most 4194304, so this pid cannot exist.
-        assert!(matches!(tgid_of(4_999_999), Err(CollectError::NoSuchPid(4_999_999))));
+        assert!(matches!(
+            tgid_of(4_999_999),
+            Err(CollectError::NoSuchPid(4_999_999))
+        ));
         assert!(!pid_alive(4_999_999));
     }
 

@@ -123,7 +123,9 @@ impl Histogram {
     /// Builds a histogram from kernel buckets, trimming trailing zeros.
     pub fn from_buckets(b: &[u64]) -> Histogram {
         let end = b.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
-        Histogram { buckets: b[..end].to_vec() }
+        Histogram {
+            buckets: b[..end].to_vec(),
+        }
     }
 
     /// Total count.
@@ -275,10 +277,10 @@ pub enum Resource {
     },
     /// A socket.
     Socket(SocketAddrs),
-    /// An epoll instance (by inode), or poll/select (inode 0).
+    /// An epoll instance, or poll/select (instance 0).
     Mux {
-        /// epoll inode, 0 for poll/select.
-        ino: u64,
+        /// Identity of the epoll instance (kernel file address), 0 for poll/select.
+        instance: u64,
         /// Syscall name.
         call: String,
     },
@@ -288,7 +290,12 @@ impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Resource::Futex { tgid, uaddr } => write!(f, "futex {uaddr:#x} (pid {tgid})"),
-            Resource::File { file_type, name, ino, .. } => {
+            Resource::File {
+                file_type,
+                name,
+                ino,
+                ..
+            } => {
                 if name.is_empty() {
                     write!(f, "{file_type} inode {ino}")
                 } else {
@@ -296,11 +303,12 @@ impl fmt::Display for Resource {
                 }
             }
             Resource::Socket(s) => write!(f, "{s}"),
-            Resource::Mux { ino, call } => {
-                if *ino == 0 {
+            Resource::Mux { instance, call } => {
+                if *instance == 0 {
                     write!(f, "{call}")
                 } else {
-                    write!(f, "{call} epoll inode {ino}")
+                    // the low bits of the file address tell instances apart
+                    write!(f, "{call} epoll#{:04x}", (instance >> 6) & 0xffff)
                 }
             }
         }
@@ -620,19 +628,79 @@ pub fn metric_catalog() -> Vec<MetricInfo> {
             "threads[].states.runq_ns, threads[].runq_hist, culprits[]",
         ),
         m(3, "scheduling", "iowait", "threads[].states.iowait_ns"),
-        m(4, "scheduling", "other uninterruptible wait", "threads[].states.other_d_ns"),
-        m(5, "scheduling", "interruptible sleep, who woke me", "threads[].states.sleep_ns, wakeups[]"),
-        m(6, "futex", "blocked time per futex", "resources[kind=futex].wait_ns, .hist"),
-        m(7, "futex", "blocking waits per futex", "resources[kind=futex].waits"),
+        m(
+            4,
+            "scheduling",
+            "other uninterruptible wait",
+            "threads[].states.other_d_ns",
+        ),
+        m(
+            5,
+            "scheduling",
+            "interruptible sleep, who woke me",
+            "threads[].states.sleep_ns, wakeups[]",
+        ),
+        m(
+            6,
+            "futex",
+            "blocked time per futex",
+            "resources[kind=futex].wait_ns, .hist",
+        ),
+        m(
+            7,
+            "futex",
+            "blocking waits per futex",
+            "resources[kind=futex].waits",
+        ),
         m(8, "futex", "wakes per futex per waker", "futex_wakes[]"),
-        m(9, "vfs", "blocked time reading files", "resources[kind=file_read]"),
-        m(10, "vfs", "blocked time writing / syncing files", "resources[kind=file_write]"),
-        m(11, "net", "blocked time receiving per socket, calls, bytes", "resources[kind=sock_recv]"),
-        m(12, "net", "blocked time sending per socket, calls, bytes", "resources[kind=sock_send]"),
-        m(13, "net", "blocked time in accept / connect", "resources[kind=accept|connect]"),
-        m(14, "mux", "blocked time in epoll/poll/select per instance", "resources[kind=mux]"),
-        m(15, "mux", "what ended the wait", "wakeups[wait_kind=mux].waker"),
-        m(16, "block", "per thread x disk: requests, bytes, latency, share", "disks[]"),
+        m(
+            9,
+            "vfs",
+            "blocked time reading files",
+            "resources[kind=file_read]",
+        ),
+        m(
+            10,
+            "vfs",
+            "blocked time writing / syncing files",
+            "resources[kind=file_write]",
+        ),
+        m(
+            11,
+            "net",
+            "blocked time receiving per socket, calls, bytes",
+            "resources[kind=sock_recv]",
+        ),
+        m(
+            12,
+            "net",
+            "blocked time sending per socket, calls, bytes",
+            "resources[kind=sock_send]",
+        ),
+        m(
+            13,
+            "net",
+            "blocked time in accept / connect",
+            "resources[kind=accept|connect]",
+        ),
+        m(
+            14,
+            "mux",
+            "blocked time in epoll/poll/select per instance",
+            "resources[kind=mux]",
+        ),
+        m(
+            15,
+            "mux",
+            "what ended the wait",
+            "wakeups[wait_kind=mux].waker",
+        ),
+        m(
+            16,
+            "block",
+            "per thread x disk: requests, bytes, latency, share",
+            "disks[]",
+        ),
     ]
 }
 

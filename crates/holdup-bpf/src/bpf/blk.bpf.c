@@ -34,8 +34,11 @@ int handle_block_rq_complete(struct trace_event_raw_block_rq_completion *ctx)
 	__u64 bytes = (__u64)ctx->nr_sector * 512;
 	struct disk_io_key dk = { .slot = window_start & 1, .dev = ctx->dev };
 	struct disk_io_stats *s;
+	struct cpu_ctx *c = this_cpu_ctx();
 	__u64 lat = 0;
 
+	if (c)
+		c->blk_done_ts = now; /* wake-ups that follow are this completion's */
 	if (info) {
 		dk.tid = info->tid;
 		lat = now - info->ts;

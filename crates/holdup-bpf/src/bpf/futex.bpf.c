@@ -2,7 +2,7 @@
 /*
  * Futex (metrics 6-8). No futex hook of its own: a futex wait is recognised
  * when the thread goes to sleep (sched_switch, orig_ax = futex family), and a
- * futex wake when the waker is in a futex syscall at sched_wakeup. This keeps
+ * futex wake when the waker is in a futex syscall at sched_waking. This keeps
  * the sys_enter_futex tracepoint, and its host-wide cost, out of the picture.
  */
 #include "holdup.bpf.h"

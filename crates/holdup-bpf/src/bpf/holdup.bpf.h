@@ -65,11 +65,24 @@ struct cpu_ring {
 	struct run_seg segs[RQ_RING];
 };
 
-/* The last sk_data_ready on this CPU: what ended a wait it wakes (metric 15). */
-struct data_ready {
-	__u64 ts;
-	__u64 sk;
+/*
+ * Per-CPU context for naming what ended a wait. A wake-up that runs right
+ * after sk_data_ready or a block completion on the same CPU, or inside an
+ * hrtimer callback, comes from the kernel on behalf of that event, whatever
+ * task `current` happens to be. (Hooking every irq/softirq entry would say
+ * the same at a far higher cost.)
+ */
+struct cpu_ctx {
+	__u64 data_ready_ts;
+	__u64 data_ready_sk;
+	__u64 blk_done_ts;
+	/* inside an hrtimer callback since (0: not); a time, not a depth, so an
+	 * exit missed while attaching cannot leave the CPU marked for good */
+	__u64 timer_ts;
 };
+
+/* An event this recent on the same CPU is what the wake-up is part of. */
+#define SAME_EVENT_NS 50000
 
 struct bio_key {
 	__u32 dev;
@@ -166,8 +179,8 @@ typedef struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct data_ready);
-} data_ready_t;
+	__type(value, struct cpu_ctx);
+} cpu_ctxs_t;
 
 typedef struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -175,13 +188,6 @@ typedef struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } loss_t;
-
-typedef struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} irq_depth_t;
 
 typedef struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -198,10 +204,9 @@ HOLDUP_MAP(culprit_stats_map_t culprit_stats);
 HOLDUP_MAP(disk_stats_map_t disk_stats);
 HOLDUP_MAP(bio_inflight_t bio_inflight);
 HOLDUP_MAP(cpu_rings_t cpu_rings);
-HOLDUP_MAP(data_ready_t data_ready);
+HOLDUP_MAP(cpu_ctxs_t cpu_ctxs);
 HOLDUP_MAP(loss_t loss);
 HOLDUP_MAP(exec_events_t exec_events);
-HOLDUP_MAP(irq_depth_t irq_depth);
 
 /* Configuration, set by user space before load (rodata). */
 #ifdef HOLDUP_OWNER
@@ -265,16 +270,11 @@ static __always_inline void *lookup_or_init(void *map, const void *key, const vo
 	return v;
 }
 
-/*
- * Hard or soft interrupt or timer-callback context: `current` did not cause
- * what happens. Tracked with irq/softirq/hrtimer entry/exit hooks because the
- * kernel's preempt count is not reachable as a ksym without KALLSYMS_ALL.
- */
-static __always_inline bool in_irq_context(void)
+/* Recent per-CPU events that explain a wake-up better than `current` does. */
+static __always_inline struct cpu_ctx *this_cpu_ctx(void)
 {
 	__u32 zero = 0;
-	__u32 *depth = bpf_map_lookup_elem(&irq_depth, &zero);
-	return depth && *depth > 0;
+	return bpf_map_lookup_elem(&cpu_ctxs, &zero);
 }
 
 static __always_inline __u64 task_cgroup_id(struct task_struct *t)

@@ -1,14 +1,13 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Multiplexing IO (metrics 14-15): time blocked in epoll_wait/epoll_pwait(2)/
- * poll/ppoll/select/pselect6, per epoll instance (poll and select per thread),
+ * poll/ppoll/select/pselect6, per epoll instance (its struct file; poll and
+ * select per thread),
  * and what ended the wait: the socket whose sk_data_ready ran just before the
  * wake-up on the same CPU, or the waking thread.
  */
 #include "holdup.bpf.h"
 
-/* sk_data_ready -> ep_poll_callback -> wake-up run back to back on one CPU. */
-#define DATA_READY_WINDOW_NS 50000
 
 __hidden __u32 mux_classify(struct task_struct *t, long nr, __u64 fd, struct res_desc *desc)
 {
@@ -21,8 +20,8 @@ __hidden __u32 mux_classify(struct task_struct *t, long nr, __u64 fd, struct res
 		return WAIT_MUX;
 	case 232: case 281: case 441: /* epoll_wait, epoll_pwait, epoll_pwait2 */
 		f = vfs_fd_file(t, fd);
-		if (f)
-			vfs_describe(f, desc);
+		/* every epoll file shares one anonymous inode: the file is the instance */
+		desc->id1 = (__u64)f;
 		desc->id2 = nr;
 		return WAIT_MUX;
 	}
@@ -31,13 +30,13 @@ __hidden __u32 mux_classify(struct task_struct *t, long nr, __u64 fd, struct res
 
 __hidden __u64 mux_take_data_ready(__u64 now)
 {
-	__u32 zero = 0;
-	struct data_ready *dr = bpf_map_lookup_elem(&data_ready, &zero);
+	/* sk_data_ready -> ep_poll_callback -> wake-up run back to back on one CPU */
+	struct cpu_ctx *c = this_cpu_ctx();
 	__u64 sk;
 
-	if (!dr || !dr->sk || now - dr->ts > DATA_READY_WINDOW_NS)
+	if (!c || !c->data_ready_sk || now - c->data_ready_ts > SAME_EVENT_NS)
 		return 0;
-	sk = dr->sk;
-	dr->sk = 0;
+	sk = c->data_ready_sk;
+	c->data_ready_sk = 0;
 	return sk;
 }

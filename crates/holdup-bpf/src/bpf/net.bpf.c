@@ -107,12 +107,11 @@ int BPF_PROG(handle_sock_send_length, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sk_data_ready")
 int BPF_PROG(handle_sk_data_ready, const struct sock *sk)
 {
-	__u32 zero = 0;
-	struct data_ready *dr = bpf_map_lookup_elem(&data_ready, &zero);
+	struct cpu_ctx *c = this_cpu_ctx();
 
-	if (dr) {
-		dr->ts = bpf_ktime_get_ns();
-		dr->sk = (__u64)sk;
+	if (c) {
+		c->data_ready_ts = bpf_ktime_get_ns();
+		c->data_ready_sk = (__u64)sk;
 	}
 	return 0;
 }

@@ -2,7 +2,7 @@
 /*
  * Scheduling (metrics 1-5) and the wait attribution that every other metric
  * hangs off: a target thread's time is split into on-CPU, run-queue, iowait,
- * other-D and sleep by sched_switch/sched_wakeup, and when it goes to sleep
+ * other-D and sleep by sched_switch/sched_waking, and when it goes to sleep
  * the syscall it sleeps in (from its saved user registers) says what it waits
  * on. No syscall tracepoint is used: see DESIGN.md, "Cost rules".
  *
@@ -140,14 +140,23 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 	wk.wakee_tid = tid;
 	wk.wait_kind = ts->wait_kind;
 	wk.res_id = ts->res.id1;
-	if (sk) {
-		wk.cause = CAUSE_SOCKET;
-		wk.cause_id = sk;
-	} else if (waker_pid == 0 || in_irq_context()) {
-		wk.cause = CAUSE_KERNEL;
-	} else {
-		wk.cause = CAUSE_THREAD;
-		wk.waker_tid = waker_pid;
+	{
+		struct cpu_ctx *c = this_cpu_ctx();
+		bool kernel = waker_pid == 0;
+		if (c && c->timer_ts && now - c->timer_ts < SAME_EVENT_NS)
+			kernel = true;
+		if (c && (ts->state == ST_IOWAIT || ts->state == ST_DSLEEP) &&
+		    now - c->blk_done_ts < SAME_EVENT_NS)
+			kernel = true;
+		if (sk) {
+			wk.cause = CAUSE_SOCKET;
+			wk.cause_id = sk;
+		} else if (kernel) {
+			wk.cause = CAUSE_KERNEL;
+		} else {
+			wk.cause = CAUSE_THREAD;
+			wk.waker_tid = waker_pid;
+		}
 	}
 	w = lookup_or_init(&wake_stats, &wk, (void *)zero_value, LOSS_WAKE_MAP_FULL);
 	if (!w)
@@ -416,8 +425,13 @@ static __always_inline int on_wakeup(struct task_struct *p, bool is_new)
 	return 0;
 }
 
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(handle_sched_wakeup, struct task_struct *p)
+/*
+ * sched_waking, not sched_wakeup: waking runs in the waker's context, while
+ * wakeup may run later on the wakee's CPU from an IPI (TTWU_QUEUE), where
+ * `current` is whatever ran there, usually the idle task.
+ */
+SEC("tp_btf/sched_waking")
+int BPF_PROG(handle_sched_waking, struct task_struct *p)
 {
 	return on_wakeup(p, false);
 }
@@ -478,37 +492,24 @@ int BPF_PROG(handle_sched_process_exec, struct task_struct *p, pid_t old_pid,
 	return 0;
 }
 
-/* Interrupt context tracking, for telling "woken by a thread" from "by the kernel". */
-static __always_inline int irq_enter(void)
-{
-	__u32 zero = 0;
-	__u32 *d = bpf_map_lookup_elem(&irq_depth, &zero);
-	if (d)
-		*d += 1;
-	return 0;
-}
-
-static __always_inline int irq_exit(void)
-{
-	__u32 zero = 0;
-	__u32 *d = bpf_map_lookup_elem(&irq_depth, &zero);
-	if (d && *d > 0)
-		*d -= 1;
-	return 0;
-}
-
-SEC("tp_btf/irq_handler_entry")
-int BPF_PROG(handle_irq_entry) { return irq_enter(); }
-SEC("tp_btf/irq_handler_exit")
-int BPF_PROG(handle_irq_exit) { return irq_exit(); }
-SEC("tp_btf/softirq_entry")
-int BPF_PROG(handle_softirq_entry) { return irq_enter(); }
-SEC("tp_btf/softirq_exit")
-int BPF_PROG(handle_softirq_exit) { return irq_exit(); }
+/* Timer callbacks (nanosleep, poll and futex timeouts) wake threads on the kernel's behalf. */
 SEC("tp_btf/hrtimer_expire_entry")
-int BPF_PROG(handle_hrtimer_entry) { return irq_enter(); }
+int BPF_PROG(handle_hrtimer_entry)
+{
+	struct cpu_ctx *c = this_cpu_ctx();
+	if (c)
+		c->timer_ts = bpf_ktime_get_ns();
+	return 0;
+}
+
 SEC("tp_btf/hrtimer_expire_exit")
-int BPF_PROG(handle_hrtimer_exit) { return irq_exit(); }
+int BPF_PROG(handle_hrtimer_exit)
+{
+	struct cpu_ctx *c = this_cpu_ctx();
+	if (c)
+		c->timer_ts = 0;
+	return 0;
+}
 
 /*
  * Window boundary, run by user space once per window over all tasks: account
