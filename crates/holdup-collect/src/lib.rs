@@ -246,7 +246,7 @@ impl Collector {
                 pid: 0,
             },
         };
-        c.refresh_targets();
+        c.refresh_targets(true);
 
         // Window 0 starts now (even timestamp: slot 0). Seed the state of every
         // existing target thread, then attach the event programs.
@@ -367,8 +367,10 @@ impl Collector {
         Ok(child)
     }
 
-    /// Keeps the kernel's target sets in line with the user's target.
-    fn refresh_targets(&mut self) {
+    /// Keeps the kernel's target sets in line with the user's target. At a
+    /// window cut, cgroup and comm targets also make the kernel re-check every
+    /// task (processes move between cgroups and rename themselves).
+    fn refresh_targets(&mut self, at_cut: bool) {
         let add_tgids = |skel: &HoldupSkel, set: &BTreeSet<u32>| {
             for pid in set {
                 let _ = skel
@@ -396,6 +398,9 @@ impl Collector {
                         );
                     }
                 }
+                if at_cut {
+                    self.bump_targets_gen();
+                }
             }
             TargetSpec::Comm(re) => {
                 let re: Regex = re.clone();
@@ -412,10 +417,31 @@ impl Collector {
                     .filter(|(_, comm)| re.is_match(comm))
                     .map(|(pid, _)| pid)
                     .collect();
-                set.extend(target::matching_comm(&re));
+                let fresh = !set.is_empty();
+                if at_cut {
+                    set.extend(target::matching_comm(&re));
+                }
                 add_tgids(&self.skel, &set);
+                if fresh || at_cut {
+                    self.bump_targets_gen();
+                }
             }
             TargetSpec::All | TargetSpec::Command(_) => {}
+        }
+    }
+
+    /// Makes the kernel re-check tasks it remembered as not targets.
+    fn bump_targets_gen(&mut self) {
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .expect("bss is mmapped");
+        // SAFETY: aligned u32 in the mmapped .bss, read by the kernel with one load.
+        unsafe {
+            let g = std::ptr::read_volatile(&bss.targets_gen);
+            std::ptr::write_volatile(&mut bss.targets_gen, g.wrapping_add(1));
         }
     }
 
@@ -449,7 +475,7 @@ impl Collector {
             if let Some(rb) = &self.exec_rb {
                 let _ = rb.poll(Duration::from_millis(20));
                 if matches!(self.spec, TargetSpec::Comm(_)) {
-                    self.refresh_targets();
+                    self.refresh_targets(false);
                 }
             } else {
                 std::thread::sleep(
@@ -464,7 +490,7 @@ impl Collector {
 
     /// Closes the current window now and returns its snapshot.
     pub fn cut(&mut self) -> Result<Snapshot, CollectError> {
-        self.refresh_targets();
+        self.refresh_targets(true);
         let old_slot = (self.index & 1) as u32;
         let end = (monotonic_ns() & !1) | u64::from(old_slot ^ 1);
         self.set_window_start(end);

@@ -119,12 +119,21 @@ typedef struct {
 	__type(value, __u8);
 } target_cgroups_t;
 
+/* Per-task storage: the hot path finds a thread's state without hashing. */
 typedef struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_THREADS);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct thread_state);
 } thread_states_t;
+
+/* Negative cache: this task was checked against targets generation N and is not one. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} not_target_t;
 
 typedef struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -197,6 +206,7 @@ typedef struct {
 HOLDUP_MAP(target_tgids_t target_tgids);
 HOLDUP_MAP(target_cgroups_t target_cgroups);
 HOLDUP_MAP(thread_states_t thread_states);
+HOLDUP_MAP(not_target_t not_target);
 HOLDUP_MAP(thread_stats_map_t thread_stats);
 HOLDUP_MAP(res_stats_map_t res_stats);
 HOLDUP_MAP(wake_stats_map_t wake_stats);
@@ -217,6 +227,8 @@ const volatile __u8 follow_children = 1;
 const volatile __u32 self_tgid = 0;
 /* Start of the current window (CLOCK_MONOTONIC ns); its low bit is the slot. */
 volatile __u64 window_start = 0;
+/* Bumped by user space when the target set may have grown: redo negative checks. */
+volatile __u32 targets_gen = 0;
 #else
 extern const volatile __u8 targ_all;
 extern const volatile __u8 targ_cgroup;
@@ -224,6 +236,7 @@ extern const volatile __u8 targ_comm;
 extern const volatile __u8 follow_children;
 extern const volatile __u32 self_tgid;
 extern volatile __u64 window_start;
+extern volatile __u32 targets_gen;
 #endif
 
 /* Mask an index in a way clang cannot optimise away, so the verifier sees the bound. */
@@ -297,6 +310,31 @@ static __always_inline bool task_is_target(struct task_struct *t)
 		if (bpf_map_lookup_elem(&target_cgroups, &cg))
 			return true;
 	}
+	return false;
+}
+
+/* The tracking state of a target thread, or NULL. */
+static __always_inline struct thread_state *state_of(struct task_struct *t)
+{
+	return bpf_task_storage_get(&thread_states, t, 0, 0);
+}
+
+/*
+ * Whether an untracked task should be tracked. Non-targets are remembered in
+ * task storage, so the common case (some other task) costs one lookup.
+ */
+static __always_inline bool should_track(struct task_struct *t)
+{
+	__u32 gen = targets_gen;
+	__u32 *seen = bpf_task_storage_get(&not_target, t, 0, 0);
+
+	if (seen && *seen == gen)
+		return false;
+	if (task_is_target(t))
+		return true;
+	seen = bpf_task_storage_get(&not_target, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (seen)
+		*seen = gen;
 	return false;
 }
 

@@ -258,17 +258,18 @@ static __always_inline void begin_wait(struct thread_state *ts, __u32 tid, struc
 static __always_inline struct thread_state *track(__u32 tid, struct task_struct *t, __u32 state,
 						  __u64 now)
 {
-	struct thread_state init = {};
 	struct thread_state *ts;
 
-	init.since = now;
-	init.acct = now;
-	init.state = state;
-	init.tgid = BPF_CORE_READ(t, tgid);
-	bpf_map_update_elem(&thread_states, &tid, &init, BPF_NOEXIST);
-	ts = bpf_map_lookup_elem(&thread_states, &tid);
-	if (!ts)
+	ts = bpf_task_storage_get(&thread_states, t, (void *)zero_value,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!ts) {
 		count_loss(LOSS_STATE_MAP_FULL);
+		return 0;
+	}
+	ts->since = now;
+	ts->acct = now;
+	ts->state = state;
+	ts->tgid = BPF_CORE_READ(t, tgid);
 	return ts;
 }
 
@@ -342,8 +343,8 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 
 	/* prev leaves the CPU */
 	if (prev_tid) {
-		ts = bpf_map_lookup_elem(&thread_states, &prev_tid);
-		if (!ts && task_is_target(prev)) {
+		ts = state_of(prev);
+		if (!ts && should_track(prev)) {
 			count_loss(LOSS_UNKNOWN_STATE);
 			ts = track(prev_tid, prev, ST_ONCPU, now);
 		}
@@ -353,7 +354,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 				struct thread_stats *s = thread_stats_get(window_start & 1, prev_tid, prev);
 				if (s)
 					s->exited = 1;
-				bpf_map_delete_elem(&thread_states, &prev_tid);
+				bpf_task_storage_delete(&thread_states, prev);
 			} else if (preempt || prev_state == TASK_RUNNING_) {
 				struct thread_stats *s = thread_stats_get(window_start & 1, prev_tid, prev);
 				if (s)
@@ -372,8 +373,8 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 
 	/* next gets the CPU */
 	if (next_tid) {
-		ts = bpf_map_lookup_elem(&thread_states, &next_tid);
-		if (!ts && task_is_target(next)) {
+		ts = state_of(next);
+		if (!ts && should_track(next)) {
 			count_loss(LOSS_UNKNOWN_STATE);
 			ts = track(next_tid, next, ST_RUNQ, now);
 		}
@@ -405,10 +406,10 @@ static __always_inline int on_wakeup(struct task_struct *p, bool is_new)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tid = BPF_CORE_READ(p, pid);
-	struct thread_state *ts = bpf_map_lookup_elem(&thread_states, &tid);
+	struct thread_state *ts = state_of(p);
 
 	if (!ts) {
-		if (!task_is_target(p))
+		if (!should_track(p))
 			return 0;
 		if (!is_new)
 			count_loss(LOSS_UNKNOWN_STATE);
@@ -463,7 +464,7 @@ int BPF_PROG(handle_sched_process_exit, struct task_struct *p)
 	__u32 tid = BPF_CORE_READ(p, pid);
 	struct thread_stats *s;
 
-	if (!bpf_map_lookup_elem(&thread_states, &tid))
+	if (!state_of(p))
 		return 0;
 	s = thread_stats_get(window_start & 1, tid, p);
 	if (s)
@@ -528,7 +529,7 @@ int window_cut(struct bpf_iter__task *ctx)
 	if (!t)
 		return 0;
 	tid = t->pid;
-	ts = bpf_map_lookup_elem(&thread_states, &tid);
+	ts = state_of(t);
 	if (ts) {
 		__u64 start = ts->since > ts->acct ? ts->since : ts->acct;
 		if (start < ws) {
@@ -537,7 +538,7 @@ int window_cut(struct bpf_iter__task *ctx)
 		}
 		return 0;
 	}
-	if (!task_is_target(t))
+	if (!should_track(t))
 		return 0;
 	{
 		__u32 state;
