@@ -52,10 +52,9 @@ struct thread_state {
 struct run_seg {
 	__u64 start;
 	__u64 end;
-	__u64 cgroup;
+	__u64 task; /* read (comm, cgroup) only when blamed: most segments never are */
 	__u32 pid;
 	__u32 tgid;
-	char comm[TASK_COMM_LEN];
 };
 
 struct cpu_ring {

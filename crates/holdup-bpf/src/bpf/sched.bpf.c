@@ -302,10 +302,12 @@ static __always_inline void blame_runq(struct cpu_ring *ring, struct task_struct
 			if (!c)
 				continue;
 			if (c->ns == 0) {
+				/* the culprit ran moments ago; task_structs are RCU-freed */
+				struct task_struct *ct = (struct task_struct *)seg->task;
 				c->victim_tgid = vtgid;
 				c->culprit_tgid = seg->tgid;
-				c->culprit_cgroup = seg->cgroup;
-				__builtin_memcpy(c->culprit_comm, seg->comm, TASK_COMM_LEN);
+				c->culprit_cgroup = BPF_CORE_READ(ct, cgroups, dfl_cgrp, kn, id);
+				bpf_probe_read_kernel_str(c->culprit_comm, TASK_COMM_LEN, &ct->comm);
 			}
 			__sync_fetch_and_add(&c->ns, b - a);
 		}
@@ -333,10 +335,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 		seg->end = now;
 		seg->pid = prev_tid;
 		seg->tgid = BPF_CORE_READ(prev, tgid);
-		seg->cgroup = 0;
-		if (prev_tid)
-			seg->cgroup = task_cgroup_id(prev);
-		bpf_probe_read_kernel(seg->comm, TASK_COMM_LEN, prev->comm);
+		seg->task = (__u64)prev;
 		ring->head = (h + 1) & (RQ_RING - 1);
 		ring->cur_in = now;
 	}
