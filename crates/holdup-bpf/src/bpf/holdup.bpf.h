@@ -37,7 +37,13 @@
 #define TASK_NOLOAD_ 0x400
 #define PF_KTHREAD_ 0x00200000
 
-/* Tracking state of one target thread; lives until the thread dies. */
+/*
+ * Tracking state of one target thread (task storage; dies with the thread).
+ * Its per-window totals accumulate here, not in a hash map: the hot path
+ * then touches no hash table for them. The window iterator copies a closing
+ * window's totals into the thread_stats map for user space (and a dying
+ * thread copies its own).
+ */
 struct thread_state {
 	__u64 since;     /* start of the current state */
 	__u64 acct;      /* time up to which this state is already accounted */
@@ -46,6 +52,7 @@ struct thread_state {
 	__u32 wait_kind; /* enum wait_kind, when asleep */
 	__u32 _pad;
 	struct res_desc res;
+	struct thread_stats stats[2]; /* per window slot */
 };
 
 /* One stretch of CPU time on a CPU: who held it, for "who ran instead". */
@@ -338,7 +345,7 @@ static __always_inline bool should_track(struct task_struct *t)
 }
 
 /* Zeroed initial value for any map entry (values exceed the 512-byte stack). */
-#define ZERO_LEN 1024
+#define ZERO_LEN 2048
 #ifdef HOLDUP_OWNER
 const volatile char zero_value[ZERO_LEN] = {};
 #else
@@ -348,7 +355,8 @@ extern const volatile char zero_value[ZERO_LEN];
 /* --- cross-object functions (defined in the named file) --- */
 
 /* sched.bpf.c: per-window entries */
-__hidden struct thread_stats *thread_stats_get(__u32 slot, __u32 tid, struct task_struct *t);
+__hidden struct thread_stats *thread_stats_get(struct thread_state *ts, __u32 slot, __u32 tid,
+					       struct task_struct *t);
 __hidden struct res_stats *res_stats_get(__u32 slot, __u32 tid, __u32 tgid, __u32 kind,
 					 const struct res_desc *desc);
 

@@ -16,18 +16,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Type anchor: the ring buffer record has no map type for libbpf-cargo to emit. */
 struct exec_event _anchor_exec_event = {};
 
-__hidden struct thread_stats *thread_stats_get(__u32 slot, __u32 tid, struct task_struct *t)
+__hidden struct thread_stats *thread_stats_get(struct thread_state *ts, __u32 slot, __u32 tid,
+					       struct task_struct *t)
 {
-	struct thread_key key = { .slot = slot, .tid = tid };
-	struct thread_stats *s = bpf_map_lookup_elem(&thread_stats, &key);
-	if (s)
-		return s;
-	bpf_map_update_elem(&thread_stats, &key, (void *)zero_value, BPF_NOEXIST);
-	s = bpf_map_lookup_elem(&thread_stats, &key);
-	if (!s) {
-		count_loss(LOSS_THREAD_MAP_FULL);
-		return 0;
-	}
+	struct thread_stats *s = &ts->stats[slot & 1];
+
 	if (s->tid == 0) {
 		s->tid = tid;
 		s->tgid = BPF_CORE_READ(t, tgid);
@@ -35,6 +28,19 @@ __hidden struct thread_stats *thread_stats_get(__u32 slot, __u32 tid, struct tas
 		bpf_probe_read_kernel_str(s->comm, sizeof(s->comm), t->comm);
 	}
 	return s;
+}
+
+/* Hand a window's totals of one thread to user space, and start it afresh. */
+static __always_inline void flush_thread_stats(struct thread_state *ts, __u32 slot, __u32 tid)
+{
+	struct thread_key key = { .slot = slot & 1, .tid = tid };
+	struct thread_stats *s = &ts->stats[slot & 1];
+
+	if (s->tid == 0)
+		return;
+	if (bpf_map_update_elem(&thread_stats, &key, s, BPF_ANY))
+		count_loss(LOSS_THREAD_MAP_FULL);
+	__builtin_memset(s, 0, sizeof(*s));
 }
 
 __hidden struct res_stats *res_stats_get(__u32 slot, __u32 tid, __u32 tgid, __u32 kind,
@@ -71,7 +77,7 @@ static __always_inline void add_interval(struct thread_state *ts, __u32 tid,
 
 	if (b <= a || st >= NR_STATES)
 		return;
-	s = thread_stats_get(slot, tid, t);
+	s = thread_stats_get(ts, slot, tid, t);
 	if (!s)
 		return;
 	__sync_fetch_and_add(&s->state_ns[BOUNDED(st, 7)], d); /* mask: verifier bound */
@@ -242,7 +248,7 @@ static __always_inline void begin_wait(struct thread_state *ts, __u32 tid, struc
 
 	if (wk == WAIT_NONE || wk >= NR_WAIT_KINDS)
 		return;
-	s = thread_stats_get(slot, tid, t);
+	s = thread_stats_get(ts, slot, tid, t);
 	if (s)
 		__sync_fetch_and_add(&s->wait_cnt[BOUNDED(wk, 15)], 1);
 	if (wk == WAIT_OTHER)
@@ -350,14 +356,16 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 		if (ts) {
 			account(ts, prev_tid, prev, now);
 			if (prev_state & TASK_DEAD_) {
-				struct thread_stats *s = thread_stats_get(window_start & 1, prev_tid, prev);
-				if (s)
-					s->exited = 1;
+				struct thread_stats *s =
+					thread_stats_get(ts, window_start & 1, prev_tid, prev);
+				s->exited = 1;
+				flush_thread_stats(ts, 0, prev_tid);
+				flush_thread_stats(ts, 1, prev_tid);
 				bpf_task_storage_delete(&thread_states, prev);
 			} else if (preempt || prev_state == TASK_RUNNING_) {
-				struct thread_stats *s = thread_stats_get(window_start & 1, prev_tid, prev);
-				if (s)
-					__sync_fetch_and_add(&s->preempted, 1);
+				struct thread_stats *s =
+					thread_stats_get(ts, window_start & 1, prev_tid, prev);
+				__sync_fetch_and_add(&s->preempted, 1);
 				ts->state = ST_RUNQ;
 				ts->wait_kind = WAIT_NONE;
 				ts->since = now;
@@ -383,8 +391,8 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 			account(ts, next_tid, next, now);
 			if (was == ST_RUNQ) {
 				struct thread_stats *s =
-					thread_stats_get(window_start & 1, next_tid, next);
-				if (s) {
+					thread_stats_get(ts, window_start & 1, next_tid, next);
+				{
 					__u32 b = log2_bucket(now - since);
 					__sync_fetch_and_add(&s->runq_cnt, 1);
 					if (b < NR_BUCKETS)
@@ -461,13 +469,11 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_sched_process_exit, struct task_struct *p)
 {
 	__u32 tid = BPF_CORE_READ(p, pid);
-	struct thread_stats *s;
+	struct thread_state *ts = state_of(p);
 
-	if (!state_of(p))
+	if (!ts)
 		return 0;
-	s = thread_stats_get(window_start & 1, tid, p);
-	if (s)
-		s->exited = 1;
+	thread_stats_get(ts, window_start & 1, tid, p)->exited = 1;
 	return 0;
 }
 
@@ -535,6 +541,7 @@ int window_cut(struct bpf_iter__task *ctx)
 			add_interval(ts, tid, t, (ws & 1) ^ 1, start, ws);
 			ts->acct = ws;
 		}
+		flush_thread_stats(ts, (ws & 1) ^ 1, tid);
 		return 0;
 	}
 	if (!should_track(t))
