@@ -97,8 +97,8 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
     );
     let _ = writeln!(
         o,
-        "{:<16} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6}  {:<BAR$}  {}",
-        "THREAD", "TID", "CPU%", "RUNQ%", "IOW%", "D%", "SLP%", "", "MOST BLOCKED ON"
+        "{:<16} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6}  {:<BAR$}  MOST BLOCKED ON",
+        "THREAD", "TID", "CPU%", "RUNQ%", "IOW%", "D%", "SLP%", ""
     );
     let mut threads: Vec<_> = s.threads.iter().collect();
     threads.sort_by_key(|t| std::cmp::Reverse(t.states.total_ns() - t.states.sleep_ns));

@@ -617,7 +617,7 @@ impl Collector {
             });
         }
         waits.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns).then(a.tid.cmp(&b.tid)));
-        wakes.sort_by(|a, b| b.woken.cmp(&a.woken));
+        wakes.sort_by_key(|x| std::cmp::Reverse(x.woken));
         (waits, wakes)
     }
 
@@ -647,7 +647,7 @@ impl Collector {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.sleep_ns.cmp(&a.sleep_ns));
+        out.sort_by_key(|x| std::cmp::Reverse(x.sleep_ns));
         out
     }
 
@@ -670,7 +670,7 @@ impl Collector {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.ns.cmp(&a.ns));
+        out.sort_by_key(|x| std::cmp::Reverse(x.ns));
         out
     }
 
@@ -718,7 +718,7 @@ impl Collector {
                 d.bytes as f64 / t as f64
             };
         }
-        out.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        out.sort_by_key(|x| std::cmp::Reverse(x.bytes));
         out
     }
 
@@ -775,7 +775,7 @@ impl Collector {
                 run_time_ns: info.run_time_ns.saturating_sub(prev_ns),
             });
         }
-        out.sort_by(|a, b| b.run_time_ns.cmp(&a.run_time_ns));
+        out.sort_by_key(|x| std::cmp::Reverse(x.run_time_ns));
         out
     }
 }

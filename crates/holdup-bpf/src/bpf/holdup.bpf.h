@@ -235,6 +235,8 @@ const volatile __u32 self_tgid = 0;
 volatile __u64 window_start = 0;
 /* Bumped by user space when the target set may have grown: redo negative checks. */
 volatile __u32 targets_gen = 0;
+/* Target threads asleep on a socket, epoll or poll: sk_data_ready only matters then. */
+volatile __s64 socket_waiters = 0;
 #else
 extern const volatile __u8 targ_all;
 extern const volatile __u8 targ_cgroup;
@@ -243,7 +245,14 @@ extern const volatile __u8 follow_children;
 extern const volatile __u32 self_tgid;
 extern volatile __u64 window_start;
 extern volatile __u32 targets_gen;
+extern volatile __s64 socket_waiters;
 #endif
+
+/* Waits that data arriving on a socket can end (metric 15). */
+static __always_inline bool socket_wait(__u32 kind)
+{
+	return kind == WAIT_MUX || kind == WAIT_SOCK_RECV || kind == WAIT_ACCEPT;
+}
 
 /* Mask an index in a way clang cannot optimise away, so the verifier sees the bound. */
 #define BOUNDED(v, mask)                                   \

@@ -138,9 +138,10 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 	}
 
 	/* Who (or what) ended the sleep: metric 5, 8 and 15. */
-	if (ts->wait_kind == WAIT_MUX || ts->wait_kind == WAIT_SOCK_RECV ||
-	    ts->wait_kind == WAIT_ACCEPT)
+	if (socket_wait(ts->wait_kind)) {
+		__sync_fetch_and_add(&socket_waiters, -1);
 		sk = mux_take_data_ready(now);
+	}
 	waker_pid = BPF_CORE_READ(waker, pid);
 	wk.slot = slot;
 	wk.wakee_tid = tid;
@@ -248,6 +249,8 @@ static __always_inline void begin_wait(struct thread_state *ts, __u32 tid, struc
 
 	if (wk == WAIT_NONE || wk >= NR_WAIT_KINDS)
 		return;
+	if (socket_wait(wk))
+		__sync_fetch_and_add(&socket_waiters, 1);
 	s = thread_stats_get(ts, slot, tid, t);
 	if (s)
 		__sync_fetch_and_add(&s->wait_cnt[BOUNDED(wk, 15)], 1);
@@ -389,6 +392,9 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 			__u64 since = ts->since;
 			__u32 was = ts->state;
 			account(ts, next_tid, next, now);
+			/* a sleep that ended without a wake-up we saw */
+			if (was >= ST_IOWAIT && was < NR_STATES && socket_wait(ts->wait_kind))
+				__sync_fetch_and_add(&socket_waiters, -1);
 			if (was == ST_RUNQ) {
 				struct thread_stats *s =
 					thread_stats_get(ts, window_start & 1, next_tid, next);
@@ -558,8 +564,11 @@ int window_cut(struct bpf_iter__task *ctx)
 		else
 			state = sleep_state(t, st);
 		ts = track(tid, t, state, ws);
-		if (ts && state >= ST_IOWAIT)
+		if (ts && state >= ST_IOWAIT) {
 			classify_wait(t, ts);
+			if (socket_wait(ts->wait_kind))
+				__sync_fetch_and_add(&socket_waiters, 1);
+		}
 	}
 	return 0;
 }
