@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use holdup_collect::{Collector, Options, TargetSpec};
 use holdup_record::{Recorder, Recording, RecordingHeader};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -201,7 +202,10 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut c = Collector::start(target.options()?)?;
             let stop = stop_flag();
-            top::run(&mut c, &stop, json, duration, rows)
+            match top::run(&mut c, &stop, json, duration, rows) {
+                Err(e) if is_broken_pipe(&e) => Ok(()),
+                other => other,
+            }
         }
         Cmd::Record {
             target,
@@ -220,15 +224,30 @@ fn record(
     summary: bool,
 ) -> Result<()> {
     let opts = target.options()?;
-    // A bad output path should fail before anything is loaded.
-    std::fs::File::create(&output).with_context(|| {
-        format!(
-            "cannot write the recording to {}: choose another -o path",
-            output.display()
-        )
-    })?;
+    // A bad output path should fail before anything is loaded, without
+    // truncating an existing file: that happens only once collection started.
+    let existed = output.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&output)
+        .with_context(|| {
+            format!(
+                "cannot write the recording to {}: choose another -o path",
+                output.display()
+            )
+        })?;
     let interval = opts.interval;
-    let mut c = Collector::start(opts)?;
+    let mut c = match Collector::start(opts) {
+        Ok(c) => c,
+        Err(e) => {
+            if !existed {
+                let _ = std::fs::remove_file(&output);
+            }
+            return Err(e.into());
+        }
+    };
     let header = RecordingHeader::new(
         c.target().clone(),
         interval.as_millis() as u64,
@@ -270,13 +289,26 @@ fn record(
 fn inspect(file: &std::path::Path, json: bool) -> Result<()> {
     let rec = Recording::open(file)?;
     let summary = holdup_record::summary::summarize(&rec.header, &rec.windows);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+    let text = if json {
+        format!("{}\n", serde_json::to_string_pretty(&summary)?)
     } else {
-        print!("{summary}");
-        println!("{}", rec.status.describe());
+        format!("{summary}{}\n", rec.status.describe())
+    };
+    let mut out = std::io::stdout().lock();
+    quiet_on_closed_pipe(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+/// A reader that went away (`holdup inspect x | head`) is not an error.
+fn quiet_on_closed_pipe(r: std::io::Result<()>) -> Result<()> {
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
-    Ok(())
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
         s.threads.len(),
         ms(overhead),
         pct(overhead, win),
-        if s.loss.total() == 0 { "none".to_string() } else { format!("{:?}", s.loss) }
+        s.loss
     );
     let _ = writeln!(
         o,
@@ -239,4 +239,100 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use holdup_model::{Culprit, Loss, StateTimes, ThreadWindow, WindowInfo};
+
+    fn snapshot() -> Snapshot {
+        let thread = |tid, comm: &str, on_cpu_ns, runq_ns, sleep_ns| ThreadWindow {
+            tgid: 10,
+            tid,
+            comm: comm.into(),
+            cgroup_id: 0,
+            states: StateTimes {
+                on_cpu_ns,
+                runq_ns,
+                iowait_ns: 0,
+                other_d_ns: 0,
+                sleep_ns,
+            },
+            runq_count: 0,
+            runq_hist: Default::default(),
+            runq_unattributed_ns: 0,
+            preempted: 0,
+            waits: vec![],
+            exited: false,
+        };
+        let culprit = |victim_tid, ns| Culprit {
+            victim_tgid: 10,
+            victim_tid,
+            tgid: 99,
+            tid: 99,
+            comm: "hog".into(),
+            cgroup_id: 1,
+            cgroup: "/batch".into(),
+            ns,
+        };
+        Snapshot {
+            window: WindowInfo {
+                index: 3,
+                start_ns: 0,
+                end_ns: 1_000_000_000,
+                wall_start_ms: 0,
+            },
+            threads: vec![
+                thread(11, "idle", 0, 0, 1_000_000_000),
+                thread(12, "busy", 500_000_000, 500_000_000, 0),
+            ],
+            resources: vec![],
+            futex_wakes: vec![],
+            wakeups: vec![],
+            culprits: vec![culprit(11, 1_000_000), culprit(12, 400_000_000)],
+            disks: vec![],
+            loss: Loss::default(),
+            overhead: vec![],
+        }
+    }
+
+    #[test]
+    fn busiest_thread_first_with_a_proportional_bar() {
+        let text = render(&snapshot(), "pid 10", 10);
+        let busy = text.lines().position(|l| l.starts_with("busy")).unwrap();
+        let idle = text.lines().position(|l| l.starts_with("idle")).unwrap();
+        assert!(
+            busy < idle,
+            "threads not sorted by time not sleeping:\n{text}"
+        );
+        let line = text.lines().nth(busy).unwrap();
+        assert!(
+            line.contains(&format!("{}{}", "#".repeat(15), "r".repeat(15))),
+            "{line}"
+        );
+        assert!(line.contains("50.0"), "{line}");
+    }
+
+    #[test]
+    fn culprits_are_summed_per_process_with_distinct_victims() {
+        let text = render(&snapshot(), "pid 10", 10);
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("hog"))
+            .unwrap();
+        assert!(
+            line.contains("401.0ms")
+                && line.contains("from 2 thread(s)")
+                && line.contains("/batch"),
+            "{line}"
+        );
+        assert!(text.contains("loss: none"));
+    }
+
+    #[test]
+    fn rows_are_capped() {
+        let text = render(&snapshot(), "pid 10", 1);
+        assert!(text.contains("... 1 more threads"));
+    }
 }

@@ -347,6 +347,8 @@ impl Collector {
             .maps
             .target_tgids
             .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY);
+        // The child may already have been seen, and remembered as not a target.
+        self.bump_targets_gen();
         let mut errno = 0i32;
         // SAFETY: our own pipe ends; the read returns 0 once exec closed the report pipe.
         let n = unsafe {

@@ -464,6 +464,32 @@ pub struct Loss {
     pub threads_missed: u64,
 }
 
+impl fmt::Display for Loss {
+    /// The non-zero counters, or "none".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = [
+            (self.thread_map_full, "thread entries (map full)"),
+            (self.resource_map_full, "resource entries (map full)"),
+            (self.wake_map_full, "wake edges (map full)"),
+            (self.culprit_map_full, "culprit entries (map full)"),
+            (self.disk_map_full, "disk entries (map full)"),
+            (self.threads_untracked, "threads not tracked"),
+            (self.bio_inflight_full, "block requests not tracked"),
+            (self.ringbuf_drops, "ring-buffer records dropped"),
+            (self.threads_missed, "threads picked up late"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if parts.is_empty() {
+            write!(f, "none")
+        } else {
+            write!(f, "{}", parts.join(", "))
+        }
+    }
+}
+
 impl Loss {
     /// Sum of every counter.
     pub fn total(&self) -> u64 {
@@ -732,6 +758,21 @@ mod tests {
         assert_eq!(WaitKind::from_kernel(8), Some(WaitKind::Mux));
         assert_eq!(WaitKind::from_kernel(9), Some(WaitKind::Other));
         assert_eq!(WaitKind::from_kernel(10), None);
+    }
+
+    #[test]
+    fn loss_lists_only_what_was_lost() {
+        assert_eq!(Loss::default().to_string(), "none");
+        let l = Loss {
+            wake_map_full: 3,
+            threads_missed: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            l.to_string(),
+            "3 wake edges (map full), 1 threads picked up late"
+        );
+        assert_eq!(l.total(), 4);
     }
 
     #[test]

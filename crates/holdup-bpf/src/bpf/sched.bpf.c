@@ -30,14 +30,19 @@ __hidden struct thread_stats *thread_stats_get(struct thread_state *ts, __u32 sl
 	return s;
 }
 
-/* Hand a window's totals of one thread to user space, and start it afresh. */
-static __always_inline void flush_thread_stats(struct thread_state *ts, __u32 slot, __u32 tid)
+/*
+ * Hand a window's totals of one thread to user space, and start it afresh.
+ * The name is read again here: threads rename themselves (prctl, exec).
+ */
+static __always_inline void flush_thread_stats(struct thread_state *ts, __u32 slot, __u32 tid,
+					       struct task_struct *t)
 {
 	struct thread_key key = { .slot = slot & 1, .tid = tid };
 	struct thread_stats *s = &ts->stats[slot & 1];
 
 	if (s->tid == 0)
 		return;
+	bpf_probe_read_kernel_str(s->comm, sizeof(s->comm), t->comm);
 	if (bpf_map_update_elem(&thread_stats, &key, s, BPF_ANY))
 		count_loss(LOSS_THREAD_MAP_FULL);
 	__builtin_memset(s, 0, sizeof(*s));
@@ -362,8 +367,8 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 				struct thread_stats *s =
 					thread_stats_get(ts, window_start & 1, prev_tid, prev);
 				s->exited = 1;
-				flush_thread_stats(ts, 0, prev_tid);
-				flush_thread_stats(ts, 1, prev_tid);
+				flush_thread_stats(ts, 0, prev_tid, prev);
+				flush_thread_stats(ts, 1, prev_tid, prev);
 				bpf_task_storage_delete(&thread_states, prev);
 			} else if (preempt || prev_state == TASK_RUNNING_) {
 				struct thread_stats *s =
@@ -547,7 +552,7 @@ int window_cut(struct bpf_iter__task *ctx)
 			add_interval(ts, tid, t, (ws & 1) ^ 1, start, ws);
 			ts->acct = ws;
 		}
-		flush_thread_stats(ts, (ws & 1) ^ 1, tid);
+		flush_thread_stats(ts, (ws & 1) ^ 1, tid, t);
 		return 0;
 	}
 	if (!should_track(t))
