@@ -11,115 +11,25 @@
 
 use holdup_model::{Snapshot, Target};
 use holdup_record::{ReadStatus, Recorder, Recording, RecordingHeader};
+use holdup_testkit::{bpf_allowed, bpf_setup, serial, workload_bin, Workload};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::fd::FromRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Longest any single `holdup` run may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Takes the test lock (for tests, or parts of tests, that need no BPF).
-fn lock() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    serial()
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Says whether BPF can be loaded here: true as root; false (skip) otherwise,
-/// except with CI=true, where not being root fails the test.
-fn bpf_allowed(what: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true: {what} must run as root (it loads BPF), and this run is not root");
-    }
-    eprintln!("skipping {what}: it loads BPF and needs root (run with sudo)");
-    false
-}
-
-/// Takes the test lock and says whether BPF tests can run here.
-fn setup(what: &str) -> Option<MutexGuard<'static, ()>> {
-    let guard = lock();
-    bpf_allowed(what).then_some(guard)
-}
-
-fn workload_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "holdup-workload"])
-            .status()
-            .expect("run cargo to build holdup-workload");
-        assert!(status.success(), "building holdup-workload failed");
-        // target/<profile>/deps/<this test> -> target/<profile>/holdup-workload
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("holdup-workload");
-        assert!(bin.exists(), "no holdup-workload at {}", bin.display());
-        bin
-    })
-    .clone()
-}
-
-/// A running `holdup-workload`, killed when dropped.
-struct Workload {
-    child: Child,
-    _out: BufReader<ChildStdout>,
-    info: Value,
-}
-
-impl Workload {
-    fn start(args: &[&str]) -> Workload {
-        let mut child = Command::new(workload_bin())
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start holdup-workload");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line)
-            .expect("read the workload's startup line");
-        let info: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("bad startup line {line:?}: {e}"));
-        Workload {
-            child,
-            _out: out,
-            info,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.info["pid"].as_u64().unwrap() as u32
-    }
-
-    fn tid(&self, name: &str) -> u32 {
-        self.info["threads"][name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no thread {name}")) as u32
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn setup(what: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+    bpf_setup(what)
 }
 
 /// A scratch directory, removed when dropped.

@@ -8,107 +8,15 @@
 
 use holdup_collect::{Collector, Options, TargetSpec};
 use holdup_model::{Resource, Snapshot, ThreadWindow, WaitKind, Waker};
-use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use holdup_testkit::{bpf_setup, workload_bin, Workload};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-static SERIAL: Mutex<()> = Mutex::new(());
 const SEC: u64 = 1_000_000_000;
 
-/// Takes the test lock and says whether BPF tests can run here.
-fn setup() -> Option<MutexGuard<'static, ()>> {
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true: BPF integration tests must run as root, and this run is not root");
-        }
-        eprintln!("skipping: BPF integration tests need root (run with sudo)");
-        return None;
-    }
-    Some(guard)
-}
-
-fn workload_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "holdup-workload"])
-            .status()
-            .expect("run cargo to build holdup-workload");
-        assert!(status.success(), "building holdup-workload failed");
-        // target/<profile>/deps/<this test> -> target/<profile>/holdup-workload
-        let exe = std::env::current_exe().unwrap();
-        let bin = exe
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("holdup-workload");
-        assert!(bin.exists(), "no holdup-workload at {}", bin.display());
-        bin
-    })
-    .clone()
-}
-
-struct Workload {
-    child: Child,
-    out: BufReader<ChildStdout>,
-    info: Value,
-}
-
-impl Workload {
-    fn start(args: &[&str]) -> Workload {
-        let mut child = Command::new(workload_bin())
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start holdup-workload");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line)
-            .expect("read the workload's startup line");
-        let info: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("bad startup line {line:?}: {e}"));
-        Workload { child, out, info }
-    }
-
-    fn pid(&self) -> u32 {
-        self.info["pid"].as_u64().unwrap() as u32
-    }
-
-    fn tid(&self, name: &str) -> u32 {
-        self.info["threads"][name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no thread {name}")) as u32
-    }
-
-    fn u64(&self, key: &str) -> u64 {
-        self.info[key]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no {key} in {}", self.info))
-    }
-
-    /// Waits for the workload's final counters.
-    fn finish(mut self) -> Value {
-        let mut line = String::new();
-        let _ = self.out.read_line(&mut line);
-        let _ = self.child.wait();
-        serde_json::from_str::<Value>(&line)
-            .map(|v| v["final"].clone())
-            .unwrap_or(Value::Null)
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn setup() -> Option<std::sync::MutexGuard<'static, ()>> {
+    bpf_setup("this BPF integration test")
 }
 
 fn options(target: TargetSpec) -> Options {
