@@ -320,6 +320,19 @@ fn tcp_client_waits_on_the_slow_servers_socket() {
             "{} recv waits in a window, expected ~50",
             r.waits
         );
+        // Each wait that ended is in the histogram, in the 16-32 ms bucket or
+        // next to it (the 20 ms delay plus scheduling).
+        let h = r.hist.count();
+        assert!(
+            h + 2 >= r.waits && h <= r.waits + 2,
+            "histogram holds {h} waits, {} started",
+            r.waits
+        );
+        let p50 = r.hist.quantile_us(0.5).unwrap();
+        assert!(
+            (16_384..=65_536).contains(&p50),
+            "median recv wait bucket ends at {p50} us"
+        );
         assert!(
             r.calls >= r.waits && r.bytes >= 4 * r.waits,
             "calls {} bytes {}",

@@ -70,9 +70,14 @@ __hidden struct res_stats *res_stats_get(__u32 slot, __u32 tid, __u32 tgid, __u3
 	return r;
 }
 
-/* Add [a, b) of the thread's current state to window `slot`. */
+/*
+ * Add [a, b) of the thread's current state to window `slot`. A wait that
+ * ends here (closing_dur: its whole length) also lands in the resource's
+ * histogram, in the same map entry.
+ */
 static __always_inline void add_interval(struct thread_state *ts, __u32 tid,
-					 struct task_struct *t, __u32 slot, __u64 a, __u64 b)
+					 struct task_struct *t, __u32 slot, __u64 a, __u64 b,
+					 __u64 closing_dur)
 {
 	__u64 d = b - a;
 	__u32 st = ts->state;
@@ -92,8 +97,13 @@ static __always_inline void add_interval(struct thread_state *ts, __u32 tid,
 	if (wk == WAIT_OTHER)
 		return;
 	r = res_stats_get(slot, tid, ts->tgid, wk, &ts->res);
-	if (r)
-		__sync_fetch_and_add(&r->wait_ns, d);
+	if (!r)
+		return;
+	__sync_fetch_and_add(&r->wait_ns, d);
+	if (closing_dur) {
+		__u32 bkt = log2_bucket(closing_dur);
+		__sync_fetch_and_add(&r->hist[BOUNDED(bkt, 31)], 1);
+	}
 }
 
 /*
@@ -102,7 +112,7 @@ static __always_inline void add_interval(struct thread_state *ts, __u32 tid,
  * and moves `acct` up to it, so nothing is counted twice.
  */
 static __always_inline void account(struct thread_state *ts, __u32 tid, struct task_struct *t,
-				    __u64 now)
+				    __u64 now, __u64 closing_dur)
 {
 	__u64 ws = window_start;
 	__u32 slot = ws & 1;
@@ -112,14 +122,14 @@ static __always_inline void account(struct thread_state *ts, __u32 tid, struct t
 		return;
 	if (start < ws) {
 		/* the iterator has not reached this thread yet: credit the old window */
-		add_interval(ts, tid, t, slot ^ 1, start, ws);
+		add_interval(ts, tid, t, slot ^ 1, start, ws, 0);
 		start = ws;
 	}
-	add_interval(ts, tid, t, slot, start, now);
+	add_interval(ts, tid, t, slot, start, now, closing_dur);
 	ts->acct = now;
 }
 
-/* Record the end of a sleep: histogram on the resource, count the wakeup edge. */
+/* Record the end of a sleep: who or what ended it (the wake edge). */
 static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct task_struct *p,
 				      __u64 now)
 {
@@ -131,16 +141,6 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 	struct wake_stats *w;
 	__u64 sk = 0;
 	__u32 waker_pid;
-
-	if (ts->wait_kind != WAIT_NONE && ts->wait_kind != WAIT_OTHER &&
-	    ts->wait_kind < NR_WAIT_KINDS) {
-		struct res_stats *r = res_stats_get(slot, tid, ts->tgid, ts->wait_kind, &ts->res);
-		if (r) {
-			__u32 b = log2_bucket(dur);
-			if (b < NR_BUCKETS)
-				__sync_fetch_and_add(&r->hist[BOUNDED(b, 31)], 1);
-		}
-	}
 
 	/* Who (or what) ended the sleep: metric 5, 8 and 15. */
 	if (socket_wait(ts->wait_kind)) {
@@ -362,7 +362,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 			ts = track(prev_tid, prev, ST_ONCPU, now);
 		}
 		if (ts) {
-			account(ts, prev_tid, prev, now);
+			account(ts, prev_tid, prev, now, 0);
 			if (prev_state & TASK_DEAD_) {
 				struct thread_stats *s =
 					thread_stats_get(ts, window_start & 1, prev_tid, prev);
@@ -396,7 +396,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 		if (ts) {
 			__u64 since = ts->since;
 			__u32 was = ts->state;
-			account(ts, next_tid, next, now);
+			account(ts, next_tid, next, now, 0);
 			/* a sleep that ended without a wake-up we saw */
 			if (was >= ST_IOWAIT && was < NR_STATES && socket_wait(ts->wait_kind))
 				__sync_fetch_and_add(&socket_waiters, -1);
@@ -436,7 +436,7 @@ static __always_inline int on_wakeup(struct task_struct *p, bool is_new)
 	}
 	if (ts->state < ST_IOWAIT || ts->state >= NR_STATES)
 		return 0; /* already runnable or running */
-	account(ts, tid, p, now);
+	account(ts, tid, p, now, now - ts->since);
 	end_sleep(ts, tid, p, now);
 	ts->state = ST_RUNQ;
 	ts->wait_kind = WAIT_NONE;
@@ -549,7 +549,7 @@ int window_cut(struct bpf_iter__task *ctx)
 	if (ts) {
 		__u64 start = ts->since > ts->acct ? ts->since : ts->acct;
 		if (start < ws) {
-			add_interval(ts, tid, t, (ws & 1) ^ 1, start, ws);
+			add_interval(ts, tid, t, (ws & 1) ^ 1, start, ws, 0);
 			ts->acct = ws;
 		}
 		flush_thread_stats(ts, (ws & 1) ^ 1, tid, t);
