@@ -5,13 +5,14 @@
 # and futex metrics). Modes are interleaved and the order rotates each round.
 #
 # Usage: sudo scripts/bench-redis.sh [--runs N] [--secs S] [--out DIR]
-#                                    [--port P] [--clients C]
+#                                    [--port P] [--clients C] [--no-pin]
 #   --runs N     rounds; each round runs every mode once (default 5)
 #   --secs S     target length of one untraced load run, in seconds (default 8);
 #                the request count is sized once, untraced, at the start
 #   --out DIR    where results go (default target/bench-redis/<UTC time>)
 #   --port P     first port to try for the private redis-server (default 6390)
 #   --clients C  redis-benchmark connections (default 50)
+#   --no-pin     do not pin redis-server to CPU 0 and redis-benchmark to CPU 1
 # Environment: HOLDUP=path/to/holdup (default target/release/holdup).
 # Writes $OUT/results.csv (one row per run), $OUT/results.md (ready for
 # BENCHMARKS.md), $OUT/holdup-overhead.json and the recording it came from.
@@ -21,8 +22,8 @@ cmdline="scripts/bench-redis.sh${*:+ $*}"
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
 
-runs=5 secs=8 out="" port=6390 clients=50
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+runs=5 secs=8 out="" port=6390 clients=50 pin=1
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "bench-redis: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --out) out="${2:?--out needs a value}"; shift 2 ;;
     --port) port="${2:?--port needs a value}"; shift 2 ;;
     --clients) clients="${2:?--clients needs a value}"; shift 2 ;;
+    --no-pin) pin=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -38,6 +40,13 @@ done
 for v in runs secs port clients; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--$v must be a positive integer, got '${!v}'"
 done
+
+pin_server="" pin_load="" pin_note="nothing pinned"
+if [ "$pin" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  pin_server="taskset -c 0" pin_load="taskset -c 1"
+  pin_note="redis-server pinned to CPU 0, redis-benchmark to CPU 1"
+fi
+clk_tck="$(getconf CLK_TCK)"
 
 # ---- prerequisites ---------------------------------------------------------
 [ "$(id -u)" -eq 0 ] || die "must run as root (holdup and bpftrace load BPF programs): sudo $cmdline"
@@ -100,7 +109,9 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for ((p = port; p < port + 100; p++)); do port_busy "$p" || break; done
 port_busy "$p" && die "no free port in $port..$((port + 99))"
 port=$p
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+# Redis on CPU 0, the load generator on CPU 1 (with --no-pin, anywhere): on a
+# shared two-core machine this keeps run-to-run noise down.
+$pin_server redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
   --daemonize no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
 redis_pid=$!
 for _ in $(seq 100); do
@@ -117,24 +128,30 @@ echo "bench-redis: redis-server pid $redis_pid on 127.0.0.1:$port; results in $o
 # "set_rps get_rps set_p50 get_p50 set_p99 get_p99 seconds". Functions here run
 # in the main shell (no subshells), so the cleanup trap knows every pid.
 run_load() {
-  local n="$1" f="$2" t0 t1 rc=0
+  local n="$1" f="$2" t0 t1 c0 c1 rc=0
   t0=$(date +%s.%N)
-  timeout "$((secs * 10 + 60))" redis-benchmark -h 127.0.0.1 -p "$port" -c "$clients" \
+  c0=$(redis_cpu_ticks)
+  timeout "$((secs * 10 + 60))" $pin_load redis-benchmark -h 127.0.0.1 -p "$port" -c "$clients" \
     -n "$n" -t set,get --csv >"$f" 2>"$f.err" &
   load_pid=$!
   wait "$load_pid" || rc=$?
   load_pid=""
   t1=$(date +%s.%N)
+  c1=$(redis_cpu_ticks)
   [ "$rc" -eq 0 ] || { cat "$f.err" >&2; die "redis-benchmark failed (exit $rc; 124 = timed out)"; }
-  res="$(awk -F, -v t0="$t0" -v t1="$t1" '
+  res="$(awk -F, -v t0="$t0" -v t1="$t1" -v cpu="$(((c1 - c0)))" -v hz="$clk_tck" -v n="$n" '
     { gsub(/"/, "") }
     $1 == "SET" { s = $2; s50 = $5; s99 = $7 }
     $1 == "GET" { g = $2; g50 = $5; g99 = $7 }
     END {
       if (s == "" || g == "") exit 1
-      printf "%s %s %s %s %s %s %.2f\n", s, g, s50, g50, s99, g99, t1 - t0
+      printf "%s %s %s %s %s %s %.2f %.3f\n", s, g, s50, g50, s99, g99, t1 - t0, cpu / hz / (2 * n) * 1e6
     }' "$f")" || die "could not parse redis-benchmark output in $f"
 }
+
+# Redis's CPU time (user + system) in clock ticks: per request, it shows the
+# tracers' cost inside Redis's context even when throughput noise hides it.
+redis_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$redis_pid/stat"; }
 
 # wait_line PID FILE REGEX SECONDS: wait until FILE matches REGEX while PID lives.
 wait_line() {
@@ -209,17 +226,17 @@ wait_pid_exit() {
 
 modes=(none holdup bpftrace)
 csv="$out/results.csv"
-echo "round,position,mode,requests,set_rps,get_rps,set_p50_ms,get_p50_ms,set_p99_ms,get_p99_ms,load_seconds" >"$csv"
+echo "round,position,mode,requests,set_rps,get_rps,set_p50_ms,get_p50_ms,set_p99_ms,get_p99_ms,load_seconds,redis_cpu_us_per_req" >"$csv"
 last_rec="" last_rec_secs=""
 for ((r = 1; r <= runs; r++)); do
   for ((i = 0; i < ${#modes[@]}; i++)); do
     mode="${modes[$(((r - 1 + i) % ${#modes[@]}))]}"
     run_mode "$mode" "$r"
-    read -r s g s50 g50 s99 g99 t <<<"$res"
+    read -r s g s50 g50 s99 g99 t cpu <<<"$res"
     [ -n "${t:-}" ] || die "run $r ($mode) failed"
-    printf 'bench-redis: round %d/%d  %-8s  SET %10s rps  GET %10s rps  (%ss)\n' \
-      "$r" "$runs" "$mode" "$s" "$g" "$t"
-    echo "$r,$((i + 1)),$mode,$requests,$s,$g,$s50,$g50,$s99,$g99,$t" >>"$csv"
+    printf 'bench-redis: round %d/%d  %-8s  SET %10s rps  GET %10s rps  redis CPU %s us/req  (%ss)\n' \
+      "$r" "$runs" "$mode" "$s" "$g" "$cpu" "$t"
+    echo "$r,$((i + 1)),$mode,$requests,$s,$g,$s50,$g50,$s99,$g99,$t,$cpu" >>"$csv"
     if [ "$mode" = holdup ]; then last_rec="$tmp/r$r-holdup.rec" last_rec_secs="$t"; fi
     if [ "$mode" = bpftrace ]; then cp "$tmp/r$r-bpftrace.out" "$out/peer-output.txt"; fi
   done
@@ -229,7 +246,7 @@ done
 # summary: one line per mode and test: mode test median ratio run1 run2 ...
 summary="$(awk -F, '
   NR == 1 { next }
-  { m = $3; n[m]++; set[m, n[m]] = $5; get[m, n[m]] = $6; if (!(m in seen)) { seen[m] = 1; order[++k] = m } }
+  { m = $3; n[m]++; set[m, n[m]] = $5; get[m, n[m]] = $6; cpu[m, n[m]] = $12; if (!(m in seen)) { seen[m] = 1; order[++k] = m } }
   function median(a, m, cnt,   i, j, t, v) {
     for (i = 1; i <= cnt; i++) v[i] = a[m, i] + 0
     for (i = 2; i <= cnt; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
@@ -239,7 +256,7 @@ summary="$(awk -F, '
     split("none holdup bpftrace", want, " ")
     for (w = 1; w <= 3; w++) {
       m = want[w]; if (!(m in n)) continue
-      ms[m] = median(set, m, n[m]); mg[m] = median(get, m, n[m])
+      ms[m] = median(set, m, n[m]); mg[m] = median(get, m, n[m]); mc[m] = median(cpu, m, n[m])
     }
     for (w = 1; w <= 3; w++) {
       m = want[w]; if (!(m in n)) continue
@@ -249,13 +266,16 @@ summary="$(awk -F, '
       line = sprintf("%s GET %.2f %.3f", m, mg[m], mg[m] / mg["none"])
       for (i = 1; i <= n[m]; i++) line = line " " get[m, i]
       print line
+      line = sprintf("%s CPU/req %.3f %.3f", m, mc[m], mc[m] / mc["none"])
+      for (i = 1; i <= n[m]; i++) line = line " " cpu[m, i]
+      print line
     }
   }' "$csv")"
 
 echo
-printf '%-9s %-4s %12s %8s   %s\n' mode test "median rps" "vs none" "per-run rps (in round order)"
+printf '%-9s %-7s %12s %8s   %s\n' mode test "median" "vs none" "per run, round order (rps; CPU/req: Redis CPU us per request)"
 while read -r m t med ratio rest; do
-  printf '%-9s %-4s %12s %8s   %s\n' "$m" "$t" "$med" "$ratio" "$rest"
+  printf '%-9s %-7s %12s %8s   %s\n' "$m" "$t" "$med" "$ratio" "$rest"
 done <<<"$summary"
 
 # holdup's own BPF cost, from the last holdup run's recording.
@@ -310,10 +330,10 @@ ncpu="$(nproc)"
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- Kernel: $(uname -r); CPU: ${cpu:-unknown} ($ncpu CPUs)"
   echo "- holdup commit: $commit; $(redis-server --version | awk '{ sub(/^v=/, "", $3); print "Redis", $3 }'); $(bpftrace --version)"
-  echo "- Load: \`redis-benchmark -h 127.0.0.1 -p $port -c $clients -n $requests -t set,get --csv\` ($requests requests per test, sized for ~${secs} s untraced); rounds: $runs, mode order rotated each round; nothing pinned"
+  echo "- Load: \`redis-benchmark -h 127.0.0.1 -p $port -c $clients -n $requests -t set,get --csv\` ($requests requests per test, sized for ~${secs} s untraced); rounds: $runs, mode order rotated each round; $pin_note"
   echo "- Modes: \`none\`; \`holdup\` = \`holdup record --pid <redis> -o x.rec\`; \`bpftrace\` = \`bpftrace bench/peer-sched-futex.bt <redis>\`; each tracer attached 1 s before the load and stopped with SIGINT after it"
   echo
-  echo "| mode | test | median rps | vs none | per-run rps (round order) |"
+  echo "| mode | test | median (rps; CPU/req in us) | vs none | per run (round order) |"
   echo "|---|---|---:|---:|---|"
   while read -r m t med ratio rest; do
     echo "| $m | $t | $med | $ratio | ${rest// /, } |"

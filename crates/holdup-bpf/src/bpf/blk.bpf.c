@@ -15,8 +15,8 @@ int handle_block_bio_queue(struct trace_event_raw_block_bio *ctx)
 	struct bio_info info = {};
 
 	info.ts = bpf_ktime_get_ns();
-	info.tid = BPF_CORE_READ(t, pid);
-	info.tgid = BPF_CORE_READ(t, tgid);
+	info.tid = t->pid;
+	info.tgid = t->tgid;
 	info.is_target = state_of(t) != 0;
 	info.write = ctx->rwbs[0] == 'W' || (ctx->rwbs[0] == 'F' && ctx->rwbs[1] == 'W');
 	bpf_get_current_comm(info.comm, TASK_COMM_LEN);

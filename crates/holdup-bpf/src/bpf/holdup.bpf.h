@@ -305,19 +305,26 @@ static __always_inline struct cpu_ctx *this_cpu_ctx(void)
 	return bpf_map_lookup_elem(&cpu_ctxs, &zero);
 }
 
+/*
+ * Task pointers handed to tp_btf/iter programs (and from
+ * bpf_get_current_task_btf) are trusted BTF pointers: plain field reads
+ * compile to inline loads, where BPF_CORE_READ would call a helper per field.
+ * Hot paths read them directly; pointers fished out of maps or memory use
+ * BPF_CORE_READ.
+ */
 static __always_inline __u64 task_cgroup_id(struct task_struct *t)
 {
-	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+	return t->cgroups->dfl_cgrp->kn->id;
 }
 
 /* Is this task one of the traced ones? The first check of every handler. */
 static __always_inline bool task_is_target(struct task_struct *t)
 {
-	__u32 tgid = BPF_CORE_READ(t, tgid);
+	__u32 tgid = t->tgid;
 	if (tgid == self_tgid)
 		return false;
 	if (targ_all)
-		return BPF_CORE_READ(t, pid) != 0;
+		return t->pid != 0;
 	if (bpf_map_lookup_elem(&target_tgids, &tgid))
 		return true;
 	if (targ_cgroup) {

@@ -71,7 +71,7 @@ __hidden __u32 net_classify(struct task_struct *t, long nr, __u64 fd, struct res
 static __always_inline int sock_length(struct sock *sk, int ret, __u32 kind)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
-	__u32 tid = BPF_CORE_READ(t, pid);
+	__u32 tid = t->pid;
 	struct res_desc d = {};
 	struct res_stats *r;
 
@@ -82,7 +82,7 @@ static __always_inline int sock_length(struct sock *sk, int ret, __u32 kind)
 		.slot = window_start & 1, .tid = tid, .kind = kind, .id1 = (__u64)sk });
 	if (!r) {
 		net_describe_sock(sk, &d);
-		r = res_stats_get(window_start & 1, tid, BPF_CORE_READ(t, tgid), kind, &d);
+		r = res_stats_get(window_start & 1, tid, t->tgid, kind, &d);
 		if (!r)
 			return 0;
 	}

@@ -23,7 +23,7 @@ __hidden struct thread_stats *thread_stats_get(struct thread_state *ts, __u32 sl
 
 	if (s->tid == 0) {
 		s->tid = tid;
-		s->tgid = BPF_CORE_READ(t, tgid);
+		s->tgid = t->tgid;
 		s->cgroup_id = task_cgroup_id(t);
 		bpf_probe_read_kernel_str(s->comm, sizeof(s->comm), t->comm);
 	}
@@ -147,7 +147,7 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 		__sync_fetch_and_add(&socket_waiters, -1);
 		sk = mux_take_data_ready(now);
 	}
-	waker_pid = BPF_CORE_READ(waker, pid);
+	waker_pid = waker->pid;
 	wk.slot = slot;
 	wk.wakee_tid = tid;
 	wk.wait_kind = ts->wait_kind;
@@ -176,7 +176,7 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 	if (w->count == 0) {
 		w->wakee_tgid = ts->tgid;
 		if (wk.cause == CAUSE_THREAD) {
-			w->waker_tgid = BPF_CORE_READ(waker, tgid);
+			w->waker_tgid = waker->tgid;
 			bpf_probe_read_kernel_str(w->waker_comm, sizeof(w->waker_comm), waker->comm);
 		} else if (wk.cause == CAUSE_SOCKET) {
 			struct res_desc d = {};
@@ -283,7 +283,7 @@ static __always_inline struct thread_state *track(__u32 tid, struct task_struct 
 	ts->since = now;
 	ts->acct = now;
 	ts->state = state;
-	ts->tgid = BPF_CORE_READ(t, tgid);
+	ts->tgid = t->tgid;
 	return ts;
 }
 
@@ -335,8 +335,8 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 	     struct task_struct *next, unsigned int prev_state)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u32 prev_tid = BPF_CORE_READ(prev, pid);
-	__u32 next_tid = BPF_CORE_READ(next, pid);
+	__u32 prev_tid = prev->pid;
+	__u32 next_tid = next->pid;
 	__u32 zero = 0;
 	struct cpu_ring *ring = bpf_map_lookup_elem(&cpu_rings, &zero);
 	struct thread_state *ts;
@@ -348,7 +348,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 		seg->start = ring->cur_in;
 		seg->end = now;
 		seg->pid = prev_tid;
-		seg->tgid = BPF_CORE_READ(prev, tgid);
+		seg->tgid = prev->tgid;
 		seg->task = (__u64)prev;
 		ring->head = (h + 1) & (RQ_RING - 1);
 		ring->cur_in = now;
@@ -423,7 +423,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 static __always_inline int on_wakeup(struct task_struct *p, bool is_new)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u32 tid = BPF_CORE_READ(p, pid);
+	__u32 tid = p->pid;
 	struct thread_state *ts = state_of(p);
 
 	if (!ts) {
@@ -465,8 +465,8 @@ int BPF_PROG(handle_sched_wakeup_new, struct task_struct *p)
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_sched_process_fork, struct task_struct *parent, struct task_struct *child)
 {
-	__u32 ptgid = BPF_CORE_READ(parent, tgid);
-	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	__u32 ptgid = parent->tgid;
+	__u32 ctgid = child->tgid;
 	__u8 one = 1;
 
 	if (!follow_children || ptgid == ctgid)
@@ -479,7 +479,7 @@ int BPF_PROG(handle_sched_process_fork, struct task_struct *parent, struct task_
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_sched_process_exit, struct task_struct *p)
 {
-	__u32 tid = BPF_CORE_READ(p, pid);
+	__u32 tid = p->pid;
 	struct thread_state *ts = state_of(p);
 
 	if (!ts)
