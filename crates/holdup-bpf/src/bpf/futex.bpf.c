@@ -38,11 +38,11 @@ static __always_inline bool futex_op_waits(__u32 op)
 __hidden __u32 futex_classify(struct task_struct *t, struct pt_regs *regs, long nr,
 			      struct res_desc *desc)
 {
-	__u64 uaddr = BPF_CORE_READ(regs, di);
+	__u64 uaddr = regs->di;
 
 	switch (nr) {
 	case NR_FUTEX:
-		if (!futex_op_waits(BPF_CORE_READ(regs, si)))
+		if (!futex_op_waits(regs->si))
 			return 0;
 		break;
 	case NR_FUTEX_WAIT:
@@ -59,7 +59,7 @@ __hidden __u32 futex_classify(struct task_struct *t, struct pt_regs *regs, long 
 		return 0;
 	}
 	desc->id1 = uaddr;
-	desc->id2 = BPF_CORE_READ(t, tgid);
+	desc->id2 = t->tgid;
 	return WAIT_FUTEX;
 }
 
@@ -70,18 +70,18 @@ __hidden void futex_note_wake(struct task_struct *waker, __u32 slot, __u64 wakee
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(waker);
 	struct res_desc d = {};
 	struct res_stats *r;
-	__u32 tid = BPF_CORE_READ(waker, pid);
+	__u32 tid = waker->pid;
 	long nr;
 	__u64 now;
 
 	if (!regs)
 		return;
-	nr = BPF_CORE_READ(regs, orig_ax);
+	nr = regs->orig_ax;
 	if (nr != NR_FUTEX && nr != NR_FUTEX_WAKE && nr != NR_FUTEX_REQUEUE)
 		return;
 	d.id1 = wakee_uaddr;
 	d.id2 = wakee_tgid;
-	r = res_stats_get(slot, tid, BPF_CORE_READ(waker, tgid), RES_FUTEX_WAKE, &d);
+	r = res_stats_get(slot, tid, waker->tgid, RES_FUTEX_WAKE, &d);
 	if (!r)
 		return;
 	__sync_fetch_and_add(&r->woken, 1);

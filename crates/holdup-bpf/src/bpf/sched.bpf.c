@@ -201,15 +201,15 @@ static __always_inline void classify_wait(struct task_struct *t, struct thread_s
 
 	ts->wait_kind = WAIT_NONE;
 	__builtin_memset(&ts->res, 0, sizeof(ts->res));
-	if (BPF_CORE_READ(t, flags) & PF_KTHREAD_)
+	if (t->flags & PF_KTHREAD_)
 		return;
 	regs = (struct pt_regs *)bpf_task_pt_regs(t);
 	if (!regs)
 		return;
-	nr = BPF_CORE_READ(regs, orig_ax);
+	nr = regs->orig_ax;
 	if (nr < 0)
 		return; /* not in a syscall: a page fault, or preempted in user space */
-	fd = BPF_CORE_READ(regs, di);
+	fd = regs->di;
 
 	kind = futex_classify(t, regs, nr, &ts->res);
 	if (!kind)

@@ -8,13 +8,17 @@
 
 __hidden struct file *vfs_fd_file(struct task_struct *t, __u64 fd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	struct files_struct *files = t->files;
+	struct fdtable *fdt;
 	struct file **fds;
 	struct file *f = 0;
 
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (!files)
 		return 0;
-	fds = BPF_CORE_READ(fdt, fd);
+	fdt = files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
+		return 0;
+	fds = fdt->fd;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xffffff]))
 		return 0;
 	return f;
