@@ -81,6 +81,8 @@ struct cpu_ring {
 struct cpu_ctx {
 	__u64 data_ready_ts;
 	__u64 data_ready_sk;
+	__u32 data_ready_pid; /* `current` then: the wake-up it causes runs in the same context */
+	__u32 _pad2;
 	__u64 blk_done_ts;
 	/* inside an hrtimer callback since (0: not); a time, not a depth, so an
 	 * exit missed while attaching cannot leave the CPU marked for good */
@@ -89,6 +91,9 @@ struct cpu_ctx {
 
 /* An event this recent on the same CPU is what the wake-up is part of. */
 #define SAME_EVENT_NS 50000
+/* sk_data_ready -> ep_poll_callback / sock_def_readable -> try_to_wake_up is a
+ * direct call chain: a few microseconds at most. */
+#define DATA_READY_NS 10000
 
 struct bio_key {
 	__u32 dev;
@@ -396,6 +401,6 @@ __hidden void futex_note_wake(struct task_struct *waker, __u32 slot, __u64 wakee
 /* mux.bpf.c: epoll/poll/select wait; fills desc */
 __hidden __u32 mux_classify(struct task_struct *t, long nr, __u64 fd, struct res_desc *desc);
 /* mux.bpf.c: consume this CPU's recent sk_data_ready, if any: the socket pointer */
-__hidden __u64 mux_take_data_ready(__u64 now);
+__hidden __u64 mux_take_data_ready(__u64 now, __u32 waker_pid);
 
 #endif /* __HOLDUP_BPF_H */

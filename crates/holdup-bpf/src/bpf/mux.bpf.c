@@ -28,13 +28,14 @@ __hidden __u32 mux_classify(struct task_struct *t, long nr, __u64 fd, struct res
 	return 0;
 }
 
-__hidden __u64 mux_take_data_ready(__u64 now)
+__hidden __u64 mux_take_data_ready(__u64 now, __u32 waker_pid)
 {
 	/* sk_data_ready -> ep_poll_callback -> wake-up run back to back on one CPU */
 	struct cpu_ctx *c = this_cpu_ctx();
 	__u64 sk;
 
-	if (!c || !c->data_ready_sk || now - c->data_ready_ts > SAME_EVENT_NS)
+	if (!c || !c->data_ready_sk || now - c->data_ready_ts > DATA_READY_NS ||
+	    c->data_ready_pid != waker_pid)
 		return 0;
 	sk = c->data_ready_sk;
 	c->data_ready_sk = 0;

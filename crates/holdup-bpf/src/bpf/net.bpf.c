@@ -116,6 +116,7 @@ int BPF_PROG(handle_sk_data_ready, const struct sock *sk)
 	if (c) {
 		c->data_ready_ts = bpf_ktime_get_ns();
 		c->data_ready_sk = (__u64)sk;
+		c->data_ready_pid = bpf_get_current_task_btf()->pid;
 	}
 	return 0;
 }

@@ -135,7 +135,8 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 {
 	__u64 ws = window_start;
 	__u32 slot = ws & 1;
-	__u64 dur = now - ts->since;
+	/* since may be a hair later: the switch-out can race with the waking on another CPU */
+	__u64 dur = now > ts->since ? now - ts->since : 0;
 	struct task_struct *waker = bpf_get_current_task_btf();
 	struct wake_key wk = {};
 	struct wake_stats *w;
@@ -145,7 +146,7 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 	/* Who (or what) ended the sleep: metric 5, 8 and 15. */
 	if (socket_wait(ts->wait_kind)) {
 		__sync_fetch_and_add(&socket_waiters, -1);
-		sk = mux_take_data_ready(now);
+		sk = mux_take_data_ready(now, waker->pid);
 	}
 	waker_pid = waker->pid;
 	wk.slot = slot;
@@ -404,7 +405,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 				struct thread_stats *s =
 					thread_stats_get(ts, window_start & 1, next_tid, next);
 				{
-					__u32 b = log2_bucket(now - since);
+					__u32 b = log2_bucket(now > since ? now - since : 0);
 					__sync_fetch_and_add(&s->runq_cnt, 1);
 					if (b < NR_BUCKETS)
 						__sync_fetch_and_add(&s->runq_hist[BOUNDED(b, 31)], 1);
@@ -436,7 +437,7 @@ static __always_inline int on_wakeup(struct task_struct *p, bool is_new)
 	}
 	if (ts->state < ST_IOWAIT || ts->state >= NR_STATES)
 		return 0; /* already runnable or running */
-	account(ts, tid, p, now, now - ts->since);
+	account(ts, tid, p, now, now > ts->since ? now - ts->since : 1);
 	end_sleep(ts, tid, p, now);
 	ts->state = ST_RUNQ;
 	ts->wait_kind = WAIT_NONE;
