@@ -1,5 +1,6 @@
 //! `holdup`: what is holding your threads up, and who is causing it.
 
+mod diagnose;
 mod top;
 
 use anyhow::{bail, Context, Result};
@@ -53,6 +54,9 @@ enum Cmd {
         #[arg(long)]
         summary: bool,
     },
+    /// Say what holds the target up and who causes it: ranked causes with
+    /// evidence, live (`--pid P --duration 60s`) or from a recording.
+    Diagnose(diagnose::DiagnoseArgs),
     /// Summarise a recording.
     Inspect {
         /// The recording.
@@ -214,6 +218,7 @@ fn run(cli: Cli) -> Result<()> {
             summary,
         } => record(target, output, duration, summary),
         Cmd::Inspect { file, json } => inspect(&file, json),
+        Cmd::Diagnose(args) => diagnose::run(args),
     }
 }
 

@@ -20,10 +20,11 @@ mod futex;
 mod lock;
 mod net;
 mod pipe;
+mod service;
 mod sys;
 mod worker;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -148,6 +149,95 @@ enum Cmd {
         #[command(flatten)]
         secs: Secs,
     },
+    /// Echo server for `frontend`: "hw-be-acc" accepts, one "hw-be-conn"
+    /// thread per client answers each 16-byte request after --delay-ms, or
+    /// after --slow-delay-ms once --slow-after-secs have passed.
+    Backend {
+        #[command(flatten)]
+        secs: Secs,
+        /// Port to listen on (0: an ephemeral port, printed as server_port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// Delay before each reply, in milliseconds (fractions allowed).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_ms)]
+        delay_ms: f64,
+        /// Delay once the knob has turned, in milliseconds.
+        #[arg(long, default_value_t = 20.0, value_parser = parse_ms)]
+        slow_delay_ms: f64,
+        /// Turn the knob this many seconds after the start (default: never).
+        #[arg(long, value_parser = parse_secs)]
+        slow_after_secs: Option<f64>,
+    },
+    /// Thread-per-connection service: "hw-fe-acc" accepts, each client gets a
+    /// "hw-fe-w-N" thread that busy-works --work-us per 16-byte request, then
+    /// asks --backend over its own connection and replies with the answer.
+    Frontend {
+        #[command(flatten)]
+        secs: Secs,
+        /// Port to listen on (0: an ephemeral port, printed as server_port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// The backend's address (e.g. 127.0.0.1:7000).
+        #[arg(long)]
+        backend: SocketAddr,
+        /// Busy work per request, in microseconds.
+        #[arg(long, default_value_t = 100)]
+        work_us: u64,
+    },
+    /// Thread-per-connection service whose workers serialise on one mutex
+    /// when the knob turns: "hw-kn-acc" accepts, each client gets a
+    /// "hw-kn-w-N" thread that per 16-byte request busy-works --work-us and
+    /// sleeps --io-us, outside the mutex (printed as futex_addr) before
+    /// --serialise-after-secs, inside it after.
+    Lockknob {
+        #[command(flatten)]
+        secs: Secs,
+        /// Port to listen on (0: an ephemeral port, printed as server_port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// Busy work per request, in microseconds.
+        #[arg(long, default_value_t = 50)]
+        work_us: u64,
+        /// Sleep per request (standing in for a storage call), in microseconds.
+        #[arg(long, default_value_t = 300)]
+        io_us: u64,
+        /// Turn the knob this many seconds after the start (default: never).
+        #[arg(long, value_parser = parse_secs)]
+        serialise_after_secs: Option<f64>,
+    },
+    /// Closed-loop load: --connections threads "hw-load-N", each sending a
+    /// 16-byte request to --server, waiting for the reply, then pausing
+    /// --think-us. With --latency-log FILE, writes "unix_second p99_us" lines
+    /// (an SLO series for `holdup diagnose --slo`) at the end.
+    Loadgen {
+        #[command(flatten)]
+        secs: Secs,
+        /// The server's address (e.g. 127.0.0.1:7000).
+        #[arg(long)]
+        server: SocketAddr,
+        /// Connections (one thread each).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+        connections: u32,
+        /// Pause between a reply and the next request, in microseconds.
+        #[arg(long, default_value_t = 1000)]
+        think_us: u64,
+        /// Send the Redis inline command PING and expect +PONG (to load a
+        /// redis-server) instead of 16-byte echo requests.
+        #[arg(long)]
+        redis_ping: bool,
+        /// Write per-second p99 latencies here at the end.
+        #[arg(long)]
+        latency_log: Option<PathBuf>,
+    },
     /// Smoke-test mix: "hw-spin" spinning, "hw-lock-0"/"hw-lock-1" contending
     /// on a futex (hold 1000 us, pause 100 us), "hw-pipe-a"/"hw-pipe-b"
     /// ping-ponging with a 1000 us delay.
@@ -161,6 +251,14 @@ fn parse_secs(s: &str) -> std::result::Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if !v.is_finite() || v <= 0.0 || v > 1e8 {
         return Err("must be a positive number of seconds (at most 1e8)".into());
+    }
+    Ok(v)
+}
+
+fn parse_ms(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !v.is_finite() || !(0.0..=1e7).contains(&v) {
+        return Err("must be a number of milliseconds between 0 and 1e7".into());
     }
     Ok(v)
 }
@@ -231,6 +329,80 @@ fn main_inner(cmd: Cmd) -> Result<()> {
             block_kb,
         } => ("disk", secs, vec![disk::disk(&dir, block_kb)?]),
         Cmd::Idle { secs } => ("idle", secs, vec![cpu::idle()?]),
+        Cmd::Backend {
+            secs,
+            port,
+            bind,
+            delay_ms,
+            slow_delay_ms,
+            slow_after_secs,
+        } => (
+            "backend",
+            secs,
+            vec![service::backend(
+                bind,
+                port,
+                Duration::from_secs_f64(delay_ms / 1e3),
+                Duration::from_secs_f64(slow_delay_ms / 1e3),
+                service::Knob {
+                    after: slow_after_secs.map(Duration::from_secs_f64),
+                },
+            )?],
+        ),
+        Cmd::Frontend {
+            secs,
+            port,
+            bind,
+            backend,
+            work_us,
+        } => (
+            "frontend",
+            secs,
+            vec![service::frontend(
+                bind,
+                port,
+                backend,
+                Duration::from_micros(work_us),
+            )?],
+        ),
+        Cmd::Lockknob {
+            secs,
+            port,
+            bind,
+            work_us,
+            io_us,
+            serialise_after_secs,
+        } => (
+            "lockknob",
+            secs,
+            vec![service::lockknob(
+                bind,
+                port,
+                Duration::from_micros(work_us),
+                Duration::from_micros(io_us),
+                service::Knob {
+                    after: serialise_after_secs.map(Duration::from_secs_f64),
+                },
+            )?],
+        ),
+        Cmd::Loadgen {
+            secs,
+            server,
+            connections,
+            think_us,
+            redis_ping,
+            latency_log,
+        } => (
+            "loadgen",
+            secs,
+            vec![service::loadgen(
+                server,
+                connections,
+                Duration::from_micros(think_us),
+                redis_ping,
+                latency_log,
+            )?],
+        ),
         Cmd::Mixed { secs } => {
             let p = lock::FutexParams {
                 threads: 2,

@@ -1,0 +1,190 @@
+//! The diagnosis as plain text for people: under a screen, most likely cause
+//! first, with the evidence.
+
+use crate::split::SplitMethod;
+use crate::states::Category;
+use crate::verdict::Level;
+use crate::Diagnosis;
+use std::fmt::Write;
+
+/// Verdicts shown in full (the others get one line).
+pub const DETAILED_VERDICTS: usize = 2;
+/// Evidence lines shown for a detailed verdict.
+pub const EVIDENCE_LINES: usize = 5;
+/// Table columns (categories) shown.
+pub const STATE_COLUMNS: usize = 7;
+
+fn level(l: Level) -> &'static str {
+    match l {
+        Level::High => "high",
+        Level::Medium => "medium",
+        Level::Low => "low",
+    }
+}
+
+/// Renders the diagnosis.
+pub fn render(d: &Diagnosis) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "holdup diagnose: {} ({} windows of {} ms)",
+        d.target, d.windows, d.window_ms
+    );
+    let s = &d.split;
+    if s.method != SplitMethod::None {
+        let src = |p: &crate::split::PeriodInfo| {
+            if s.method == SplitMethod::TwoRecordings {
+                format!("{} ", p.source)
+            } else {
+                String::new()
+            }
+        };
+        let _ = writeln!(
+            o,
+            "baseline {}{:.0}-{:.0}s ({} windows) vs incident {}{:.0}-{:.0}s ({} windows)",
+            src(&s.baseline),
+            s.baseline.from_s,
+            s.baseline.to_s,
+            s.baseline.windows,
+            src(&s.incident),
+            s.incident.from_s,
+            s.incident.to_s,
+            s.incident.windows
+        );
+    }
+    let _ = writeln!(o, "  {}", s.detail);
+    if let Some(slo) = &s.slo {
+        let _ = writeln!(
+            o,
+            "  SLO series: median {:.1} → {:.1}, p90 {:.1} → {:.1}",
+            slo.baseline.p50, slo.incident.p50, slo.baseline.p90, slo.incident.p90
+        );
+    }
+    if d.entry.is_empty() {
+        let _ = writeln!(o, "entry threads: none found (see below)");
+    } else {
+        let parts: Vec<String> = d
+            .entry
+            .iter()
+            .map(|e| {
+                let n = e.threads_incident.max(e.threads_baseline);
+                let mut how = e.entry_how.first().cloned().unwrap_or_default();
+                if e.clients > 0 {
+                    how += &format!(", {} seen", e.clients);
+                }
+                format!(
+                    "{} ({n} thread{}; {how})",
+                    e.role,
+                    if n == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
+        let _ = writeln!(o, "entry threads: {}", parts.join(", "));
+    }
+    let _ = writeln!(o);
+    for (n, v) in d.verdicts.iter().enumerate() {
+        if n >= 5 {
+            break;
+        }
+        let _ = writeln!(
+            o,
+            "{}. {} (score {:.2}, confidence {}{})",
+            n + 1,
+            v.kind.title(),
+            v.score,
+            level(v.confidence.level),
+            if v.significant || n == 0 {
+                ""
+            } else {
+                ", weak"
+            }
+        );
+        let _ = writeln!(o, "   {}", v.summary);
+        if n < DETAILED_VERDICTS {
+            for e in v.evidence.iter().take(EVIDENCE_LINES) {
+                let _ = writeln!(o, "   - {e}");
+            }
+            if n == 0 {
+                let _ = writeln!(o, "   confidence: {}", v.confidence.text);
+            }
+        }
+    }
+    if !d.path.is_empty() {
+        let steps: Vec<String> = d
+            .path
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}{} [{} {:.0}% → {:.0}%]",
+                    p.role,
+                    if p.entry { " (entry)" } else { "" },
+                    p.wait,
+                    p.baseline * 100.0,
+                    p.incident * 100.0
+                )
+            })
+            .collect();
+        let last = d
+            .path
+            .last()
+            .map(|p| p.leads_to.clone())
+            .unwrap_or_default();
+        let _ = writeln!(o, "\npath: {} ⇒ {}", steps.join(" → "), last);
+    }
+
+    // Thread states table.
+    if !d.roles.is_empty() {
+        let mut cols: Vec<(Category, f64)> = Category::ALL
+            .iter()
+            .map(|c| {
+                let m = d
+                    .roles
+                    .iter()
+                    .flat_map(|r| r.states.iter())
+                    .filter(|s| s.category == *c)
+                    .map(|s| s.baseline.max(s.incident))
+                    .fold(0.0, f64::max);
+                (*c, m)
+            })
+            .filter(|(_, m)| *m >= 0.01)
+            .collect();
+        cols.sort_by(|a, b| b.1.total_cmp(&a.1));
+        cols.truncate(STATE_COLUMNS);
+        cols.sort_by_key(|(c, _)| c.index());
+        let _ = writeln!(o, "\nthread states (% of thread time, baseline→incident):");
+        let _ = write!(o, "  {:<24} {:>4}", "ROLE", "THR");
+        for (c, _) in &cols {
+            let _ = write!(o, " {:>11}", c.label());
+        }
+        let _ = writeln!(o);
+        for r in d.roles.iter().take(6) {
+            let mut name: String = r.role.chars().take(if r.entry { 21 } else { 24 }).collect();
+            if r.entry {
+                name += " >";
+            }
+            let _ = write!(
+                o,
+                "  {:<24} {:>4}",
+                name,
+                r.threads_incident.max(r.threads_baseline)
+            );
+            for (c, _) in &cols {
+                let (b, i) = r
+                    .states
+                    .iter()
+                    .find(|s| s.category == *c)
+                    .map_or((0.0, 0.0), |s| (s.baseline, s.incident));
+                let _ = write!(o, " {:>11}", format!("{:.0}→{:.0}", b * 100.0, i * 100.0));
+            }
+            let _ = writeln!(o);
+        }
+        let _ = writeln!(o, "  (> entry role)");
+    }
+    if !d.missing.is_empty() {
+        let _ = writeln!(o, "\nmissing or weak data:");
+        for m in &d.missing {
+            let _ = writeln!(o, "  - {m}");
+        }
+    }
+    o
+}
