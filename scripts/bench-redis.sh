@@ -167,7 +167,7 @@ wait_line() {
 # Size the request count from one untraced run (it is also the warm-up).
 echo "bench-redis: sizing the load (untraced, 100000 requests per test)"
 run_load 100000 "$tmp/calibrate.csv"
-read -r cs cg _ _ _ _ ct <<<"$res"
+read -r cs cg _ _ _ _ ct _ <<<"$res"
 requests=$(awk -v s="$cs" -v g="$cg" -v S="$secs" 'BEGIN {
   n = S / (1 / s + 1 / g); n = int(n / 10000 + 0.5) * 10000; if (n < 10000) n = 10000; print n }')
 echo "bench-redis: untraced: SET $cs rps, GET $cg rps (${ct}s); using -n $requests per test for ~${secs}s"
