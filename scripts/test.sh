@@ -4,6 +4,7 @@
 # measure contention run their tests one at a time (two cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh   # a no-op when every package is already there
 cargo build --workspace --all-targets
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
