@@ -10,6 +10,7 @@ use holdup_collect::{Collector, Options, TargetSpec};
 use holdup_model::{Resource, Snapshot, ThreadWindow, WaitKind, Waker};
 use holdup_testkit::{bpf_setup, workload_bin, Workload};
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -618,4 +619,24 @@ fn missing_pid_and_cgroup_are_clear_errors() {
         .err()
         .expect("bad cgroup");
     assert!(e.to_string().contains("no/such/cgroup"), "{e}");
+}
+
+#[test]
+fn tracefs_is_mounted_when_missing() {
+    let Some(_g) = setup() else { return };
+    let events = std::path::Path::new("/sys/kernel/tracing/events");
+    // Unmount it as a fresh machine would have it (nothing else of ours uses it now).
+    let unmounted = Command::new("umount")
+        .arg("/sys/kernel/tracing")
+        .status()
+        .is_ok_and(|s| s.success());
+    if unmounted {
+        assert!(!events.exists(), "tracefs still mounted after umount");
+    } else {
+        eprintln!("could not unmount tracefs (busy?): checking the collector starts anyway");
+    }
+    let w = Workload::start(&["idle", "--secs", "3"]);
+    let c = Collector::start(options(TargetSpec::Pid(w.pid()))).expect("start without tracefs");
+    assert!(events.exists(), "holdup did not mount tracefs");
+    drop(c);
 }
