@@ -1,0 +1,167 @@
+//! Append-only, hash-chained audit log.
+//!
+//! Entry `n` stores `hash = sha256(prev_hash || "\n" || canonical(entry))`
+//! where `prev_hash` is entry `n-1`'s hash (64 zeros for the first) and
+//! `canonical` joins seq, time, actor, action and the details JSON text
+//! exactly as stored. Editing, deleting or reordering any entry breaks the
+//! chain at that entry; [`verify`] names the first bad seq.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit entry as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub seq: i64,
+    pub time: i64,
+    pub actor: String,
+    pub action: String,
+    pub details: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Result of [`verify`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub entries: u64,
+    /// The first seq at which the chain is broken.
+    pub bad_seq: Option<i64>,
+    pub reason: Option<String>,
+    /// Hash of the last entry. Deleting entries from the end leaves a valid
+    /// (shorter) chain: keep `entries` and `head_hash` somewhere else to
+    /// detect that.
+    pub head_hash: String,
+}
+
+fn entry_hash(prev: &str, seq: i64, time: i64, actor: &str, action: &str, details: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(b"\n");
+    // Length-prefixed fields, so no field can bleed into the next.
+    for field in [
+        seq.to_string().as_str(),
+        time.to_string().as_str(),
+        actor,
+        action,
+        details,
+    ] {
+        h.update((field.len() as u64).to_le_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Appends an entry; call inside the same transaction as the state change.
+pub fn append(
+    conn: &Connection,
+    time: i64,
+    actor: &str,
+    action: &str,
+    details: &serde_json::Value,
+) -> rusqlite::Result<i64> {
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev) = match last {
+        Some((s, h)) => (s + 1, h),
+        None => (1, GENESIS.to_string()),
+    };
+    let details = details.to_string();
+    let hash = entry_hash(&prev, seq, time, actor, action, &details);
+    conn.execute(
+        "INSERT INTO audit (seq, time, actor, action, details, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![seq, time, actor, action, details, prev, hash],
+    )?;
+    Ok(seq)
+}
+
+/// Lists entries with seq > `after`, at most `limit`.
+pub fn list(conn: &Connection, after: i64, limit: i64) -> rusqlite::Result<Vec<Entry>> {
+    let mut st = conn.prepare(
+        "SELECT seq, time, actor, action, details, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![after, limit], |r| {
+        let details: String = r.get(4)?;
+        Ok(Entry {
+            seq: r.get(0)?,
+            time: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+            prev_hash: r.get(5)?,
+            hash: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Walks the whole chain in storage order and reports the first break.
+pub fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
+    let mut st = conn.prepare(
+        "SELECT seq, time, actor, action, details, prev_hash, hash FROM audit ORDER BY rowid",
+    )?;
+    let mut rows = st.query([])?;
+    let mut expect_seq = 1i64;
+    let mut prev = GENESIS.to_string();
+    let mut n = 0u64;
+    let bad = |seq: i64, n: u64, reason: String| VerifyReport {
+        ok: false,
+        entries: n,
+        bad_seq: Some(seq),
+        reason: Some(reason),
+        head_hash: String::new(),
+    };
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let time: i64 = r.get(1)?;
+        let actor: String = r.get(2)?;
+        let action: String = r.get(3)?;
+        let details: String = r.get(4)?;
+        let prev_hash: String = r.get(5)?;
+        let hash: String = r.get(6)?;
+        n += 1;
+        if seq != expect_seq {
+            return Ok(bad(
+                seq,
+                n,
+                format!("expected seq {expect_seq} but found {seq}: entries deleted or reordered"),
+            ));
+        }
+        if prev_hash != prev {
+            return Ok(bad(
+                seq,
+                n,
+                format!(
+                    "seq {seq}: prev_hash does not match the hash of seq {}",
+                    seq - 1
+                ),
+            ));
+        }
+        let want = entry_hash(&prev_hash, seq, time, &actor, &action, &details);
+        if want != hash {
+            return Ok(bad(
+                seq,
+                n,
+                format!("seq {seq}: content does not match its hash (edited)"),
+            ));
+        }
+        prev = hash;
+        expect_seq += 1;
+    }
+    Ok(VerifyReport {
+        ok: true,
+        entries: n,
+        bad_seq: None,
+        reason: None,
+        head_hash: prev,
+    })
+}

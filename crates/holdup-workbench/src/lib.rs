@@ -1,0 +1,1027 @@
+//! holdup workbench: governed probes. A store (SQLite, migrated, survives
+//! restart), users with hashed API tokens and roles, a hash-chained audit
+//! log, incidents, a probe catalog with static checks of user bpftrace
+//! scripts, requests with approval, and a TOML policy — all behind the HTTP
+//! API in [`api`]. See docs/WORKBENCH.md.
+
+pub mod api;
+pub mod audit;
+pub mod checks;
+pub mod policy;
+pub mod store;
+
+use axum::http::StatusCode;
+use policy::{Overhead, Policy};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Roles, ordered: each includes the rights of those before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Requester,
+    Approver,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Requester => "requester",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "viewer" => Role::Viewer,
+            "requester" => Role::Requester,
+            "approver" => Role::Approver,
+            "admin" => Role::Admin,
+            _ => return None,
+        })
+    }
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+}
+
+/// An API refusal: an HTTP status and a message saying why and what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+    pub fn conflict(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, m)
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store error: {e}"),
+        )
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A built-in catalog probe.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuiltinProbe {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub overhead: Overhead,
+}
+
+pub const BUILTIN_PROBES: &[BuiltinProbe] = &[
+    BuiltinProbe {
+        name: "holdup-sched",
+        description: "holdup record, scheduling subsystem only: on-CPU, run-queue wait, iowait, sleep, wakers",
+        overhead: Overhead::Low,
+    },
+    BuiltinProbe {
+        name: "holdup-full",
+        description: "holdup record, all subsystems (sched, futex, VFS, net, ...)",
+        overhead: Overhead::Medium,
+    },
+];
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// sha256 of `data`, lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// A new API token: 32 random bytes, hex. Only its sha256 is stored.
+fn new_token() -> anyhow::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    Ok(format!("hwb_{}", hex::encode(b)))
+}
+
+/// Artifact and file names: 1..=128 of `[A-Za-z0-9._-]`, not starting with
+/// a dot, no `..` — so never a path, never traversal, never NUL.
+pub fn validate_name(name: &str) -> ApiResult<()> {
+    let bad = |why: &str| {
+        Err(ApiError::bad_request(format!(
+            "invalid name {name:?}: {why}; use 1-128 characters from A-Z a-z 0-9 . _ - , not starting with '.'"
+        )))
+    };
+    if name.is_empty() || name.len() > 128 {
+        return bad("length");
+    }
+    if name.contains('\0') {
+        return bad("contains NUL");
+    }
+    if name.contains('/') || name.contains('\\') {
+        return bad("contains a path separator");
+    }
+    if name.contains("..") {
+        return bad("contains '..'");
+    }
+    if name.starts_with('.') {
+        return bad("starts with '.'");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return bad("contains a character outside the allowed set");
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    if value.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "{field} is longer than {max} bytes"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(ApiError::bad_request(format!("{field} contains NUL")));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IncidentInput {
+    pub title: String,
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub start_time: Option<i64>,
+    #[serde(default)]
+    pub end_time: Option<i64>,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Incident {
+    pub id: i64,
+    #[serde(flatten)]
+    pub input: IncidentInput,
+    pub created_by: String,
+    pub created: i64,
+    pub artifacts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Script {
+    pub id: i64,
+    pub name: String,
+    pub body: String,
+    pub sha256: String,
+    pub status: String,
+    pub report: serde_json::Value,
+    pub submitted_by: String,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestInput {
+    /// A catalog probe name, or `script:<id>` for a user script.
+    pub probe: String,
+    /// `host`, `pid` or `cgroup`.
+    pub target_kind: String,
+    /// The pid or cgroup path (empty for `host`).
+    #[serde(default)]
+    pub target: String,
+    pub host: String,
+    pub duration_s: u64,
+    pub purpose: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeRequest {
+    pub id: i64,
+    #[serde(flatten)]
+    pub input: RequestInput,
+    pub script_id: Option<i64>,
+    pub script_sha256: Option<String>,
+    pub requester: String,
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub comment: Option<String>,
+    pub created: i64,
+    pub decided: Option<i64>,
+}
+
+/// The workbench: store, policy and every operation the API exposes.
+pub struct Workbench {
+    conn: Mutex<Connection>,
+    policy: Policy,
+    scratch: PathBuf,
+}
+
+/// Checks the audit chain of the store at `db_path` without starting a
+/// workbench or writing anything (`holdup workbench audit verify`).
+pub fn verify_store(db_path: &Path) -> anyhow::Result<audit::VerifyReport> {
+    if !db_path.exists() {
+        anyhow::bail!("no workbench store at {}", db_path.display());
+    }
+    let conn = Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(audit::verify(&conn)?)
+}
+
+impl Workbench {
+    /// Opens (creating and migrating) the store at `db_path`. On first start
+    /// creates the user `admin` and returns its token — the only time it is
+    /// shown. Appends a `policy.loaded` audit entry.
+    pub fn open(db_path: &Path, policy: Policy) -> anyhow::Result<(Workbench, Option<String>)> {
+        let mut conn = store::open(db_path)?;
+        let tx = conn.transaction()?;
+        let users: i64 = tx.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+        let mut admin_token = None;
+        if users == 0 {
+            let token = new_token()?;
+            tx.execute(
+                "INSERT INTO users (name, role, token_hash, created) VALUES ('admin', 'admin', ?1, ?2)",
+                params![sha256_hex(token.as_bytes()), now()],
+            )?;
+            audit::append(
+                &tx,
+                now(),
+                "system",
+                "user.created",
+                &json!({"name": "admin", "role": "admin", "first_start": true}),
+            )?;
+            admin_token = Some(token);
+        }
+        let policy_text = toml::to_string(&policy)?;
+        audit::append(
+            &tx,
+            now(),
+            "system",
+            "policy.loaded",
+            &json!({"sha256": sha256_hex(policy_text.as_bytes()), "policy": serde_json::to_value(&policy)?}),
+        )?;
+        tx.commit()?;
+        let scratch = std::env::temp_dir().join(format!("holdup-workbench-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch)?;
+        Ok((
+            Workbench {
+                conn: Mutex::new(conn),
+                policy,
+                scratch,
+            },
+            admin_token,
+        ))
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks the audit chain.
+    pub fn verify_audit(&self) -> ApiResult<audit::VerifyReport> {
+        Ok(audit::verify(&self.db())?)
+    }
+
+    pub fn audit_entries(&self, after: i64, limit: i64) -> ApiResult<Vec<audit::Entry>> {
+        Ok(audit::list(&self.db(), after, limit.clamp(1, 1000))?)
+    }
+
+    /// Authenticates a bearer token and checks the caller has `need`.
+    pub fn authenticate(&self, token: Option<&str>, need: Role) -> ApiResult<User> {
+        let Some(token) = token else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "no API token: send `Authorization: Bearer <token>` (the admin token is printed once at first start; an admin creates users with POST /api/users)",
+            ));
+        };
+        let conn = self.db();
+        let hash = sha256_hex(token.as_bytes());
+        let user = conn
+            .query_row(
+                "SELECT id, name, role FROM users WHERE token_hash = ?1",
+                [&hash],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((id, name, role)) = user else {
+            audit::append(
+                &conn,
+                now(),
+                "anonymous",
+                "auth.failure",
+                &json!({"reason": "unknown token", "token_sha256_prefix": &hash[..12]}),
+            )?;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unknown or revoked API token: ask an admin for a valid one",
+            ));
+        };
+        let role = Role::parse(&role).unwrap_or(Role::Viewer);
+        if role < need {
+            return Err(ApiError::forbidden(format!(
+                "this needs role {} or higher; user {name} has role {}",
+                need.as_str(),
+                role.as_str()
+            )));
+        }
+        Ok(User { id, name, role })
+    }
+
+    /// Creates a user and returns its token (shown once).
+    pub fn create_user(&self, actor: &User, name: &str, role: Role) -> ApiResult<(User, String)> {
+        validate_name(name)?;
+        let token = new_token()
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut conn = self.db();
+        let tx = conn.transaction()?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM users WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
+        if exists {
+            return Err(ApiError::conflict(format!("user {name} already exists")));
+        }
+        tx.execute(
+            "INSERT INTO users (name, role, token_hash, created) VALUES (?1, ?2, ?3, ?4)",
+            params![name, role.as_str(), sha256_hex(token.as_bytes()), now()],
+        )?;
+        let id = tx.last_insert_rowid();
+        audit::append(
+            &tx,
+            now(),
+            &actor.name,
+            "user.created",
+            &json!({"name": name, "role": role.as_str()}),
+        )?;
+        tx.commit()?;
+        Ok((
+            User {
+                id,
+                name: name.to_string(),
+                role,
+            },
+            token,
+        ))
+    }
+
+    pub fn list_users(&self) -> ApiResult<Vec<User>> {
+        let conn = self.db();
+        let mut st = conn.prepare("SELECT id, name, role FROM users ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            let role: String = r.get(2)?;
+            Ok(User {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                role: Role::parse(&role).unwrap_or(Role::Viewer),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn check_incident(input: &IncidentInput) -> ApiResult<()> {
+        if input.title.trim().is_empty() {
+            return Err(ApiError::bad_request("title is required"));
+        }
+        check_text("title", &input.title, 1024)?;
+        check_text("service", &input.service, 1024)?;
+        check_text("host", &input.host, 1024)?;
+        check_text("notes", &input.notes, 64 * 1024)?;
+        if let (Some(s), Some(e)) = (input.start_time, input.end_time) {
+            if e < s {
+                return Err(ApiError::bad_request("end_time is before start_time"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn create_incident(&self, actor: &User, input: IncidentInput) -> ApiResult<Incident> {
+        Self::check_incident(&input)?;
+        let id = {
+            let mut conn = self.db();
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO incidents (title, service, host, start_time, end_time, notes, created_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![input.title, input.service, input.host, input.start_time, input.end_time, input.notes, actor.name, now()],
+            )?;
+            let id = tx.last_insert_rowid();
+            audit::append(
+                &tx,
+                now(),
+                &actor.name,
+                "incident.created",
+                &json!({"id": id, "incident": &input}),
+            )?;
+            tx.commit()?;
+            id
+        };
+        self.get_incident(id)
+    }
+
+    pub fn update_incident(
+        &self,
+        actor: &User,
+        id: i64,
+        input: IncidentInput,
+    ) -> ApiResult<Incident> {
+        Self::check_incident(&input)?;
+        {
+            let mut conn = self.db();
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "UPDATE incidents SET title = ?1, service = ?2, host = ?3, start_time = ?4, end_time = ?5, notes = ?6 WHERE id = ?7",
+                params![input.title, input.service, input.host, input.start_time, input.end_time, input.notes, id],
+            )?;
+            if n == 0 {
+                return Err(ApiError::not_found(format!("no incident {id}")));
+            }
+            audit::append(
+                &tx,
+                now(),
+                &actor.name,
+                "incident.updated",
+                &json!({"id": id, "incident": &input}),
+            )?;
+            tx.commit()?;
+        }
+        self.get_incident(id)
+    }
+
+    pub fn delete_incident(&self, actor: &User, id: i64) -> ApiResult<()> {
+        let mut conn = self.db();
+        let tx = conn.transaction()?;
+        let n = tx.execute("DELETE FROM incidents WHERE id = ?1", [id])?;
+        if n == 0 {
+            return Err(ApiError::not_found(format!("no incident {id}")));
+        }
+        audit::append(
+            &tx,
+            now(),
+            &actor.name,
+            "incident.deleted",
+            &json!({"id": id}),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn get_incident(&self, id: i64) -> ApiResult<Incident> {
+        let conn = self.db();
+        let inc = conn
+            .query_row(
+                "SELECT id, title, service, host, start_time, end_time, notes, created_by, created FROM incidents WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Incident {
+                        id: r.get(0)?,
+                        input: IncidentInput {
+                            title: r.get(1)?,
+                            service: r.get(2)?,
+                            host: r.get(3)?,
+                            start_time: r.get(4)?,
+                            end_time: r.get(5)?,
+                            notes: r.get(6)?,
+                        },
+                        created_by: r.get(7)?,
+                        created: r.get(8)?,
+                        artifacts: vec![],
+                    })
+                },
+            )
+            .optional()?;
+        let mut inc = inc.ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
+        let mut st =
+            conn.prepare("SELECT name FROM artifacts WHERE incident_id = ?1 ORDER BY name")?;
+        inc.artifacts = st
+            .query_map([id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(inc)
+    }
+
+    pub fn list_incidents(&self) -> ApiResult<Vec<Incident>> {
+        let ids: Vec<i64> = {
+            let conn = self.db();
+            let mut st = conn.prepare("SELECT id FROM incidents ORDER BY id")?;
+            let v = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            v
+        };
+        ids.into_iter().map(|id| self.get_incident(id)).collect()
+    }
+
+    pub fn put_artifact(
+        &self,
+        actor: &User,
+        incident: i64,
+        name: &str,
+        data: &[u8],
+    ) -> ApiResult<String> {
+        validate_name(name)?;
+        let sha = sha256_hex(data);
+        let mut conn = self.db();
+        let tx = conn.transaction()?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM incidents WHERE id = ?1)",
+            [incident],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(ApiError::not_found(format!("no incident {incident}")));
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO artifacts (incident_id, name, sha256, data, uploaded_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![incident, name, sha, data, actor.name, now()],
+        )?;
+        audit::append(
+            &tx,
+            now(),
+            &actor.name,
+            "artifact.uploaded",
+            &json!({"incident": incident, "name": name, "sha256": sha, "bytes": data.len()}),
+        )?;
+        tx.commit()?;
+        Ok(sha)
+    }
+
+    pub fn get_artifact(&self, incident: i64, name: &str) -> ApiResult<Vec<u8>> {
+        validate_name(name)?;
+        self.db()
+            .query_row(
+                "SELECT data FROM artifacts WHERE incident_id = ?1 AND name = ?2",
+                params![incident, name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("incident {incident} has no artifact {name}"))
+            })
+    }
+
+    fn run_checks(&self, body: &str) -> ApiResult<checks::CheckReport> {
+        let path = self
+            .scratch
+            .join(format!("{}.bt", sha256_hex(body.as_bytes())));
+        std::fs::write(&path, body).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("writing script for checks: {e}"),
+            )
+        })?;
+        let report = checks::check(body, &path, &self.policy);
+        let _ = std::fs::remove_file(&path);
+        Ok(report)
+    }
+
+    /// Stores a user script with its check report. A refused script is
+    /// stored too (status `refused`), so the refusal is on record.
+    pub fn submit_script(&self, actor: &User, name: &str, body: &str) -> ApiResult<Script> {
+        validate_name(name)?;
+        check_text("body", body, 256 * 1024)?;
+        let report = self.run_checks(body)?;
+        let status = if report.accepted {
+            "accepted"
+        } else {
+            "refused"
+        };
+        let sha = sha256_hex(body.as_bytes());
+        let report_json = serde_json::to_value(&report).unwrap_or_default();
+        let id = {
+            let mut conn = self.db();
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO scripts (name, body, sha256, status, report, submitted_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![name, body, sha, status, report_json.to_string(), actor.name, now()],
+            )?;
+            let id = tx.last_insert_rowid();
+            audit::append(
+                &tx,
+                now(),
+                &actor.name,
+                "script.submitted",
+                &json!({"id": id, "name": name, "sha256": sha}),
+            )?;
+            audit::append(
+                &tx,
+                now(),
+                "system",
+                "script.checked",
+                &json!({"id": id, "sha256": sha, "status": status, "problems": report.problems}),
+            )?;
+            tx.commit()?;
+            id
+        };
+        self.get_script(id)
+    }
+
+    /// Replaces a script's body (its submitter or an admin); re-checks it.
+    /// Requests pinned to the old hash stop being runnable.
+    pub fn update_script(&self, actor: &User, id: i64, body: &str) -> ApiResult<Script> {
+        check_text("body", body, 256 * 1024)?;
+        let old = self.get_script(id)?;
+        if old.submitted_by != actor.name && actor.role < Role::Admin {
+            return Err(ApiError::forbidden(format!(
+                "only the submitter ({}) or an admin may change script {id}",
+                old.submitted_by
+            )));
+        }
+        let report = self.run_checks(body)?;
+        let status = if report.accepted {
+            "accepted"
+        } else {
+            "refused"
+        };
+        let sha = sha256_hex(body.as_bytes());
+        {
+            let mut conn = self.db();
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE scripts SET body = ?1, sha256 = ?2, status = ?3, report = ?4 WHERE id = ?5",
+                params![
+                    body,
+                    sha,
+                    status,
+                    serde_json::to_value(&report)
+                        .unwrap_or_default()
+                        .to_string(),
+                    id
+                ],
+            )?;
+            audit::append(
+                &tx,
+                now(),
+                &actor.name,
+                "script.updated",
+                &json!({"id": id, "old_sha256": old.sha256, "sha256": sha}),
+            )?;
+            audit::append(
+                &tx,
+                now(),
+                "system",
+                "script.checked",
+                &json!({"id": id, "sha256": sha, "status": status, "problems": report.problems}),
+            )?;
+            tx.commit()?;
+        }
+        self.get_script(id)
+    }
+
+    pub fn get_script(&self, id: i64) -> ApiResult<Script> {
+        self.db()
+            .query_row(
+                "SELECT id, name, body, sha256, status, report, submitted_by, created FROM scripts WHERE id = ?1",
+                [id],
+                |r| {
+                    let report: String = r.get(5)?;
+                    Ok(Script {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        body: r.get(2)?,
+                        sha256: r.get(3)?,
+                        status: r.get(4)?,
+                        report: serde_json::from_str(&report).unwrap_or_default(),
+                        submitted_by: r.get(6)?,
+                        created: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| ApiError::not_found(format!("no script {id}")))
+    }
+
+    /// The catalog: built-in probes and accepted user scripts.
+    pub fn catalog(&self) -> ApiResult<serde_json::Value> {
+        let conn = self.db();
+        let mut st = conn.prepare(
+            "SELECT id, name, sha256, submitted_by FROM scripts WHERE status = 'accepted' ORDER BY id",
+        )?;
+        let scripts: Vec<serde_json::Value> = st
+            .query_map([], |r| {
+                Ok(json!({
+                    "probe": format!("script:{}", r.get::<_, i64>(0)?),
+                    "name": r.get::<_, String>(1)?,
+                    "sha256": r.get::<_, String>(2)?,
+                    "submitted_by": r.get::<_, String>(3)?,
+                    "overhead": "high",
+                }))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(json!({"builtin": BUILTIN_PROBES, "scripts": scripts}))
+    }
+
+    /// Creates a probe request after the policy checks; auto-approved when
+    /// the policy allows it, pending otherwise.
+    pub fn create_request(&self, actor: &User, input: RequestInput) -> ApiResult<ProbeRequest> {
+        for (f, v, max) in [
+            ("probe", &input.probe, 256),
+            ("target_kind", &input.target_kind, 32),
+            ("target", &input.target, 4096),
+            ("host", &input.host, 1024),
+            ("purpose", &input.purpose, 16 * 1024),
+        ] {
+            check_text(f, v, max)?;
+        }
+        if input.purpose.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "purpose is required: say why this probe should run",
+            ));
+        }
+        let p = &self.policy;
+        if !p.probe_allowed(actor.role.as_str(), &input.probe) {
+            return Err(ApiError::forbidden(format!(
+                "the policy does not allow role {} to request probe {:?} (allowed_probes.{})",
+                actor.role.as_str(),
+                input.probe,
+                actor.role.as_str()
+            )));
+        }
+        if input.duration_s == 0 || input.duration_s > p.max_duration_s {
+            return Err(ApiError::forbidden(format!(
+                "duration_s {} is outside 1..={} (policy max_duration_s)",
+                input.duration_s, p.max_duration_s
+            )));
+        }
+        if !p
+            .allowed_target_kinds
+            .iter()
+            .any(|k| k == &input.target_kind)
+        {
+            return Err(ApiError::forbidden(format!(
+                "target_kind {:?} is not allowed; the policy allows {:?}",
+                input.target_kind, p.allowed_target_kinds
+            )));
+        }
+        match input.target_kind.as_str() {
+            "pid" if input.target.parse::<u32>().is_err() => {
+                return Err(ApiError::bad_request(
+                    "target must be a numeric pid for target_kind pid",
+                ));
+            }
+            "cgroup" if !input.target.starts_with('/') || input.target.contains("..") => {
+                return Err(ApiError::bad_request(
+                    "target must be an absolute cgroup path without '..' for target_kind cgroup",
+                ));
+            }
+            _ => {}
+        }
+        if !p.host_allowed(&input.host) {
+            return Err(ApiError::forbidden(format!(
+                "host {:?} is not in the policy's allowed_hosts",
+                input.host
+            )));
+        }
+        let (overhead, script) = if let Some(rest) = input.probe.strip_prefix("script:") {
+            let sid: i64 = rest
+                .parse()
+                .map_err(|_| ApiError::bad_request("probe script:<id> needs a numeric id"))?;
+            let s = self.get_script(sid)?;
+            if s.status != "accepted" {
+                return Err(ApiError::forbidden(format!(
+                    "script {sid} was refused by the static checks: {}",
+                    s.report["problems"]
+                )));
+            }
+            (Overhead::High, Some((sid, s.sha256)))
+        } else {
+            let b = BUILTIN_PROBES
+                .iter()
+                .find(|b| b.name == input.probe)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "no catalog probe {:?}; see GET /api/catalog",
+                        input.probe
+                    ))
+                })?;
+            (b.overhead, None)
+        };
+        if overhead > p.max_overhead && script.is_none() {
+            return Err(ApiError::forbidden(format!(
+                "probe {} has overhead {:?}, over the policy's max_overhead {:?}",
+                input.probe, overhead, p.max_overhead
+            )));
+        }
+        let auto = script.is_none()
+            && p.auto_approve.iter().any(|a| a == &input.probe)
+            && input.duration_s <= p.auto_approve_max_duration_s;
+        let status = if auto { "approved" } else { "pending" };
+        let id = {
+            let mut conn = self.db();
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO requests (probe, script_id, script_sha256, target_kind, target, host, duration_s, purpose, requester, status, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![input.probe, script.as_ref().map(|s| s.0), script.as_ref().map(|s| s.1.clone()), input.target_kind, input.target, input.host, input.duration_s as i64, input.purpose, actor.name, status, now()],
+            )?;
+            let id = tx.last_insert_rowid();
+            audit::append(
+                &tx,
+                now(),
+                &actor.name,
+                "request.created",
+                &json!({"id": id, "request": &input, "status": status, "script_sha256": script.as_ref().map(|s| &s.1)}),
+            )?;
+            if auto {
+                audit::append(
+                    &tx,
+                    now(),
+                    "policy",
+                    "request.approved",
+                    &json!({"id": id, "auto": true}),
+                )?;
+            }
+            tx.commit()?;
+            id
+        };
+        self.get_request(id)
+    }
+
+    pub fn get_request(&self, id: i64) -> ApiResult<ProbeRequest> {
+        self.db()
+            .query_row(
+                "SELECT id, probe, target_kind, target, host, duration_s, purpose, script_id, script_sha256, requester, status, decided_by, comment, created, decided FROM requests WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(ProbeRequest {
+                        id: r.get(0)?,
+                        input: RequestInput {
+                            probe: r.get(1)?,
+                            target_kind: r.get(2)?,
+                            target: r.get(3)?,
+                            host: r.get(4)?,
+                            duration_s: r.get::<_, i64>(5)? as u64,
+                            purpose: r.get(6)?,
+                        },
+                        script_id: r.get(7)?,
+                        script_sha256: r.get(8)?,
+                        requester: r.get(9)?,
+                        status: r.get(10)?,
+                        decided_by: r.get(11)?,
+                        comment: r.get(12)?,
+                        created: r.get(13)?,
+                        decided: r.get(14)?,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| ApiError::not_found(format!("no request {id}")))
+    }
+
+    pub fn list_requests(&self) -> ApiResult<Vec<ProbeRequest>> {
+        let ids: Vec<i64> = {
+            let conn = self.db();
+            let mut st = conn.prepare("SELECT id FROM requests ORDER BY id")?;
+            let v = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            v
+        };
+        ids.into_iter().map(|id| self.get_request(id)).collect()
+    }
+
+    /// Approves or rejects a pending request. The requester may not decide
+    /// their own request. Approving a script request checks the script still
+    /// has the hash it had when requested.
+    pub fn decide(
+        &self,
+        actor: &User,
+        id: i64,
+        approve: bool,
+        comment: &str,
+    ) -> ApiResult<ProbeRequest> {
+        check_text("comment", comment, 16 * 1024)?;
+        let req = self.get_request(id)?;
+        if req.requester == actor.name {
+            return Err(ApiError::forbidden(format!(
+                "self-approval refused: {} made request {id}; another approver must decide it",
+                actor.name
+            )));
+        }
+        if req.status != "pending" {
+            return Err(ApiError::conflict(format!(
+                "request {id} is {}, not pending",
+                req.status
+            )));
+        }
+        if approve {
+            self.check_pinned(&req)?;
+        }
+        let status = if approve { "approved" } else { "rejected" };
+        {
+            let mut conn = self.db();
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE requests SET status = ?1, decided_by = ?2, comment = ?3, decided = ?4 WHERE id = ?5 AND status = 'pending'",
+                params![status, actor.name, comment, now(), id],
+            )?;
+            audit::append(
+                &tx,
+                now(),
+                &actor.name,
+                &format!("request.{status}"),
+                &json!({"id": id, "comment": comment, "script_sha256": req.script_sha256}),
+            )?;
+            tx.commit()?;
+        }
+        self.get_request(id)
+    }
+
+    fn check_pinned(&self, req: &ProbeRequest) -> ApiResult<()> {
+        if let (Some(sid), Some(pinned)) = (req.script_id, &req.script_sha256) {
+            let s = self.get_script(sid)?;
+            let actual = sha256_hex(s.body.as_bytes());
+            if &actual != pinned {
+                return Err(ApiError::conflict(format!(
+                    "script {sid} changed since request {} pinned it (pinned sha256 {pinned}, now {actual}); submit a new request for the new content",
+                    req.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The run gate the runner will call: the request must be approved and,
+    /// for a script, its content must still hash to the pinned sha256.
+    /// Returns what may run. (Running itself is not implemented yet.)
+    pub fn authorize_run(&self, actor: &User, id: i64) -> ApiResult<serde_json::Value> {
+        let req = self.get_request(id)?;
+        if req.requester != actor.name && actor.role < Role::Approver {
+            return Err(ApiError::forbidden(format!(
+                "only the requester ({}) or an approver may start request {id}",
+                req.requester
+            )));
+        }
+        if req.status != "approved" {
+            return Err(ApiError::forbidden(format!(
+                "request {id} is {}, not approved",
+                req.status
+            )));
+        }
+        let pinned = self.check_pinned(&req);
+        let conn = self.db();
+        match pinned {
+            Err(e) => {
+                audit::append(
+                    &conn,
+                    now(),
+                    &actor.name,
+                    "run.refused",
+                    &json!({"request": id, "reason": e.message}),
+                )?;
+                Err(e)
+            }
+            Ok(()) => {
+                audit::append(
+                    &conn,
+                    now(),
+                    &actor.name,
+                    "run.authorized",
+                    &json!({"request": id, "script_sha256": req.script_sha256}),
+                )?;
+                Ok(
+                    json!({"request": id, "authorized": true, "probe": req.input.probe, "script_sha256": req.script_sha256, "duration_s": req.input.duration_s, "max_output_bytes": self.policy.max_output_bytes}),
+                )
+            }
+        }
+    }
+}

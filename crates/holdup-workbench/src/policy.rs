@@ -1,0 +1,100 @@
+//! Workbench policy, loaded from TOML at start and shown via `GET /api/policy`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Overhead class of a probe: how much it may slow the target down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overhead {
+    Low,
+    Medium,
+    High,
+}
+
+/// The policy. Every field has a safe default, so an empty file is valid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Probes each role may request: catalog names, `"script:*"` for any
+    /// accepted user script, `"*"` for everything.
+    pub allowed_probes: BTreeMap<String, Vec<String>>,
+    /// Longest run a request may ask for, in seconds.
+    pub max_duration_s: u64,
+    /// Largest output a run may produce, in bytes.
+    pub max_output_bytes: u64,
+    /// Highest overhead class a request may use.
+    pub max_overhead: Overhead,
+    /// Target kinds a request may name (`host`, `pid`, `cgroup`).
+    pub allowed_target_kinds: Vec<String>,
+    /// Hosts a request may name; `"*"` allows any.
+    pub allowed_hosts: Vec<String>,
+    /// Allow scripts using unsafe builtins (`system`, `signal`, `override`).
+    pub allow_unsafe: bool,
+    /// Largest number of probes one wildcard attach point may expand to.
+    pub wildcard_limit: u64,
+    /// Catalog probes that need no approval when at most
+    /// `auto_approve_max_duration_s` long. Everything else needs an approver.
+    pub auto_approve: Vec<String>,
+    pub auto_approve_max_duration_s: u64,
+    /// Largest request body (uploads included), in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let mut allowed = BTreeMap::new();
+        allowed.insert("viewer".to_string(), vec![]);
+        allowed.insert(
+            "requester".to_string(),
+            vec![
+                "holdup-sched".to_string(),
+                "holdup-full".to_string(),
+                "script:*".to_string(),
+            ],
+        );
+        allowed.insert("approver".to_string(), vec!["*".to_string()]);
+        allowed.insert("admin".to_string(), vec!["*".to_string()]);
+        Policy {
+            allowed_probes: allowed,
+            max_duration_s: 600,
+            max_output_bytes: 256 << 20,
+            max_overhead: Overhead::Medium,
+            allowed_target_kinds: vec!["host".into(), "pid".into(), "cgroup".into()],
+            allowed_hosts: vec!["*".into()],
+            allow_unsafe: false,
+            wildcard_limit: 100,
+            auto_approve: vec!["holdup-sched".into()],
+            auto_approve_max_duration_s: 60,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Policy {
+    /// Parses a policy from TOML text.
+    pub fn from_toml(text: &str) -> anyhow::Result<Policy> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Reads a policy file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Policy> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading policy {}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| anyhow::anyhow!("policy {}: {e}", path.display()))
+    }
+
+    /// Whether `role` may request the probe named `probe` (`script:<sha>` for
+    /// user scripts).
+    pub fn probe_allowed(&self, role: &str, probe: &str) -> bool {
+        let Some(list) = self.allowed_probes.get(role) else {
+            return false;
+        };
+        list.iter()
+            .any(|p| p == "*" || p == probe || (p == "script:*" && probe.starts_with("script:")))
+    }
+
+    pub fn host_allowed(&self, host: &str) -> bool {
+        self.allowed_hosts.iter().any(|h| h == "*" || h == host)
+    }
+}

@@ -1,0 +1,116 @@
+//! SQLite store: schema migrations and small helpers.
+
+use rusqlite::Connection;
+
+/// Migrations, applied in order; `schema_version` records how many ran.
+/// Never edit a shipped entry: append a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: users, audit, incidents, artifacts, scripts, requests
+    "CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        service TEXT NOT NULL,
+        host TEXT NOT NULL,
+        start_time INTEGER,
+        end_time INTEGER,
+        notes TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE artifacts (
+        incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        data BLOB NOT NULL,
+        uploaded_by TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (incident_id, name)
+    );
+    CREATE TABLE scripts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        body TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        status TEXT NOT NULL,
+        report TEXT NOT NULL,
+        submitted_by TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY,
+        probe TEXT NOT NULL,
+        script_id INTEGER REFERENCES scripts(id),
+        script_sha256 TEXT,
+        target_kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        host TEXT NOT NULL,
+        duration_s INTEGER NOT NULL,
+        purpose TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        status TEXT NOT NULL,
+        decided_by TEXT,
+        comment TEXT,
+        created INTEGER NOT NULL,
+        decided INTEGER
+    );",
+];
+
+/// Opens (creating if needed) the database and applies pending migrations.
+pub fn open(path: &std::path::Path) -> anyhow::Result<Connection> {
+    let mut conn = Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
+    )?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Applies every migration past the recorded schema version, each in its
+/// own transaction.
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);")?;
+    let current: Option<i64> =
+        conn.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?;
+    let current = current.unwrap_or(0) as usize;
+    if current > MIGRATIONS.len() {
+        anyhow::bail!(
+            "database schema version {current} is newer than this holdup ({}); upgrade holdup",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [i as i64 + 1],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Current schema version.
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )
+}

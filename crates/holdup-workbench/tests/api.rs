@@ -1,0 +1,754 @@
+//! API tests: the axum router in-process via `tower::ServiceExt::oneshot`.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use holdup_workbench::{api, policy::Policy, Workbench};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+struct Tmp(PathBuf);
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let d =
+            std::env::temp_dir().join(format!("holdup-wb-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Tmp(d)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("wb.sqlite")
+    }
+}
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Wb {
+    app: axum::Router,
+    admin: String,
+}
+
+fn open(db: &std::path::Path, policy: Policy) -> (axum::Router, Option<String>) {
+    let (wb, token) = Workbench::open(db, policy).unwrap();
+    (api::router(Arc::new(wb)), token)
+}
+
+fn start(tmp: &Tmp) -> Wb {
+    let (app, admin) = open(&tmp.db(), Policy::default());
+    Wb {
+        app,
+        admin: admin.expect("first start returns the admin token"),
+    }
+}
+
+async fn call_raw(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Body,
+) -> (StatusCode, Vec<u8>) {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = app.clone().oneshot(b.body(body).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, bytes.to_vec())
+}
+
+async fn call(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let body = body
+        .map(|v| Body::from(v.to_string()))
+        .unwrap_or_else(Body::empty);
+    let (s, b) = call_raw(app, method, uri, token, body).await;
+    let v = serde_json::from_slice(&b).unwrap_or(Value::Null);
+    (s, v)
+}
+
+async fn user(wb: &Wb, name: &str, role: &str) -> String {
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        "/api/users",
+        Some(&wb.admin),
+        Some(json!({"name": name, "role": role})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+async fn verify(wb: &Wb) -> Value {
+    let (s, v) = call(
+        &wb.app,
+        Method::GET,
+        "/api/audit/verify",
+        Some(&wb.admin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    v
+}
+
+const GOOD_SCRIPT: &str = "kprobe:do_nanosleep { @[comm] = count(); }\n";
+
+/// Submits a script; returns (status, response).
+async fn submit(wb: &Wb, token: &str, name: &str, body: &str) -> (StatusCode, Value) {
+    call(
+        &wb.app,
+        Method::POST,
+        "/api/scripts",
+        Some(token),
+        Some(json!({"name": name, "body": body})),
+    )
+    .await
+}
+
+fn script_request(id: i64) -> Value {
+    json!({"probe": format!("script:{id}"), "target_kind": "pid", "target": "1234", "host": "web-1", "duration_s": 30, "purpose": "why is it slow"})
+}
+
+#[tokio::test]
+async fn no_token_is_401_with_instructions() {
+    let tmp = Tmp::new("401");
+    let wb = start(&tmp);
+    let (s, v) = call(&wb.app, Method::GET, "/api/incidents", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"),
+        "{v}"
+    );
+    let (s, v) = call(
+        &wb.app,
+        Method::GET,
+        "/api/incidents",
+        Some("hwb_bogus"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    // the failed login is audited
+    let (_, entries) = call(
+        &wb.app,
+        Method::GET,
+        "/api/audit?limit=1000",
+        Some(&wb.admin),
+        None,
+    )
+    .await;
+    assert!(entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "auth.failure"));
+    let (s, v) = call(&wb.app, Method::GET, "/api/whoami", Some(&wb.admin), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["role"], "admin");
+}
+
+#[tokio::test]
+async fn wrong_role_is_403_naming_the_role() {
+    let tmp = Tmp::new("403");
+    let wb = start(&tmp);
+    let viewer = user(&wb, "vera", "viewer").await;
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        "/api/incidents",
+        Some(&viewer),
+        Some(json!({"title": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(v["error"].as_str().unwrap().contains("requester"), "{v}");
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        "/api/users",
+        Some(&viewer),
+        Some(json!({"name": "x", "role": "admin"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(v["error"].as_str().unwrap().contains("admin"), "{v}");
+    // viewers can read
+    let (s, _) = call(&wb.app, Method::GET, "/api/policy", Some(&viewer), None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn self_approval_refused_and_other_approver_accepted() {
+    let tmp = Tmp::new("self");
+    let wb = start(&tmp);
+    let alice = user(&wb, "alice", "approver").await;
+    let bob = user(&wb, "bob", "approver").await;
+    let req = json!({"probe": "holdup-full", "target_kind": "host", "host": "web-1", "duration_s": 30, "purpose": "p99 spike"});
+    let (s, r) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        Some(&alice),
+        Some(req),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["status"], "pending");
+    let id = r["id"].as_i64().unwrap();
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{id}/approve"),
+        Some(&alice),
+        Some(json!({"comment": "lgtm"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(
+        v["error"].as_str().unwrap().contains("self-approval"),
+        "{v}"
+    );
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{id}/approve"),
+        Some(&bob),
+        Some(json!({"comment": "ok"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "approved");
+    assert_eq!(v["decided_by"], "bob");
+    // decided once only
+    let (s, _) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{id}/reject"),
+        Some(&wb.admin),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // auto-approval by policy for a short low-overhead probe
+    let quick = json!({"probe": "holdup-sched", "target_kind": "host", "host": "web-1", "duration_s": 10, "purpose": "look"});
+    let (_, r) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        Some(&alice),
+        Some(quick),
+    )
+    .await;
+    assert_eq!(r["status"], "approved", "{r}");
+    // over the policy's max duration
+    let long = json!({"probe": "holdup-sched", "target_kind": "host", "host": "web-1", "duration_s": 100000, "purpose": "look"});
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        Some(&alice),
+        Some(long),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(
+        v["error"].as_str().unwrap().contains("max_duration_s"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn script_changed_after_approval_refused() {
+    let tmp = Tmp::new("pin");
+    let wb = start(&tmp);
+    let req_tok = user(&wb, "rita", "requester").await;
+    let appr = user(&wb, "amos", "approver").await;
+    let (s, sc) = submit(&wb, &req_tok, "sleeps.bt", GOOD_SCRIPT).await;
+    assert_eq!(s, StatusCode::CREATED, "{sc}");
+    let sid = sc["id"].as_i64().unwrap();
+    assert_eq!(
+        sc["report"]["attach_points"],
+        json!(["kprobe:do_nanosleep"])
+    );
+
+    // 1: changed through the API after approval
+    let (_, r) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        Some(&req_tok),
+        Some(script_request(sid)),
+    )
+    .await;
+    let rid = r["id"].as_i64().unwrap();
+    assert_eq!(r["script_sha256"], sc["sha256"]);
+    let (s, _) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{rid}/approve"),
+        Some(&appr),
+        Some(json!({"comment": "fine"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{rid}/authorize"),
+        Some(&req_tok),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = call(
+        &wb.app,
+        Method::PUT,
+        &format!("/api/scripts/{sid}"),
+        Some(&req_tok),
+        Some(json!({"body": "kprobe:do_nanosleep { @[pid] = count(); }\n"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{rid}/authorize"),
+        Some(&req_tok),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("changed since request"),
+        "{v}"
+    );
+
+    // 2: changed behind the API's back (row edited) before approval
+    let (_, r) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        Some(&req_tok),
+        Some(script_request(sid)),
+    )
+    .await;
+    let rid = r["id"].as_i64().unwrap();
+    let conn = rusqlite::Connection::open(tmp.db()).unwrap();
+    conn.execute(
+        "UPDATE scripts SET body = body || '// x' WHERE id = ?1",
+        [sid],
+    )
+    .unwrap();
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{rid}/approve"),
+        Some(&appr),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+}
+
+#[tokio::test]
+async fn system_call_script_refused_by_default_policy() {
+    let tmp = Tmp::new("unsafe");
+    let wb = start(&tmp);
+    let req_tok = user(&wb, "rita", "requester").await;
+    let (s, v) = submit(
+        &wb,
+        &req_tok,
+        "evil.bt",
+        "kprobe:do_nanosleep { system(\"rm -rf /\"); }\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["status"], "refused");
+    assert!(v["error"].as_str().unwrap().contains("system"), "{v}");
+    // and cannot be requested
+    let sid = v["id"].as_i64().unwrap();
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        Some(&req_tok),
+        Some(script_request(sid)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    // not in the catalog
+    let (_, cat) = call(&wb.app, Method::GET, "/api/catalog", Some(&req_tok), None).await;
+    assert!(cat["scripts"].as_array().unwrap().is_empty());
+    assert_eq!(cat["builtin"].as_array().unwrap().len(), 2);
+    // a wildcard that cannot be bounded is refused too
+    let (s, v) = submit(&wb, &req_tok, "wild.bt", "kprobe:* { @ = count(); }\n").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("wildcard"), "{v}");
+}
+
+#[tokio::test]
+async fn tampered_audit_entry_detected_at_its_seq() {
+    let tmp = Tmp::new("tamper");
+    let wb = start(&tmp);
+    for i in 0..4 {
+        let (s, _) = call(
+            &wb.app,
+            Method::POST,
+            "/api/incidents",
+            Some(&wb.admin),
+            Some(json!({"title": format!("inc {i}")})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let v = verify(&wb).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let conn = rusqlite::Connection::open(tmp.db()).unwrap();
+    // edit
+    conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 4", [])
+        .unwrap();
+    let v = verify(&wb).await;
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["bad_seq"], 4, "{v}");
+    conn.execute("UPDATE audit SET actor = 'admin' WHERE seq = 4", [])
+        .unwrap();
+    assert_eq!(verify(&wb).await["ok"], true);
+    // delete
+    conn.execute("DELETE FROM audit WHERE seq = 3", []).unwrap();
+    let v = verify(&wb).await;
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["bad_seq"], 4, "{v}");
+}
+
+#[tokio::test]
+async fn reordered_audit_entries_detected() {
+    let tmp = Tmp::new("reorder");
+    let wb = start(&tmp);
+    for i in 0..3 {
+        call(
+            &wb.app,
+            Method::POST,
+            "/api/incidents",
+            Some(&wb.admin),
+            Some(json!({"title": format!("inc {i}")})),
+        )
+        .await;
+    }
+    let conn = rusqlite::Connection::open(tmp.db()).unwrap();
+    // swap the contents (and seqs) of entries 3 and 4
+    conn.execute_batch(
+        "UPDATE audit SET seq = -3 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = -3;",
+    )
+    .unwrap();
+    let v = verify(&wb).await;
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["bad_seq"], 3, "{v}");
+}
+
+#[tokio::test]
+async fn sql_injection_strings_stored_literally() {
+    let tmp = Tmp::new("sqli");
+    let wb = start(&tmp);
+    let evil = "x'); DROP TABLE incidents; --";
+    let evil2 = "\" OR 1=1; DELETE FROM audit; --";
+    let inc = json!({"title": evil, "service": evil2, "host": evil, "notes": evil2});
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        "/api/incidents",
+        Some(&wb.admin),
+        Some(inc),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let (_, v) = call(
+        &wb.app,
+        Method::GET,
+        &format!("/api/incidents/{id}"),
+        Some(&wb.admin),
+        None,
+    )
+    .await;
+    assert_eq!(v["title"], evil);
+    assert_eq!(v["service"], evil2);
+    assert_eq!(v["host"], evil);
+    assert_eq!(v["notes"], evil2);
+    let req = json!({"probe": "holdup-full", "target_kind": "host", "target": evil, "host": "h", "duration_s": 5, "purpose": evil2});
+    let (s, r) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        Some(&wb.admin),
+        Some(req),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let rid = r["id"].as_i64().unwrap();
+    let appr = user(&wb, "amos", "approver").await;
+    let (s, d) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{rid}/reject"),
+        Some(&appr),
+        Some(json!({"comment": evil})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(d["comment"], evil);
+    assert_eq!(d["purpose"], evil2);
+    assert_eq!(d["target"], evil);
+    // injection in the probe name is just an unknown probe / not allowed
+    let req =
+        json!({"probe": evil, "target_kind": evil, "host": evil, "duration_s": 5, "purpose": evil});
+    let (s, _) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        Some(&wb.admin),
+        Some(req),
+    )
+    .await;
+    assert!(s.is_client_error());
+    // a user name with SQL is refused by the name rules, not executed
+    let (s, _) = call(
+        &wb.app,
+        Method::POST,
+        "/api/users",
+        Some(&wb.admin),
+        Some(json!({"name": evil, "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // everything still there, and the chain verifies
+    let (_, list) = call(
+        &wb.app,
+        Method::GET,
+        "/api/incidents",
+        Some(&wb.admin),
+        None,
+    )
+    .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(verify(&wb).await["ok"], true);
+}
+
+#[tokio::test]
+async fn path_traversal_in_artifact_names_refused() {
+    let tmp = Tmp::new("trav");
+    let wb = start(&tmp);
+    let (_, v) = call(
+        &wb.app,
+        Method::POST,
+        "/api/incidents",
+        Some(&wb.admin),
+        Some(json!({"title": "t"})),
+    )
+    .await;
+    let id = v["id"].as_i64().unwrap();
+    for name in [
+        "..",
+        "..%2F..%2Fetc%2Fpasswd",
+        "a%2Fb",
+        "a%00b",
+        ".hidden",
+        "..%5Cx",
+        "x..y",
+    ] {
+        let uri = format!("/api/incidents/{id}/artifacts/{name}");
+        let (s, b) = call_raw(
+            &wb.app,
+            Method::PUT,
+            &uri,
+            Some(&wb.admin),
+            Body::from("data"),
+        )
+        .await;
+        assert_eq!(
+            s,
+            StatusCode::BAD_REQUEST,
+            "{name}: {}",
+            String::from_utf8_lossy(&b)
+        );
+    }
+    let uri = format!("/api/incidents/{id}/artifacts/trace-1.json");
+    let (s, _) = call_raw(
+        &wb.app,
+        Method::PUT,
+        &uri,
+        Some(&wb.admin),
+        Body::from("{\"a\":1}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, b) = call_raw(&wb.app, Method::GET, &uri, Some(&wb.admin), Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b, b"{\"a\":1}");
+}
+
+#[tokio::test]
+async fn oversized_upload_is_413() {
+    let tmp = Tmp::new("413");
+    let policy = Policy {
+        max_body_bytes: 1024,
+        ..Policy::default()
+    };
+    let (app, admin) = open(&tmp.db(), policy);
+    let wb = Wb {
+        app,
+        admin: admin.unwrap(),
+    };
+    let (_, v) = call(
+        &wb.app,
+        Method::POST,
+        "/api/incidents",
+        Some(&wb.admin),
+        Some(json!({"title": "t"})),
+    )
+    .await;
+    let id = v["id"].as_i64().unwrap();
+    let (s, b) = call_raw(
+        &wb.app,
+        Method::PUT,
+        &format!("/api/incidents/{id}/artifacts/big.bin"),
+        Some(&wb.admin),
+        Body::from(vec![0u8; 4096]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("max_body_bytes"),
+        "{v}"
+    );
+    // JSON bodies too
+    let big = "x".repeat(4096);
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        "/api/incidents",
+        Some(&wb.admin),
+        Some(json!({"title": big})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+}
+
+#[tokio::test]
+async fn restart_keeps_data_and_chain_verifies() {
+    let tmp = Tmp::new("restart");
+    let (admin, viewer) = {
+        let wb = start(&tmp);
+        let viewer = user(&wb, "vera", "viewer").await;
+        let (s, _) = call(
+            &wb.app,
+            Method::POST,
+            "/api/incidents",
+            Some(&wb.admin),
+            Some(json!({"title": "before restart", "service": "redis"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+        (wb.admin, viewer)
+    };
+    let (app, again) = open(&tmp.db(), Policy::default());
+    assert!(
+        again.is_none(),
+        "the admin token is shown only at first start"
+    );
+    let wb = Wb { app, admin };
+    let (s, v) = call(&wb.app, Method::GET, "/api/incidents", Some(&viewer), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v[0]["title"], "before restart");
+    let v = verify(&wb).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let (_, entries) = call(
+        &wb.app,
+        Method::GET,
+        "/api/audit?limit=1000",
+        Some(&wb.admin),
+        None,
+    )
+    .await;
+    let loads = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "policy.loaded")
+        .count();
+    assert_eq!(loads, 2);
+    let conn = rusqlite::Connection::open(tmp.db()).unwrap();
+    assert_eq!(
+        holdup_workbench::store::schema_version(&conn).unwrap(),
+        holdup_workbench::store::MIGRATIONS.len() as i64
+    );
+}
+
+#[test]
+fn policy_parses_from_toml() {
+    let p = Policy::from_toml("max_duration_s = 60\nallow_unsafe = true\nmax_overhead = \"low\"\n[allowed_probes]\nrequester = [\"holdup-sched\"]\n").unwrap();
+    assert_eq!(p.max_duration_s, 60);
+    assert!(p.allow_unsafe);
+    assert!(p.probe_allowed("requester", "holdup-sched"));
+    assert!(!p.probe_allowed("requester", "holdup-full"));
+    assert!(Policy::from_toml("no_such_key = 1").is_err());
+}
+
+#[tokio::test]
+async fn serves_over_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = Tmp::new("tcp");
+    let (wb, admin) = Workbench::open(&tmp.db(), Policy::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(api::serve(Arc::new(wb), listener));
+    for (token, want) in [(None, "401"), (admin.as_deref(), "200")] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!("GET /api/whoami HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with(&format!("HTTP/1.1 {want}")), "{out}");
+    }
+    server.abort();
+}
+
+#[test]
+fn verify_store_reads_without_writing() {
+    let tmp = Tmp::new("verify");
+    drop(Workbench::open(&tmp.db(), Policy::default()).unwrap());
+    let a = holdup_workbench::verify_store(&tmp.db()).unwrap();
+    let b = holdup_workbench::verify_store(&tmp.db()).unwrap();
+    assert!(a.ok);
+    assert_eq!(a, b, "verify appends nothing");
+    assert_eq!(a.entries, 2, "user.created + policy.loaded");
+    assert!(holdup_workbench::verify_store(&tmp.db().with_extension("nope")).is_err());
+}
