@@ -76,6 +76,9 @@ pub fn router(wb: Arc<Workbench>) -> Router {
         .route("/api/requests/{id}/approve", post(approve))
         .route("/api/requests/{id}/reject", post(reject))
         .route("/api/requests/{id}/authorize", post(authorize))
+        .route("/api/requests/{id}/run", post(start_run))
+        .route("/api/requests/{id}/runs", get(list_runs))
+        .route("/api/runs/{id}", get(get_run))
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))
         .fallback(|| async {
@@ -374,6 +377,28 @@ async fn reject(
 async fn authorize(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     let actor = auth(&wb, &h, Role::Requester)?;
     Ok(Json(wb.authorize_run(&actor, id)?))
+}
+
+async fn start_run(
+    State(wb): St,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let actor = auth(&wb, &h, Role::Requester)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!(wb.start_run(&actor, id).await?)),
+    ))
+}
+
+async fn list_runs(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    auth(&wb, &h, Role::Viewer)?;
+    Ok(Json(json!(wb.list_runs(id)?)))
+}
+
+async fn get_run(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    auth(&wb, &h, Role::Viewer)?;
+    Ok(Json(json!(wb.get_run(id)?)))
 }
 
 #[derive(Deserialize)]

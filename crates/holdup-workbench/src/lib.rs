@@ -8,6 +8,7 @@ pub mod api;
 pub mod audit;
 pub mod checks;
 pub mod policy;
+pub mod runs;
 pub mod store;
 
 use axum::http::StatusCode;
@@ -270,6 +271,7 @@ impl Workbench {
     /// shown. Appends a `policy.loaded` audit entry.
     pub fn open(db_path: &Path, policy: Policy) -> anyhow::Result<(Workbench, Option<String>)> {
         let mut conn = store::open(db_path)?;
+        runs::interrupt_stale(&mut conn)?;
         let tx = conn.transaction()?;
         let users: i64 = tx.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
         let mut admin_token = None;
@@ -982,7 +984,7 @@ impl Workbench {
 
     /// The run gate the runner will call: the request must be approved and,
     /// for a script, its content must still hash to the pinned sha256.
-    /// Returns what may run. (Running itself is not implemented yet.)
+    /// Returns what may run. [`Workbench::start_run`] calls it first.
     pub fn authorize_run(&self, actor: &User, id: i64) -> ApiResult<serde_json::Value> {
         let req = self.get_request(id)?;
         if req.requester != actor.name && actor.role < Role::Approver {

@@ -69,6 +69,24 @@ pub const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL,
         decided INTEGER
     );",
+    // 2: runs of approved requests
+    "CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        request_id INTEGER NOT NULL REFERENCES requests(id),
+        started_by TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        deadline INTEGER NOT NULL,
+        ended_at INTEGER,
+        pid INTEGER,
+        pgid INTEGER,
+        proc_start INTEGER,
+        output BLOB NOT NULL DEFAULT x'',
+        output_bytes INTEGER NOT NULL DEFAULT 0,
+        exit_status INTEGER,
+        reason TEXT
+    );
+    CREATE INDEX runs_request ON runs(request_id);",
 ];
 
 /// Opens (creating if needed) the database and applies pending migrations.

@@ -1,0 +1,417 @@
+//! Runs: approved requests executed on this host, bounded in time and
+//! output; runs left `running` by a killed server are interrupted at restart.
+//! Tests that run bpftrace need root (skipped otherwise, failing with CI=true).
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use holdup_workbench::{api, policy::Policy, runs, Workbench};
+use serde_json::{json, Value};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+struct Tmp(PathBuf);
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        let d = std::env::temp_dir().join(format!("holdup-wb-runs-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Tmp(d)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("wb.sqlite")
+    }
+}
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Wb {
+    app: axum::Router,
+    admin: String,
+}
+
+fn start(tmp: &Tmp, policy: Policy) -> Wb {
+    let (wb, admin) = Workbench::open(&tmp.db(), policy).unwrap();
+    Wb {
+        app: api::router(Arc::new(wb)),
+        admin: admin.expect("first start returns the admin token"),
+    }
+}
+
+async fn call(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let body = body
+        .map(|v| Body::from(v.to_string()))
+        .unwrap_or_else(Body::empty);
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(body)
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn user(wb: &Wb, name: &str, role: &str) -> String {
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        "/api/users",
+        &wb.admin,
+        Some(json!({"name": name, "role": role})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// Submits `body`, requests it for `duration_s` on the host, has another
+/// user approve it; returns (requester token, request id).
+async fn approved_script(wb: &Wb, body: &str, duration_s: u64) -> (String, i64) {
+    let req = user(wb, "rita", "requester").await;
+    let appr = user(wb, "amos", "approver").await;
+    let (s, sc) = call(
+        &wb.app,
+        Method::POST,
+        "/api/scripts",
+        &req,
+        Some(json!({"name": "t.bt", "body": body})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{sc}");
+    let sid = sc["id"].as_i64().unwrap();
+    let (s, r) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        &req,
+        Some(json!({"probe": format!("script:{sid}"), "target_kind": "host", "target": "", "host": "here", "duration_s": duration_s, "purpose": "test"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let rid = r["id"].as_i64().unwrap();
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{rid}/approve"),
+        &appr,
+        Some(json!({"comment": "ok"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    (req, rid)
+}
+
+/// Starts a run and waits (at most `limit`) until it is no longer running.
+async fn run_to_end(wb: &Wb, token: &str, rid: i64, limit: Duration) -> (Value, Duration) {
+    let t0 = Instant::now();
+    let (s, run) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{rid}/run"),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{run}");
+    assert_eq!(run["status"], "running", "{run}");
+    let id = run["id"].as_i64().unwrap();
+    loop {
+        let (s, v) = call(
+            &wb.app,
+            Method::GET,
+            &format!("/api/runs/{id}"),
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        if v["status"] != "running" {
+            return (v, t0.elapsed());
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "run {id} still running after {limit:?}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// BPF tests hold the testkit's (synchronous) serial lock outside the runtime.
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn verify(wb: &Wb) {
+    let (s, v) = call(&wb.app, Method::GET, "/api/audit/verify", &wb.admin, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+async fn audit_actions(wb: &Wb) -> Vec<String> {
+    let (_, v) = call(
+        &wb.app,
+        Method::GET,
+        "/api/audit?limit=1000",
+        &wb.admin,
+        None,
+    )
+    .await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
+const FOREVER: &str = "interval:ms:100 { printf(\"{\\\"tick\\\": %d}\\n\", 1); }\n";
+const CHATTY: &str = "interval:ms:10 { printf(\"{\\\"tick\\\": %d}\\n\", 1); }\n";
+
+#[test]
+fn endless_script_stopped_at_approved_duration() {
+    let Some(_g) = holdup_testkit::bpf_setup("endless_script_stopped_at_approved_duration") else {
+        return;
+    };
+    rt().block_on(async {
+        let tmp = Tmp::new("duration");
+        let wb = start(&tmp, Policy::default());
+        let (tok, rid) = approved_script(&wb, FOREVER, 2).await;
+        let (run, took) = run_to_end(&wb, &tok, rid, Duration::from_secs(20)).await;
+        assert_eq!(run["status"], "stopped_duration", "{run}");
+        assert!(run["ended_at"].as_i64().is_some(), "{run}");
+        assert!(took < Duration::from_secs(6), "took {took:?}: {run}");
+        assert!(run["output"].as_str().unwrap().contains("tick"), "{run}");
+        assert_eq!(
+            run["deadline"].as_i64().unwrap(),
+            run["started_at"].as_i64().unwrap() + 2
+        );
+        let (s, list) = call(
+            &wb.app,
+            Method::GET,
+            &format!("/api/requests/{rid}/runs"),
+            &tok,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+        let actions = audit_actions(&wb).await;
+        assert!(actions.contains(&"run.started".to_string()), "{actions:?}");
+        assert!(actions.contains(&"run.stopped".to_string()), "{actions:?}");
+        verify(&wb).await;
+    });
+}
+
+#[test]
+fn chatty_script_stopped_at_max_output_bytes() {
+    let Some(_g) = holdup_testkit::bpf_setup("chatty_script_stopped_at_max_output_bytes") else {
+        return;
+    };
+    rt().block_on(async {
+        let tmp = Tmp::new("output");
+        let policy = Policy {
+            max_output_bytes: 300,
+            ..Policy::default()
+        };
+        let wb = start(&tmp, policy);
+        let (tok, rid) = approved_script(&wb, CHATTY, 30).await;
+        let (run, took) = run_to_end(&wb, &tok, rid, Duration::from_secs(20)).await;
+        assert_eq!(run["status"], "stopped_output", "{run}");
+        assert_eq!(run["output_bytes"], 300, "{run}");
+        assert!(took < Duration::from_secs(15), "took {took:?}");
+        verify(&wb).await;
+    });
+}
+
+#[tokio::test]
+async fn unapproved_request_is_refused() {
+    let tmp = Tmp::new("unapproved");
+    let wb = start(&tmp, Policy::default());
+    let req = user(&wb, "rita", "requester").await;
+    // holdup-full is not auto-approved: the request stays pending
+    let (s, r) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        &req,
+        Some(json!({"probe": "holdup-full", "target_kind": "host", "target": "", "host": "here", "duration_s": 5, "purpose": "test"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["status"], "pending");
+    let rid = r["id"].as_i64().unwrap();
+    let (s, v) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{rid}/run"),
+        &req,
+        None,
+    )
+    .await;
+    assert!(
+        s == StatusCode::FORBIDDEN || s == StatusCode::CONFLICT,
+        "{s} {v}"
+    );
+    assert!(v["error"].as_str().unwrap().contains("not approved"), "{v}");
+    let (_, list) = call(
+        &wb.app,
+        Method::GET,
+        &format!("/api/requests/{rid}/runs"),
+        &req,
+        None,
+    )
+    .await;
+    assert_eq!(list, json!([]));
+    // another requester may not start someone else's request
+    let other = user(&wb, "olga", "requester").await;
+    let (s, _) = call(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{rid}/run"),
+        &other,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+fn sleeper() -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg("30")
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+fn exited_within(child: &mut std::process::Child, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[tokio::test]
+async fn restart_interrupts_running_runs_and_kills_their_process() {
+    let tmp = Tmp::new("restart");
+    let rid = {
+        let wb = start(&tmp, Policy::default());
+        let req = user(&wb, "rita", "requester").await;
+        let (s, r) = call(
+            &wb.app,
+            Method::POST,
+            "/api/requests",
+            &req,
+            Some(json!({"probe": "holdup-sched", "target_kind": "host", "target": "", "host": "here", "duration_s": 30, "purpose": "test"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{r}");
+        r["id"].as_i64().unwrap()
+    };
+    let mut live = sleeper();
+    let mut reused = sleeper();
+    let insert = |pid: u32, start: i64| {
+        let conn = rusqlite::Connection::open(tmp.db()).unwrap();
+        conn.execute(
+            "INSERT INTO runs (request_id, started_by, status, started_at, deadline, pid, pgid, proc_start) VALUES (?1, 'rita', 'running', 0, 30, ?2, ?2, ?3)",
+            rusqlite::params![rid, pid, start],
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    };
+    let live_start = runs::proc_start_time(live.id() as i64).expect("start time of sleep");
+    let live_run = insert(live.id(), live_start);
+    // a pid that now belongs to another process (start time differs): not killed
+    let reused_start = runs::proc_start_time(reused.id() as i64).unwrap();
+    let reused_run = insert(reused.id(), reused_start + 12345);
+
+    let (wb, token) = Workbench::open(&tmp.db(), Policy::default()).unwrap();
+    assert!(token.is_none());
+    for id in [live_run, reused_run] {
+        let run = wb.get_run(id).unwrap();
+        assert_eq!(run.status, "interrupted", "{run:?}");
+        assert!(run.ended_at.is_some());
+    }
+    assert!(
+        exited_within(&mut live, Duration::from_secs(5)),
+        "the run's process group was not killed"
+    );
+    assert!(
+        reused.try_wait().unwrap().is_none(),
+        "a process with a reused pid was killed"
+    );
+    reused.kill().unwrap();
+    reused.wait().unwrap();
+    let report = wb.verify_audit().unwrap();
+    assert!(report.ok, "{report:?}");
+    let entries = wb.audit_entries(0, 1000).unwrap();
+    let n = entries
+        .iter()
+        .filter(|e| e.action == "run.interrupted")
+        .count();
+    assert_eq!(n, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_probe_runs_holdup_record_and_keeps_the_recording() {
+    let tmp = Tmp::new("record");
+    // a stand-in for `holdup record`: writes its arguments to the -o file,
+    // then never ends on its own
+    let fake = tmp.0.join("fake-holdup");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nout=\"\"\nprev=\"\"\nfor a in \"$@\"; do [ \"$prev\" = \"-o\" ] && out=\"$a\"; prev=\"$a\"; done\necho \"fake recording: $*\" > \"$out\"\nexec sleep 30\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::env::set_var("HOLDUP_BIN", &fake);
+    let wb = start(&tmp, Policy::default());
+    let req = user(&wb, "rita", "requester").await;
+    // holdup-sched for <= 60 s is approved by the default policy
+    let (s, r) = call(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        &req,
+        Some(json!({"probe": "holdup-sched", "target_kind": "pid", "target": "1234", "host": "here", "duration_s": 1, "purpose": "test"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["status"], "approved", "{r}");
+    let rid = r["id"].as_i64().unwrap();
+    let (run, took) = run_to_end(&wb, &req, rid, Duration::from_secs(20)).await;
+    assert_eq!(run["status"], "stopped_duration", "{run}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let out = run["output"].as_str().unwrap();
+    assert!(
+        out.contains("fake recording: record --pid 1234 --duration 1s -o "),
+        "{run}"
+    );
+    verify(&wb).await;
+}
