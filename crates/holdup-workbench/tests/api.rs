@@ -1,38 +1,13 @@
 //! API tests: the axum router in-process via `tower::ServiceExt::oneshot`.
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use holdup_workbench::{api, policy::Policy, Workbench};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
-use tower::ServiceExt;
 
-struct Tmp(PathBuf);
-impl Tmp {
-    fn new(tag: &str) -> Tmp {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let d =
-            std::env::temp_dir().join(format!("holdup-wb-test-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Tmp(d)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("wb.sqlite")
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Wb {
-    app: axum::Router,
-    admin: String,
-}
+mod common;
+use common::*;
 
 fn open(db: &std::path::Path, policy: Policy) -> (axum::Router, Option<String>) {
     let (wb, token) = Workbench::open(db, policy).unwrap();
@@ -40,61 +15,7 @@ fn open(db: &std::path::Path, policy: Policy) -> (axum::Router, Option<String>) 
 }
 
 fn start(tmp: &Tmp) -> Wb {
-    let (app, admin) = open(&tmp.db(), Policy::default());
-    Wb {
-        app,
-        admin: admin.expect("first start returns the admin token"),
-    }
-}
-
-async fn call_raw(
-    app: &axum::Router,
-    method: Method,
-    uri: &str,
-    token: Option<&str>,
-    body: Body,
-) -> (StatusCode, Vec<u8>) {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json");
-    if let Some(t) = token {
-        b = b.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = app.clone().oneshot(b.body(body).unwrap()).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, bytes.to_vec())
-}
-
-async fn call(
-    app: &axum::Router,
-    method: Method,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let body = body
-        .map(|v| Body::from(v.to_string()))
-        .unwrap_or_else(Body::empty);
-    let (s, b) = call_raw(app, method, uri, token, body).await;
-    let v = serde_json::from_slice(&b).unwrap_or(Value::Null);
-    (s, v)
-}
-
-async fn user(wb: &Wb, name: &str, role: &str) -> String {
-    let (s, v) = call(
-        &wb.app,
-        Method::POST,
-        "/api/users",
-        Some(&wb.admin),
-        Some(json!({"name": name, "role": role})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    v["token"].as_str().unwrap().to_string()
+    start_with(tmp, Policy::default())
 }
 
 async fn verify(wb: &Wb) -> Value {

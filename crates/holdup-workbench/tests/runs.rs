@@ -2,86 +2,17 @@
 //! output; runs left `running` by a killed server are interrupted at restart.
 //! Tests that run bpftrace need root (skipped otherwise, failing with CI=true).
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use holdup_workbench::{api, policy::Policy, runs, Workbench};
+use axum::http::{Method, StatusCode};
+use holdup_workbench::{policy::Policy, runs, Workbench};
 use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tower::ServiceExt;
 
-struct Tmp(PathBuf);
-impl Tmp {
-    fn new(tag: &str) -> Tmp {
-        let d = std::env::temp_dir().join(format!("holdup-wb-runs-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Tmp(d)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("wb.sqlite")
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Wb {
-    app: axum::Router,
-    admin: String,
-}
+mod common;
+use common::*;
 
 fn start(tmp: &Tmp, policy: Policy) -> Wb {
-    let (wb, admin) = Workbench::open(&tmp.db(), policy).unwrap();
-    Wb {
-        app: api::router(Arc::new(wb)),
-        admin: admin.expect("first start returns the admin token"),
-    }
-}
-
-async fn call(
-    app: &axum::Router,
-    method: Method,
-    uri: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let body = body
-        .map(|v| Body::from(v.to_string()))
-        .unwrap_or_else(Body::empty);
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {token}"))
-        .body(body)
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-async fn user(wb: &Wb, name: &str, role: &str) -> String {
-    let (s, v) = call(
-        &wb.app,
-        Method::POST,
-        "/api/users",
-        &wb.admin,
-        Some(json!({"name": name, "role": role})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    v["token"].as_str().unwrap().to_string()
+    start_with(tmp, policy)
 }
 
 /// Submits `body`, requests it for `duration_s` on the host, has another
@@ -89,7 +20,7 @@ async fn user(wb: &Wb, name: &str, role: &str) -> String {
 async fn approved_script(wb: &Wb, body: &str, duration_s: u64) -> (String, i64) {
     let req = user(wb, "rita", "requester").await;
     let appr = user(wb, "amos", "approver").await;
-    let (s, sc) = call(
+    let (s, sc) = call_as(
         &wb.app,
         Method::POST,
         "/api/scripts",
@@ -99,7 +30,7 @@ async fn approved_script(wb: &Wb, body: &str, duration_s: u64) -> (String, i64) 
     .await;
     assert_eq!(s, StatusCode::CREATED, "{sc}");
     let sid = sc["id"].as_i64().unwrap();
-    let (s, r) = call(
+    let (s, r) = call_as(
         &wb.app,
         Method::POST,
         "/api/requests",
@@ -109,7 +40,7 @@ async fn approved_script(wb: &Wb, body: &str, duration_s: u64) -> (String, i64) 
     .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     let rid = r["id"].as_i64().unwrap();
-    let (s, v) = call(
+    let (s, v) = call_as(
         &wb.app,
         Method::POST,
         &format!("/api/requests/{rid}/approve"),
@@ -124,7 +55,7 @@ async fn approved_script(wb: &Wb, body: &str, duration_s: u64) -> (String, i64) 
 /// Starts a run and waits (at most `limit`) until it is no longer running.
 async fn run_to_end(wb: &Wb, token: &str, rid: i64, limit: Duration) -> (Value, Duration) {
     let t0 = Instant::now();
-    let (s, run) = call(
+    let (s, run) = call_as(
         &wb.app,
         Method::POST,
         &format!("/api/requests/{rid}/run"),
@@ -136,7 +67,7 @@ async fn run_to_end(wb: &Wb, token: &str, rid: i64, limit: Duration) -> (Value, 
     assert_eq!(run["status"], "running", "{run}");
     let id = run["id"].as_i64().unwrap();
     loop {
-        let (s, v) = call(
+        let (s, v) = call_as(
             &wb.app,
             Method::GET,
             &format!("/api/runs/{id}"),
@@ -166,13 +97,13 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 async fn verify(wb: &Wb) {
-    let (s, v) = call(&wb.app, Method::GET, "/api/audit/verify", &wb.admin, None).await;
+    let (s, v) = call_as(&wb.app, Method::GET, "/api/audit/verify", &wb.admin, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["ok"], true, "{v}");
 }
 
 async fn audit_actions(wb: &Wb) -> Vec<String> {
-    let (_, v) = call(
+    let (_, v) = call_as(
         &wb.app,
         Method::GET,
         "/api/audit?limit=1000",
@@ -208,7 +139,7 @@ fn endless_script_stopped_at_approved_duration() {
             run["deadline"].as_i64().unwrap(),
             run["started_at"].as_i64().unwrap() + 2
         );
-        let (s, list) = call(
+        let (s, list) = call_as(
             &wb.app,
             Method::GET,
             &format!("/api/requests/{rid}/runs"),
@@ -252,7 +183,7 @@ async fn unapproved_request_is_refused() {
     let wb = start(&tmp, Policy::default());
     let req = user(&wb, "rita", "requester").await;
     // holdup-full is not auto-approved: the request stays pending
-    let (s, r) = call(
+    let (s, r) = call_as(
         &wb.app,
         Method::POST,
         "/api/requests",
@@ -263,7 +194,7 @@ async fn unapproved_request_is_refused() {
     assert_eq!(s, StatusCode::CREATED, "{r}");
     assert_eq!(r["status"], "pending");
     let rid = r["id"].as_i64().unwrap();
-    let (s, v) = call(
+    let (s, v) = call_as(
         &wb.app,
         Method::POST,
         &format!("/api/requests/{rid}/run"),
@@ -276,7 +207,7 @@ async fn unapproved_request_is_refused() {
         "{s} {v}"
     );
     assert!(v["error"].as_str().unwrap().contains("not approved"), "{v}");
-    let (_, list) = call(
+    let (_, list) = call_as(
         &wb.app,
         Method::GET,
         &format!("/api/requests/{rid}/runs"),
@@ -287,7 +218,7 @@ async fn unapproved_request_is_refused() {
     assert_eq!(list, json!([]));
     // another requester may not start someone else's request
     let other = user(&wb, "olga", "requester").await;
-    let (s, _) = call(
+    let (s, _) = call_as(
         &wb.app,
         Method::POST,
         &format!("/api/requests/{rid}/run"),
@@ -323,7 +254,7 @@ async fn restart_interrupts_running_runs_and_kills_their_process() {
     let rid = {
         let wb = start(&tmp, Policy::default());
         let req = user(&wb, "rita", "requester").await;
-        let (s, r) = call(
+        let (s, r) = call_as(
             &wb.app,
             Method::POST,
             "/api/requests",
@@ -394,7 +325,7 @@ async fn builtin_probe_runs_holdup_record_and_keeps_the_recording() {
     let wb = start(&tmp, Policy::default());
     let req = user(&wb, "rita", "requester").await;
     // holdup-sched for <= 60 s is approved by the default policy
-    let (s, r) = call(
+    let (s, r) = call_as(
         &wb.app,
         Method::POST,
         "/api/requests",

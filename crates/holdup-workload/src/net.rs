@@ -93,69 +93,25 @@ pub fn tcp(delay: Duration) -> Result<Part> {
     })
 }
 
-/// Waits up to `timeout` for `fd` to become readable; false on timeout.
-fn poll_readable(fd: i32, timeout: Duration) -> Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().clamp(1, 1000) as libc::c_int;
-    // SAFETY: pfd is one valid pollfd.
-    match unsafe { libc::poll(&mut pfd, 1, ms) } {
-        -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => Ok(false),
-        ret => Ok(check(ret, "poll(listener)")? > 0),
-    }
-}
-
 /// `tcp-server`: `hw-tcp-srv` accepts clients until the deadline; each client
 /// gets a `hw-tcp-conn` thread running the delayed echo loop.
 pub fn tcp_server(bind: IpAddr, port: u16, delay: Duration) -> Result<Part> {
-    let listener = TcpListener::bind((bind, port)).ctx(format!("bind({bind}:{port})"))?;
-    let port = listener.local_addr().ctx("getsockname(listener)")?.port();
-    listener
-        .set_nonblocking(true)
-        .ctx("fcntl(listener, O_NONBLOCK)")?;
+    let (listener, port) = crate::service::listen(bind, port)?;
     let connections = Arc::new(AtomicU64::new(0));
     let requests = Arc::new(AtomicU64::new(0));
 
     let (conns, reqs) = (Arc::clone(&connections), Arc::clone(&requests));
     let srv = spawn_worker("hw-tcp-srv", move |deadline| {
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(());
-            }
-            if !poll_readable(listener.as_raw_fd(), deadline - now)? {
-                continue;
-            }
-            let conn = match listener.accept() {
-                Ok((c, _)) => c,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(Error::call("accept", e)),
-            };
-            conn.set_nonblocking(false)
-                .ctx("fcntl(connection, ~O_NONBLOCK)")?;
-            conn.set_nodelay(true).ctx("setsockopt(TCP_NODELAY)")?;
-            conns.fetch_add(1, Ordering::Relaxed);
-            let reqs = Arc::clone(&reqs);
-            std::thread::Builder::new()
-                .name("hw-tcp-conn".into())
-                .spawn(move || {
-                    // A client resetting its connection is not our failure.
-                    let _ = serve_conn(conn, delay, &reqs);
-                })
-                .ctx("spawning thread hw-tcp-conn")?;
-        }
+        crate::service::accept_loop(
+            listener,
+            deadline,
+            |_| "hw-tcp-conn".into(),
+            conns,
+            move |conn, _| {
+                // A client resetting its connection is not our failure.
+                let _ = serve_conn(conn, delay, &reqs);
+            },
+        )
     })?;
 
     Ok(Part {

@@ -62,7 +62,7 @@ fn poll_readable(fd: i32, timeout: Duration) -> Result<bool> {
 
 /// Accept loop shared by the servers: until the deadline, accepts clients and
 /// starts `serve(conn, index)` on a thread named `conn_name(index)`.
-fn accept_loop<F>(
+pub(crate) fn accept_loop<F>(
     listener: TcpListener,
     deadline: Instant,
     conn_name: fn(u64) -> String,
@@ -107,7 +107,8 @@ where
     }
 }
 
-fn listen(bind: IpAddr, port: u16) -> Result<(TcpListener, u16)> {
+/// A non-blocking listener on `bind:port`, and the port it got.
+pub(crate) fn listen(bind: IpAddr, port: u16) -> Result<(TcpListener, u16)> {
     let listener = TcpListener::bind((bind, port)).ctx(format!("bind({bind}:{port})"))?;
     let port = listener.local_addr().ctx("getsockname(listener)")?.port();
     listener
