@@ -127,6 +127,11 @@ struct TargetArgs {
     /// network service a few percent: every socket call on the host is traced).
     #[arg(long)]
     socket_calls: bool,
+    /// Attach only the scheduler tracepoints (no block-device or socket
+    /// tracepoints): the cheapest set; disk and socket wake-ups are not told
+    /// apart and per-disk I/O is not collected.
+    #[arg(long, conflicts_with = "socket_calls")]
+    sched_only: bool,
     /// Start this command and watch it: `holdup record -o x.rec -- ./server --port 80`.
     #[arg(last = true, group = "tgt")]
     command: Vec<String>,
@@ -161,6 +166,7 @@ impl TargetArgs {
             interval: self.interval,
             follow_children: !self.no_follow,
             socket_calls: self.socket_calls,
+            sched_only: self.sched_only,
         })
     }
 }

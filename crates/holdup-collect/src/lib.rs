@@ -92,6 +92,10 @@ pub struct Options {
     /// Off by default: these fire on every socket call on the host, which
     /// costs a busy network service several percent of its throughput.
     pub socket_calls: bool,
+    /// Attach only the scheduler tracepoints: no block-device or socket
+    /// tracepoints. Cheapest; disk and socket wake-ups then count as the
+    /// kernel's or the waking thread's, and no per-disk I/O is collected.
+    pub sched_only: bool,
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
@@ -171,9 +175,14 @@ impl Collector {
             ro.targ_comm = u8::from(matches!(opts.target, TargetSpec::Comm(_)));
         }
         open.progs.window_cut.set_autoattach(false);
-        if !opts.socket_calls {
+        if !opts.socket_calls || opts.sched_only {
             open.progs.handle_sock_recv_length.set_autoload(false);
             open.progs.handle_sock_send_length.set_autoload(false);
+        }
+        if opts.sched_only {
+            open.progs.handle_sk_data_ready.set_autoload(false);
+            open.progs.handle_block_bio_queue.set_autoload(false);
+            open.progs.handle_block_rq_complete.set_autoload(false);
         }
         let skel = open.load().map_err(bpf_err("load (verifier)"))?;
 

@@ -26,6 +26,7 @@ fn options(target: TargetSpec) -> Options {
         interval: Duration::from_secs(1),
         follow_children: true,
         socket_calls: true,
+        sched_only: false,
     }
 }
 
