@@ -78,7 +78,9 @@ pub fn router(wb: Arc<Workbench>) -> Router {
         .route("/api/requests/{id}/authorize", post(authorize))
         .route("/api/requests/{id}/run", post(start_run))
         .route("/api/requests/{id}/runs", get(list_runs))
+        .route("/api/runs", get(recent_runs))
         .route("/api/runs/{id}", get(get_run))
+        .route("/api/runs/{id}/stop", post(stop_run))
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))
         .fallback(|| async {
@@ -399,6 +401,28 @@ async fn list_runs(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResul
 async fn get_run(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     auth(&wb, &h, Role::Viewer)?;
     Ok(Json(json!(wb.get_run(id)?)))
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    incident: Option<i64>,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+async fn recent_runs(
+    State(wb): St,
+    h: HeaderMap,
+    q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    auth(&wb, &h, Role::Viewer)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok(Json(json!(wb.recent_runs(q.incident, q.limit)?)))
+}
+
+async fn stop_run(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let actor = auth(&wb, &h, Role::Requester)?;
+    Ok(Json(json!(wb.stop_run(&actor, id)?)))
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,8 @@
 pub mod api;
 pub mod audit;
 pub mod checks;
+pub mod overhead;
+pub mod plot;
 pub mod policy;
 pub mod runs;
 pub mod store;
@@ -104,18 +106,23 @@ pub struct BuiltinProbe {
     pub name: &'static str,
     pub description: &'static str,
     pub overhead: Overhead,
+    /// Extra `holdup record` arguments that select this probe's programs.
+    #[serde(skip)]
+    pub record_args: &'static [&'static str],
 }
 
 pub const BUILTIN_PROBES: &[BuiltinProbe] = &[
     BuiltinProbe {
         name: "holdup-sched",
-        description: "holdup record, scheduling subsystem only: on-CPU, run-queue wait, iowait, sleep, wakers",
+        description: "holdup record with the scheduler tracepoints only: on-CPU, run queue and who ran instead, iowait, sleeps and what they wait on, wakers",
         overhead: Overhead::Low,
+        record_args: &["--sched-only"],
     },
     BuiltinProbe {
         name: "holdup-full",
-        description: "holdup record, all subsystems (sched, futex, VFS, net, ...)",
+        description: "holdup record, all subsystems: scheduler, futex, files, sockets, block devices (who hammered the disk, which peer woke a socket)",
         overhead: Overhead::Medium,
+        record_args: &[],
     },
 ];
 
@@ -231,6 +238,9 @@ pub struct RequestInput {
     pub host: String,
     pub duration_s: u64,
     pub purpose: String,
+    /// The incident this request serves; its runs' output is attached to it.
+    #[serde(default)]
+    pub incident_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,6 +263,8 @@ pub struct Workbench {
     conn: Mutex<Connection>,
     policy: Policy,
     scratch: PathBuf,
+    /// Stop switches of the runs this server process watches.
+    stops: Mutex<std::collections::HashMap<i64, tokio::sync::oneshot::Sender<String>>>,
 }
 
 /// Checks the audit chain of the store at `db_path` without starting a
@@ -306,6 +318,7 @@ impl Workbench {
                 conn: Mutex::new(conn),
                 policy,
                 scratch,
+                stops: Mutex::default(),
             },
             admin_token,
         ))
@@ -772,6 +785,9 @@ impl Workbench {
                 "purpose is required: say why this probe should run",
             ));
         }
+        if let Some(inc) = input.incident_id {
+            self.get_incident(inc)?;
+        }
         let p = &self.policy;
         if !p.probe_allowed(actor.role.as_str(), &input.probe) {
             return Err(ApiError::forbidden(format!(
@@ -854,8 +870,8 @@ impl Workbench {
             let mut conn = self.db();
             let tx = conn.transaction()?;
             tx.execute(
-                "INSERT INTO requests (probe, script_id, script_sha256, target_kind, target, host, duration_s, purpose, requester, status, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![input.probe, script.as_ref().map(|s| s.0), script.as_ref().map(|s| s.1.clone()), input.target_kind, input.target, input.host, input.duration_s as i64, input.purpose, actor.name, status, now()],
+                "INSERT INTO requests (probe, script_id, script_sha256, target_kind, target, host, duration_s, purpose, requester, status, created, incident_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![input.probe, script.as_ref().map(|s| s.0), script.as_ref().map(|s| s.1.clone()), input.target_kind, input.target, input.host, input.duration_s as i64, input.purpose, actor.name, status, now(), input.incident_id],
             )?;
             let id = tx.last_insert_rowid();
             audit::append(
@@ -883,7 +899,7 @@ impl Workbench {
     pub fn get_request(&self, id: i64) -> ApiResult<ProbeRequest> {
         self.db()
             .query_row(
-                "SELECT id, probe, target_kind, target, host, duration_s, purpose, script_id, script_sha256, requester, status, decided_by, comment, created, decided FROM requests WHERE id = ?1",
+                "SELECT id, probe, target_kind, target, host, duration_s, purpose, script_id, script_sha256, requester, status, decided_by, comment, created, decided, incident_id FROM requests WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(ProbeRequest {
@@ -895,6 +911,7 @@ impl Workbench {
                             host: r.get(4)?,
                             duration_s: r.get::<_, i64>(5)? as u64,
                             purpose: r.get(6)?,
+                            incident_id: r.get(15)?,
                         },
                         script_id: r.get(7)?,
                         script_sha256: r.get(8)?,

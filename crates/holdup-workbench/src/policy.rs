@@ -39,6 +39,39 @@ pub struct Policy {
     pub auto_approve_max_duration_s: u64,
     /// Largest request body (uploads included), in bytes.
     pub max_body_bytes: usize,
+    /// How much CPU a run's BPF programs may use, by the probe's overhead
+    /// class, in percent of one CPU (measured from the kernel's BPF stats).
+    pub overhead_budget_percent: OverheadBudget,
+}
+
+/// CPU budget per overhead class, percent of one CPU.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverheadBudget {
+    pub low: f64,
+    pub medium: f64,
+    pub high: f64,
+}
+
+impl Default for OverheadBudget {
+    fn default() -> Self {
+        OverheadBudget {
+            low: 2.0,
+            medium: 5.0,
+            high: 10.0,
+        }
+    }
+}
+
+impl OverheadBudget {
+    /// The budget of one overhead class.
+    pub fn for_class(&self, class: Overhead) -> f64 {
+        match class {
+            Overhead::Low => self.low,
+            Overhead::Medium => self.medium,
+            Overhead::High => self.high,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -67,6 +100,7 @@ impl Default for Policy {
             auto_approve: vec!["holdup-sched".into()],
             auto_approve_max_duration_s: 60,
             max_body_bytes: 1 << 20,
+            overhead_budget_percent: OverheadBudget::default(),
         }
     }
 }
@@ -74,7 +108,16 @@ impl Default for Policy {
 impl Policy {
     /// Parses a policy from TOML text.
     pub fn from_toml(text: &str) -> anyhow::Result<Policy> {
-        Ok(toml::from_str(text)?)
+        let p: Policy = toml::from_str(text)?;
+        let b = p.overhead_budget_percent;
+        for (class, v) in [("low", b.low), ("medium", b.medium), ("high", b.high)] {
+            if !(v.is_finite() && v > 0.0 && v <= 100.0 * 1024.0) {
+                anyhow::bail!(
+                    "overhead_budget_percent.{class} = {v}: must be a positive percentage of one CPU"
+                );
+            }
+        }
+        Ok(p)
     }
 
     /// Reads a policy file.

@@ -1,24 +1,31 @@
 //! Runs: executing an approved request on this host, bounded in time and
 //! output, and never outliving its bound across a server restart.
 
-use crate::{audit, now, ApiError, ApiResult, User, Workbench};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::policy::Overhead;
+use crate::{audit, now, overhead, ApiError, ApiResult, User, Workbench};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
 
 /// How much output `GET` returns as text.
 pub const OUTPUT_TEXT_LIMIT: usize = 64 * 1024;
 /// Grace between SIGINT and SIGKILL when a run is stopped.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
+/// One run of an approved request.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
     pub id: i64,
     pub request_id: i64,
+    /// The request's probe (catalog name or `script:<id>`).
+    pub probe: String,
+    /// The request's incident, which holds the run's output as an artifact.
+    pub incident_id: Option<i64>,
     pub started_by: String,
     pub status: String,
     pub started_at: i64,
@@ -29,8 +36,17 @@ pub struct Run {
     pub output_bytes: i64,
     pub exit_status: Option<i64>,
     pub reason: Option<String>,
-    /// The output as (lossy UTF-8) text, at most [`OUTPUT_TEXT_LIMIT`] bytes.
-    pub output: String,
+    /// BPF program run time of the run's process group, from the kernel's
+    /// BPF stats (last reading).
+    pub bpf_run_time_ns: Option<i64>,
+    /// That run time over the run's wall time, percent of one CPU.
+    pub bpf_cpu_percent: Option<f64>,
+    /// Name of the incident artifact holding the output, once attached.
+    pub artifact: Option<String>,
+    /// The output as (lossy UTF-8) text, at most [`OUTPUT_TEXT_LIMIT`] bytes;
+    /// left out of listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     pub output_truncated: bool,
 }
 
@@ -53,10 +69,9 @@ fn kill_group(pgid: i64, sig: libc::c_int) {
     }
 }
 
-fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
-    let out: Vec<u8> = r.get(12)?;
-    let truncated = out.len() > OUTPUT_TEXT_LIMIT;
-    let text = String::from_utf8_lossy(&out[..out.len().min(OUTPUT_TEXT_LIMIT)]).into_owned();
+fn row_to_run(r: &rusqlite::Row<'_>, with_output: bool) -> rusqlite::Result<Run> {
+    let out: Vec<u8> = if with_output { r.get(17)? } else { vec![] };
+    let bytes: i64 = r.get(9)?;
     Ok(Run {
         id: r.get(0)?,
         request_id: r.get(1)?,
@@ -67,15 +82,24 @@ fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         ended_at: r.get(6)?,
         pid: r.get(7)?,
         pgid: r.get(8)?,
-        output_bytes: r.get(9)?,
+        output_bytes: bytes,
         exit_status: r.get(10)?,
         reason: r.get(11)?,
-        output: text,
-        output_truncated: truncated,
+        probe: r.get(12)?,
+        incident_id: r.get(13)?,
+        bpf_run_time_ns: r.get(14)?,
+        bpf_cpu_percent: r.get(15)?,
+        artifact: r.get(16)?,
+        output: with_output.then(|| {
+            String::from_utf8_lossy(&out[..out.len().min(OUTPUT_TEXT_LIMIT)]).into_owned()
+        }),
+        output_truncated: bytes as usize > OUTPUT_TEXT_LIMIT,
     })
 }
 
-const RUN_COLS: &str = "id, request_id, started_by, status, started_at, deadline, ended_at, pid, pgid, output_bytes, exit_status, reason, output";
+/// Columns of [`row_to_run`], over `runs r JOIN requests q`.
+const RUN_COLS: &str = "r.id, r.request_id, r.started_by, r.status, r.started_at, r.deadline, r.ended_at, r.pid, r.pgid, r.output_bytes, r.exit_status, r.reason, q.probe, q.incident_id, r.bpf_run_time_ns, r.bpf_cpu_percent, r.artifact";
+const RUN_FROM: &str = "FROM runs r JOIN requests q ON q.id = r.request_id";
 
 /// At open: every run still `running` belongs to a previous server process.
 /// Kill its process group if it is still the same process (pid and start
@@ -124,33 +148,102 @@ enum Stop {
     Exited(std::process::ExitStatus),
     Duration,
     Output,
+    /// Over the overhead budget: the interval value, percent of one CPU.
+    Overhead(f64),
+    /// Stopped through the API by this user.
+    User(String),
 }
 
+/// What the watcher of one run needs.
+struct Watch {
+    run_id: i64,
+    child: tokio::process::Child,
+    pgid: i64,
+    bound: Duration,
+    max_output: usize,
+    budget: overhead::Budget,
+    stop_rx: oneshot::Receiver<String>,
+    /// The recording file of a built-in probe (its output).
+    recording: Option<std::path::PathBuf>,
+    /// Attach the output to this incident, as this artifact name.
+    attach: Option<(i64, String)>,
+    dir: std::path::PathBuf,
+    _stats: overhead::StatsGuard,
+}
+
+/// How often the BPF stats of a run are read.
+const OVERHEAD_INTERVAL: Duration = Duration::from_secs(1);
+
 impl Workbench {
+    fn query_runs(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+        with_output: bool,
+    ) -> ApiResult<Vec<Run>> {
+        let conn = self.db();
+        let out_col = if with_output { ", r.output" } else { "" };
+        let mut st = conn.prepare(&format!("SELECT {RUN_COLS}{out_col} {RUN_FROM} {filter}"))?;
+        let rows = st.query_map(args, |r| row_to_run(r, with_output))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One run, with its output as text.
     pub fn get_run(&self, id: i64) -> ApiResult<Run> {
-        self.db()
-            .query_row(
-                &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
-                [id],
-                row_to_run,
-            )
-            .optional()?
+        self.query_runs("WHERE r.id = ?1", [id], true)?
+            .pop()
             .ok_or_else(|| ApiError::not_found(format!("no run {id}")))
     }
 
+    /// The runs of one request, oldest first, without output.
     pub fn list_runs(&self, request_id: i64) -> ApiResult<Vec<Run>> {
         self.get_request(request_id)?;
-        let conn = self.db();
-        let mut st = conn.prepare(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE request_id = ?1 ORDER BY id"
-        ))?;
-        let rows = st.query_map([request_id], row_to_run)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.query_runs("WHERE r.request_id = ?1 ORDER BY r.id", [request_id], false)
+    }
+
+    /// The latest runs (of one incident, if given), newest first, without
+    /// output.
+    pub fn recent_runs(&self, incident: Option<i64>, limit: i64) -> ApiResult<Vec<Run>> {
+        let limit = limit.clamp(1, 1000);
+        match incident {
+            Some(i) => self.query_runs(
+                "WHERE q.incident_id = ?1 ORDER BY r.id DESC LIMIT ?2",
+                params![i, limit],
+                false,
+            ),
+            None => self.query_runs("ORDER BY r.id DESC LIMIT ?1", [limit], false),
+        }
+    }
+
+    /// Stops a running run now (the requester or an approver). The run ends
+    /// `stopped_by_user`.
+    pub fn stop_run(&self, actor: &User, id: i64) -> ApiResult<Run> {
+        let run = self.get_run(id)?;
+        let req = self.get_request(run.request_id)?;
+        if req.requester != actor.name && actor.role < crate::Role::Approver {
+            return Err(ApiError::forbidden(format!(
+                "only the requester ({}) or an approver may stop run {id}",
+                req.requester
+            )));
+        }
+        let tx = self
+            .stops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if !tx.is_some_and(|tx| tx.send(actor.name.clone()).is_ok()) {
+            return Err(ApiError::conflict(format!(
+                "run {id} is {}, not running",
+                run.status
+            )));
+        }
+        Ok(run)
     }
 
     /// Starts a run of request `id`: the [`Workbench::authorize_run`] gate,
     /// then the probe in its own process group, watched by a task that
-    /// enforces the approved duration and the policy's max_output_bytes.
+    /// enforces the approved duration, the policy's max_output_bytes and the
+    /// overhead budget of the probe's class.
     pub async fn start_run(self: &Arc<Self>, actor: &User, id: i64) -> ApiResult<Run> {
         self.authorize_run(actor, id)?;
         let req = self.get_request(id)?;
@@ -160,11 +253,19 @@ impl Workbench {
                 format!("{what}: {e}"),
             )
         };
+        // Without BPF stats the budget cannot be enforced: refuse, rather
+        // than run unmetered.
+        let stats = overhead::StatsGuard::enable().map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot measure the run's overhead: enabling BPF stats failed ({e}); run the workbench as root (CAP_SYS_ADMIN)"),
+            )
+        })?;
         let dir = self.scratch.join(format!("run-{id}-{}", now_nanos()));
         std::fs::create_dir_all(&dir).map_err(|e| internal(e, "scratch dir"))?;
         let pid_target = (req.input.target_kind == "pid").then(|| req.input.target.clone());
-        let mut artifact = None;
-        let mut cmd = if let Some(sid) = req.script_id {
+        let mut recording = None;
+        let (mut cmd, class, ext) = if let Some(sid) = req.script_id {
             let s = self.get_script(sid)?;
             let file = dir.join("script.bt");
             std::fs::write(&file, s.body.as_bytes()).map_err(|e| internal(e, "script file"))?;
@@ -174,8 +275,14 @@ impl Workbench {
             if let Some(p) = &pid_target {
                 c.arg(p);
             }
-            c
+            (c, Overhead::High, "json")
         } else {
+            let probe = crate::BUILTIN_PROBES
+                .iter()
+                .find(|b| b.name == req.input.probe)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("no catalog probe {:?}", req.input.probe))
+                })?;
             let bin = match std::env::var_os("HOLDUP_BIN") {
                 Some(b) => std::path::PathBuf::from(b),
                 None => std::env::current_exe().map_err(|e| internal(e, "holdup binary"))?,
@@ -183,15 +290,24 @@ impl Workbench {
             let file = dir.join("recording.rec");
             let mut c = tokio::process::Command::new(bin);
             c.arg("record");
-            if let Some(p) = &pid_target {
-                c.arg("--pid").arg(p);
+            match req.input.target_kind.as_str() {
+                "pid" => {
+                    c.arg("--pid").arg(&req.input.target);
+                }
+                "cgroup" => {
+                    c.arg("--cgroup").arg(&req.input.target);
+                }
+                _ => {
+                    c.arg("--all");
+                }
             }
-            c.arg("--duration")
+            c.args(probe.record_args)
+                .arg("--duration")
                 .arg(format!("{}s", req.input.duration_s))
                 .arg("-o")
                 .arg(&file);
-            artifact = Some(file);
-            c
+            recording = Some(file);
+            (c, probe.overhead, "rec")
         };
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -213,6 +329,7 @@ impl Workbench {
         let start = proc_start_time(pid);
         let started = now();
         let deadline = started + req.input.duration_s as i64;
+        let limit = self.policy.overhead_budget_percent.for_class(class);
         let run_id = {
             let mut conn = self.db();
             let tx = conn.transaction()?;
@@ -226,34 +343,41 @@ impl Workbench {
                 now(),
                 &actor.name,
                 "run.started",
-                &json!({"run": run_id, "request": id, "probe": req.input.probe, "script_sha256": req.script_sha256, "pid": pid, "deadline": deadline}),
+                &json!({"run": run_id, "request": id, "probe": req.input.probe, "script_sha256": req.script_sha256, "pid": pid, "deadline": deadline, "overhead_class": class, "overhead_budget_percent": limit}),
             )?;
             tx.commit()?;
             run_id
         };
+        let (stop_tx, stop_rx) = oneshot::channel();
+        self.stops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run_id, stop_tx);
+        let w = Watch {
+            run_id,
+            child,
+            pgid: pid,
+            bound: Duration::from_secs(req.input.duration_s),
+            max_output: self.policy.max_output_bytes as usize,
+            budget: overhead::Budget::new(limit),
+            stop_rx,
+            recording,
+            attach: req
+                .input
+                .incident_id
+                .map(|i| (i, format!("run-{run_id}.{ext}"))),
+            dir,
+            _stats: stats,
+        };
         let wb = Arc::clone(self);
-        let bound = Duration::from_secs(req.input.duration_s);
-        let max = self.policy.max_output_bytes as usize;
-        tokio::spawn(async move {
-            wb.watch(run_id, child, pid, bound, max, artifact, dir)
-                .await;
-        });
+        tokio::spawn(async move { wb.watch(w).await });
         self.get_run(run_id)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn watch(
-        &self,
-        run_id: i64,
-        mut child: tokio::process::Child,
-        pgid: i64,
-        bound: Duration,
-        max: usize,
-        artifact: Option<std::path::PathBuf>,
-        dir: std::path::PathBuf,
-    ) {
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
+    async fn watch(&self, mut w: Watch) {
+        let started = std::time::Instant::now();
+        let mut stdout = w.child.stdout.take();
+        let mut stderr = w.child.stderr.take();
         let err_task = tokio::spawn(async move {
             let mut buf = Vec::new();
             if let Some(e) = stderr.as_mut() {
@@ -269,18 +393,22 @@ impl Workbench {
             }
             buf
         });
-        let deadline = tokio::time::sleep(bound);
+        let deadline = tokio::time::sleep(w.bound);
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut meter = tokio::time::interval(OVERHEAD_INTERVAL);
+        let mut bpf = overhead::GroupStats::default();
+        let max = w.max_output;
         let mut out: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; 16384];
         let stop = loop {
             tokio::select! {
-                st = child.wait() => break match st {
+                st = w.child.wait() => break match st {
                     Ok(s) => Stop::Exited(s),
                     Err(_) => Stop::Duration,
                 },
                 _ = &mut deadline => break Stop::Duration,
+                who = &mut w.stop_rx => if let Ok(who) = who { break Stop::User(who) },
                 n = async {
                     match stdout.as_mut() {
                         Some(s) => s.read(&mut chunk).await.ok(),
@@ -297,28 +425,48 @@ impl Workbench {
                     }
                 },
                 _ = tick.tick() => {
-                    if let Some(f) = &artifact {
+                    if let Some(f) = &w.recording {
                         let len = std::fs::metadata(f).map(|m| m.len() as usize).unwrap_or(0);
                         if len > max {
                             break Stop::Output;
                         }
                     }
                 }
-            }
-        };
-        let exit = match stop {
-            Stop::Exited(s) => Some(s),
-            _ => {
-                kill_group(pgid, libc::SIGINT);
-                match tokio::time::timeout(KILL_GRACE, child.wait()).await {
-                    Ok(Ok(s)) => Some(s),
-                    _ => {
-                        kill_group(pgid, libc::SIGKILL);
-                        child.wait().await.ok()
+                at = meter.tick() => {
+                    let pgid = w.pgid;
+                    let now_stats = tokio::task::spawn_blocking(move || overhead::group_stats(pgid))
+                        .await
+                        .unwrap_or_default();
+                    // Programs are unloaded when the probe exits; keep the
+                    // last reading that still saw them.
+                    if now_stats.programs > 0 {
+                        bpf = now_stats;
+                    }
+                    let (pct, over) = w.budget.sample(now_stats.run_time_ns, at.into_std());
+                    if over {
+                        break Stop::Overhead(pct.unwrap_or(0.0));
                     }
                 }
             }
         };
+        self.stops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&w.run_id);
+        let exit = match stop {
+            Stop::Exited(s) => Some(s),
+            _ => {
+                kill_group(w.pgid, libc::SIGINT);
+                match tokio::time::timeout(KILL_GRACE, w.child.wait()).await {
+                    Ok(Ok(s)) => Some(s),
+                    _ => {
+                        kill_group(w.pgid, libc::SIGKILL);
+                        w.child.wait().await.ok()
+                    }
+                }
+            }
+        };
+        let elapsed = started.elapsed().as_secs_f64();
         // Anything still in the pipe after the stop, within the bound.
         if let Some(s) = stdout.as_mut() {
             while out.len() < max {
@@ -336,7 +484,7 @@ impl Workbench {
             .ok()
             .and_then(|r| r.ok())
             .unwrap_or_default();
-        if let Some(f) = &artifact {
+        if let Some(f) = &w.recording {
             if let Ok(mut data) = std::fs::read(f) {
                 data.truncate(max);
                 out = data;
@@ -344,39 +492,75 @@ impl Workbench {
         }
         let code = exit.and_then(|s| s.code()).map(i64::from);
         let err_text = String::from_utf8_lossy(&err).trim().to_string();
-        let (status, reason) = match stop {
+        let limit = w.budget.limit_percent;
+        let (status, reason) = match &stop {
             Stop::Duration => (
                 "stopped_duration",
-                format!("stopped at the approved duration of {} s", bound.as_secs()),
+                format!("stopped at the approved duration of {} s", w.bound.as_secs()),
             ),
             Stop::Output => (
                 "stopped_output",
                 format!("output exceeded the policy's max_output_bytes ({max}); the first {max} bytes are kept"),
             ),
+            Stop::Overhead(p) => (
+                "stopped_overhead",
+                format!("its BPF programs used {p:.2}% of a CPU for two consecutive seconds, over the budget of {limit}% (policy overhead_budget_percent)"),
+            ),
+            Stop::User(who) => ("stopped_by_user", format!("stopped by {who}")),
             Stop::Exited(s) if s.success() => ("finished", "exited with status 0".to_string()),
             Stop::Exited(s) => ("failed", format!("exited with {s}; stderr: {err_text}")),
         };
+        let cpu_percent = (elapsed > 0.0).then(|| bpf.run_time_ns as f64 / (elapsed * 1e9) * 100.0);
         let res: ApiResult<()> = (|| {
             let mut conn = self.db();
             let tx = conn.transaction()?;
+            let sha = crate::sha256_hex(&out);
+            // The incident may have been deleted meanwhile: then there is
+            // nothing to attach to.
+            let attach = match &w.attach {
+                Some((inc, name)) => tx
+                    .query_row(
+                        "SELECT EXISTS(SELECT 1 FROM incidents WHERE id = ?1)",
+                        [inc],
+                        |r| r.get::<_, bool>(0),
+                    )?
+                    .then_some((*inc, name.as_str())),
+                None => None,
+            };
             tx.execute(
-                "UPDATE runs SET status = ?2, ended_at = ?3, output = ?4, output_bytes = ?5, exit_status = ?6, reason = ?7 WHERE id = ?1",
-                params![run_id, status, now(), out, out.len() as i64, code, reason],
+                "UPDATE runs SET status = ?2, ended_at = ?3, output = ?4, output_bytes = ?5, exit_status = ?6, reason = ?7, bpf_run_time_ns = ?8, bpf_cpu_percent = ?9, artifact = ?10 WHERE id = ?1",
+                params![w.run_id, status, now(), out, out.len() as i64, code, reason, bpf.run_time_ns as i64, cpu_percent, attach.map(|a| a.1)],
             )?;
             audit::append(
                 &tx,
                 now(),
                 "system",
                 "run.stopped",
-                &json!({"run": run_id, "status": status, "output_bytes": out.len(), "output_sha256": crate::sha256_hex(&out), "exit_status": code, "reason": reason}),
+                &json!({"run": w.run_id, "status": status, "output_bytes": out.len(), "output_sha256": sha, "exit_status": code, "reason": reason, "bpf_run_time_ns": bpf.run_time_ns, "bpf_programs": bpf.programs, "bpf_cpu_percent": cpu_percent, "peak_interval_percent": w.budget.peak_percent}),
             )?;
+            if let Some((inc, name)) = attach {
+                tx.execute(
+                    "INSERT OR REPLACE INTO artifacts (incident_id, name, sha256, data, uploaded_by, created) VALUES (?1, ?2, ?3, ?4, 'system', ?5)",
+                    params![inc, name, sha, out, now()],
+                )?;
+                audit::append(
+                    &tx,
+                    now(),
+                    "system",
+                    "artifact.uploaded",
+                    &json!({"incident": inc, "name": name, "sha256": sha, "bytes": out.len(), "run": w.run_id}),
+                )?;
+            }
             tx.commit()?;
             Ok(())
         })();
         if let Err(e) = res {
-            eprintln!("holdup workbench: recording the end of run {run_id} failed: {e}");
+            eprintln!(
+                "holdup workbench: recording the end of run {} failed: {e}",
+                w.run_id
+            );
         }
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(&w.dir);
     }
 }
 

@@ -87,6 +87,13 @@ pub const MIGRATIONS: &[&str] = &[
         reason TEXT
     );
     CREATE INDEX runs_request ON runs(request_id);",
+    // 3: requests belong to an incident (their runs' output is attached to
+    // it); runs keep the BPF run time measured against the overhead budget.
+    "ALTER TABLE requests ADD COLUMN incident_id INTEGER REFERENCES incidents(id) ON DELETE SET NULL;
+    CREATE INDEX requests_incident ON requests(incident_id);
+    ALTER TABLE runs ADD COLUMN bpf_run_time_ns INTEGER;
+    ALTER TABLE runs ADD COLUMN bpf_cpu_percent REAL;
+    ALTER TABLE runs ADD COLUMN artifact TEXT;",
 ];
 
 /// Opens (creating if needed) the database and applies pending migrations.

@@ -18,6 +18,16 @@ fn start(tmp: &Tmp, policy: Policy) -> Wb {
 /// Submits `body`, requests it for `duration_s` on the host, has another
 /// user approve it; returns (requester token, request id).
 async fn approved_script(wb: &Wb, body: &str, duration_s: u64) -> (String, i64) {
+    approved_script_for(wb, body, duration_s, None).await
+}
+
+/// [`approved_script`] for an incident.
+async fn approved_script_for(
+    wb: &Wb,
+    body: &str,
+    duration_s: u64,
+    incident: Option<i64>,
+) -> (String, i64) {
     let req = user(wb, "rita", "requester").await;
     let appr = user(wb, "amos", "approver").await;
     let (s, sc) = call_as(
@@ -35,7 +45,7 @@ async fn approved_script(wb: &Wb, body: &str, duration_s: u64) -> (String, i64) 
         Method::POST,
         "/api/requests",
         &req,
-        Some(json!({"probe": format!("script:{sid}"), "target_kind": "host", "target": "", "host": "here", "duration_s": duration_s, "purpose": "test"})),
+        Some(json!({"probe": format!("script:{sid}"), "target_kind": "host", "target": "", "host": "here", "duration_s": duration_s, "purpose": "test", "incident_id": incident})),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
@@ -309,40 +319,233 @@ async fn restart_interrupts_running_runs_and_kills_their_process() {
     assert_eq!(n, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn builtin_probe_runs_holdup_record_and_keeps_the_recording() {
-    let tmp = Tmp::new("record");
-    // a stand-in for `holdup record`: writes its arguments to the -o file,
-    // then never ends on its own
-    let fake = tmp.0.join("fake-holdup");
-    std::fs::write(
-        &fake,
-        "#!/bin/sh\nout=\"\"\nprev=\"\"\nfor a in \"$@\"; do [ \"$prev\" = \"-o\" ] && out=\"$a\"; prev=\"$a\"; done\necho \"fake recording: $*\" > \"$out\"\nexec sleep 30\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::env::set_var("HOLDUP_BIN", &fake);
-    let wb = start(&tmp, Policy::default());
-    let req = user(&wb, "rita", "requester").await;
-    // holdup-sched for <= 60 s is approved by the default policy
-    let (s, r) = call_as(
-        &wb.app,
-        Method::POST,
-        "/api/requests",
-        &req,
-        Some(json!({"probe": "holdup-sched", "target_kind": "pid", "target": "1234", "host": "here", "duration_s": 1, "purpose": "test"})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{r}");
-    assert_eq!(r["status"], "approved", "{r}");
-    let rid = r["id"].as_i64().unwrap();
-    let (run, took) = run_to_end(&wb, &req, rid, Duration::from_secs(20)).await;
-    assert_eq!(run["status"], "stopped_duration", "{run}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
-    let out = run["output"].as_str().unwrap();
-    assert!(
-        out.contains("fake recording: record --pid 1234 --duration 1s -o "),
-        "{run}"
-    );
-    verify(&wb).await;
+#[test]
+fn builtin_probe_runs_holdup_record_and_attaches_the_recording() {
+    let Some(_g) = holdup_testkit::bpf_setup("builtin_probe_runs_holdup_record") else {
+        return;
+    };
+    rt().block_on(async {
+        let tmp = Tmp::new("record");
+        // a stand-in for `holdup record`: writes its arguments to the -o
+        // file, then never ends on its own
+        let fake = tmp.0.join("fake-holdup");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nout=\"\"\nprev=\"\"\nfor a in \"$@\"; do [ \"$prev\" = \"-o\" ] && out=\"$a\"; prev=\"$a\"; done\necho \"fake recording: $*\" > \"$out\"\nexec sleep 30\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        std::env::set_var("HOLDUP_BIN", &fake);
+        let wb = start(&tmp, Policy::default());
+        let req = user(&wb, "rita", "requester").await;
+        let (s, inc) = call_as(
+            &wb.app,
+            Method::POST,
+            "/api/incidents",
+            &req,
+            Some(json!({"title": "redis slow"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{inc}");
+        let inc = inc["id"].as_i64().unwrap();
+        // holdup-sched for <= 60 s is approved by the default policy
+        let (s, r) = call_as(
+            &wb.app,
+            Method::POST,
+            "/api/requests",
+            &req,
+            Some(json!({"probe": "holdup-sched", "target_kind": "pid", "target": "1234", "host": "here", "duration_s": 1, "purpose": "test", "incident_id": inc})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{r}");
+        assert_eq!(r["status"], "approved", "{r}");
+        assert_eq!(r["incident_id"], inc, "{r}");
+        let rid = r["id"].as_i64().unwrap();
+        let (run, took) = run_to_end(&wb, &req, rid, Duration::from_secs(20)).await;
+        std::env::remove_var("HOLDUP_BIN");
+        assert_eq!(run["status"], "stopped_duration", "{run}");
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        let out = run["output"].as_str().unwrap();
+        assert!(
+            out.contains("fake recording: record --pid 1234 --sched-only --duration 1s -o "),
+            "{run}"
+        );
+        // The output is on the incident, byte for byte.
+        let name = format!("run-{}.rec", run["id"]);
+        assert_eq!(run["artifact"], name.as_str(), "{run}");
+        let (s, i) = call_as(&wb.app, Method::GET, &format!("/api/incidents/{inc}"), &req, None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(i["artifacts"], json!([name.clone()]), "{i}");
+        let (s, body) = call_raw(
+            &wb.app,
+            Method::GET,
+            &format!("/api/incidents/{inc}/artifacts/{name}"),
+            Some(&req),
+            axum::body::Body::empty(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(String::from_utf8_lossy(&body), out);
+        let (_, runs) = call_as(&wb.app, Method::GET, &format!("/api/runs?incident={inc}"), &req, None).await;
+        assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+        assert!(runs[0].get("output").is_none(), "listings leave output out: {runs}");
+        verify(&wb).await;
+    });
+}
+
+/// Context switches as fast as two threads can hand a token back and forth:
+/// tens of thousands per second, each one a run of any sched_switch probe.
+fn switch_storm(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let (a_tx, a_rx) = std::sync::mpsc::sync_channel::<()>(0);
+        let (b_tx, b_rx) = std::sync::mpsc::sync_channel::<()>(0);
+        let peer = std::thread::spawn(move || {
+            while a_rx.recv().is_ok() {
+                if b_tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if a_tx.send(()).is_err() || b_rx.recv().is_err() {
+                break;
+            }
+        }
+        drop(a_tx);
+        let _ = peer.join();
+    })
+}
+
+/// A sched_switch script that keeps per-thread maps: its BPF cost scales
+/// with the context-switch rate.
+const SWITCH_COUNTER: &str = "tracepoint:sched:sched_switch { @[args->prev_pid, args->next_pid] = count(); @h = hist(args->next_pid); }\n";
+
+#[test]
+fn run_over_its_overhead_budget_is_stopped() {
+    let Some(_g) = holdup_testkit::bpf_setup("run_over_its_overhead_budget_is_stopped") else {
+        return;
+    };
+    rt().block_on(async {
+        let tmp = Tmp::new("overhead");
+        // Scripts are class `high`; give that class 0.05% of a CPU. The
+        // switch storm makes sched_switch fire tens of thousands of times a
+        // second; at >= 100 ns a run that is >= 0.5%, ten times the budget.
+        let policy = Policy::from_toml("[overhead_budget_percent]\nhigh = 0.05\n").unwrap();
+        let wb = start(&tmp, policy);
+        let (tok, rid) = approved_script(&wb, SWITCH_COUNTER, 30).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let storm = switch_storm(stop.clone());
+        let (run, took) = run_to_end(&wb, &tok, rid, Duration::from_secs(40)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        storm.join().unwrap();
+        assert_eq!(run["status"], "stopped_overhead", "{run}");
+        // Two 1 s intervals over budget, after a first reading, plus the
+        // stop grace and slow startup of bpftrace: well under the 30 s.
+        assert!(took < Duration::from_secs(15), "took {took:?}: {run}");
+        let reason = run["reason"].as_str().unwrap();
+        assert!(reason.contains("over the budget of 0.05%"), "{run}");
+        let pct = run["bpf_cpu_percent"].as_f64().unwrap();
+        eprintln!("over budget: {pct:.3}% of a CPU, stopped after {took:?}: {reason}");
+        assert!(
+            pct > 0.05,
+            "measured {pct}% should be over the budget: {run}"
+        );
+        assert!(run["bpf_run_time_ns"].as_i64().unwrap() > 0, "{run}");
+        assert!(audit_actions(&wb)
+            .await
+            .contains(&"run.stopped".to_string()));
+        verify(&wb).await;
+    });
+}
+
+#[test]
+fn run_within_its_overhead_budget_runs_to_its_duration() {
+    let Some(_g) = holdup_testkit::bpf_setup("run_within_its_overhead_budget") else {
+        return;
+    };
+    rt().block_on(async {
+        let tmp = Tmp::new("overhead-ok");
+        // The same script and storm under a budget far above their cost
+        // (5-10% of a CPU here) are measured but not stopped.
+        let policy = Policy::from_toml("[overhead_budget_percent]\nhigh = 80\n").unwrap();
+        let wb = start(&tmp, policy);
+        let (tok, rid) = approved_script(&wb, SWITCH_COUNTER, 3).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let storm = switch_storm(stop.clone());
+        let (run, _) = run_to_end(&wb, &tok, rid, Duration::from_secs(20)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        storm.join().unwrap();
+        assert_eq!(run["status"], "stopped_duration", "{run}");
+        let pct = run["bpf_cpu_percent"].as_f64().unwrap();
+        eprintln!("within budget: {pct:.3}% of a CPU");
+        assert!(pct > 0.0 && pct < 80.0, "measured {pct}%: {run}");
+        verify(&wb).await;
+    });
+}
+
+#[test]
+fn running_run_stopped_by_its_requester_not_by_another() {
+    let Some(_g) = holdup_testkit::bpf_setup("running_run_stopped_by_its_requester") else {
+        return;
+    };
+    rt().block_on(async {
+        let tmp = Tmp::new("stop");
+        let wb = start(&tmp, Policy::default());
+        let (tok, rid) = approved_script(&wb, FOREVER, 60).await;
+        let other = user(&wb, "olga", "requester").await;
+        let (s, run) = call_as(
+            &wb.app,
+            Method::POST,
+            &format!("/api/requests/{rid}/run"),
+            &tok,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{run}");
+        let id = run["id"].as_i64().unwrap();
+        let (s, v) = call_as(
+            &wb.app,
+            Method::POST,
+            &format!("/api/runs/{id}/stop"),
+            &other,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        let t0 = Instant::now();
+        let (s, v) = call_as(
+            &wb.app,
+            Method::POST,
+            &format!("/api/runs/{id}/stop"),
+            &tok,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let run = loop {
+            let (_, v) =
+                call_as(&wb.app, Method::GET, &format!("/api/runs/{id}"), &tok, None).await;
+            if v["status"] != "running" {
+                break v;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "not stopped: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(run["status"], "stopped_by_user", "{run}");
+        assert_eq!(run["reason"], "stopped by rita", "{run}");
+        // Stopping again: it is not running any more.
+        let (s, v) = call_as(
+            &wb.app,
+            Method::POST,
+            &format!("/api/runs/{id}/stop"),
+            &tok,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        verify(&wb).await;
+    });
 }
