@@ -231,7 +231,7 @@ impl Workbench {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
-        if !tx.is_some_and(|tx| tx.send(actor.name.clone()).is_ok()) {
+        if tx.is_none_or(|tx| tx.send(actor.name.clone()).is_err()) {
             return Err(ApiError::conflict(format!(
                 "run {id} is {}, not running",
                 run.status
