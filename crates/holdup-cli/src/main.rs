@@ -2,6 +2,7 @@
 
 mod diagnose;
 mod top;
+mod wb;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -62,6 +63,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: WorkbenchCmd,
     },
+    /// The workbench client: incidents, scripts, requests, approval, runs,
+    /// audit (`--server`/HOLDUP_WB_URL, `--token`/HOLDUP_WB_TOKEN).
+    Wb(wb::WbArgs),
     /// Summarise a recording.
     Inspect {
         /// The recording.
@@ -261,6 +265,7 @@ fn run(cli: Cli) -> Result<()> {
         } => record(target, output, duration, summary),
         Cmd::Inspect { file, json } => inspect(&file, json),
         Cmd::Diagnose(args) => diagnose::run(args),
+        Cmd::Wb(args) => wb::run(args),
         Cmd::Workbench {
             cmd: WorkbenchCmd::Serve { db, policy, listen },
         } => holdup_workbench::api::serve_blocking(&db, policy.as_deref(), listen),
