@@ -81,8 +81,15 @@ pub fn router(wb: Arc<Workbench>) -> Router {
         .route("/api/runs", get(recent_runs))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/runs/{id}/stop", post(stop_run))
+        .route("/api/runs/{id}/plots", get(run_plots))
+        .route("/api/runs/{id}/output", get(run_output))
+        .route(
+            "/api/incidents/{id}/artifacts/{name}/plots",
+            get(artifact_plots),
+        )
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))
+        .merge(crate::ui::routes())
         .fallback(|| async {
             ApiError::not_found("no such endpoint; see docs/WORKBENCH.md for the API")
         })
@@ -418,6 +425,53 @@ async fn recent_runs(
     auth(&wb, &h, Role::Viewer)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     Ok(Json(json!(wb.recent_runs(q.incident, q.limit)?)))
+}
+
+/// Plots of output bytes: a holdup recording's two plots, or charts of
+/// bpftrace's JSON output.
+fn plots_of(what: &str, bytes: &[u8]) -> ApiResult<Json<Value>> {
+    if bytes.starts_with(&holdup_record::MAGIC) {
+        let p = crate::plot::recording_plots(bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{what} is a damaged holdup recording: {e}"),
+            )
+        })?;
+        return Ok(Json(json!({"kind": "recording", "plots": p})));
+    }
+    let charts = crate::plot::bpftrace_charts(bytes);
+    Ok(Json(json!({"kind": "bpftrace", "charts": charts})))
+}
+
+async fn artifact_plots(
+    State(wb): St,
+    h: HeaderMap,
+    Path((id, name)): Path<(i64, String)>,
+) -> ApiResult<Json<Value>> {
+    auth(&wb, &h, Role::Viewer)?;
+    let data = wb.get_artifact(id, &name)?;
+    plots_of(&format!("artifact {name}"), &data)
+}
+
+async fn run_plots(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    auth(&wb, &h, Role::Viewer)?;
+    plots_of(&format!("the output of run {id}"), &wb.run_output(id)?)
+}
+
+async fn run_output(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Response> {
+    auth(&wb, &h, Role::Viewer)?;
+    let data = wb.run_output(id)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"run-{id}.out\""),
+            ),
+        ],
+        data,
+    )
+        .into_response())
 }
 
 async fn stop_run(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {

@@ -3,7 +3,7 @@
 
 use crate::policy::Overhead;
 use crate::{audit, now, overhead, ApiError, ApiResult, User, Workbench};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::json;
 use std::process::Stdio;
@@ -90,11 +90,25 @@ fn row_to_run(r: &rusqlite::Row<'_>, with_output: bool) -> rusqlite::Result<Run>
         bpf_run_time_ns: r.get(14)?,
         bpf_cpu_percent: r.get(15)?,
         artifact: r.get(16)?,
-        output: with_output.then(|| {
-            String::from_utf8_lossy(&out[..out.len().min(OUTPUT_TEXT_LIMIT)]).into_owned()
-        }),
+        output: with_output.then(|| output_text(&out, bytes)),
         output_truncated: bytes as usize > OUTPUT_TEXT_LIMIT,
     })
+}
+
+/// The start of a run's output as text; binary output (a recording) is
+/// described instead of being shown as mojibake.
+fn output_text(out: &[u8], total: i64) -> String {
+    let head = &out[..out.len().min(OUTPUT_TEXT_LIMIT)];
+    match std::str::from_utf8(head) {
+        Ok(t) => t.to_string(),
+        // cut inside a multi-byte character at the limit: still text
+        Err(e) if e.error_len().is_none() => {
+            String::from_utf8_lossy(&head[..e.valid_up_to()]).into_owned()
+        }
+        Err(_) => format!(
+            "(binary output, {total} bytes: a holdup recording is shown as plots; download it from the incident or /api/runs/ID/output)"
+        ),
+    }
 }
 
 /// Columns of [`row_to_run`], over `runs r JOIN requests q`.
@@ -192,6 +206,14 @@ impl Workbench {
     pub fn get_run(&self, id: i64) -> ApiResult<Run> {
         self.query_runs("WHERE r.id = ?1", [id], true)?
             .pop()
+            .ok_or_else(|| ApiError::not_found(format!("no run {id}")))
+    }
+
+    /// The whole stored output of a run.
+    pub fn run_output(&self, id: i64) -> ApiResult<Vec<u8>> {
+        self.db()
+            .query_row("SELECT output FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?
             .ok_or_else(|| ApiError::not_found(format!("no run {id}")))
     }
 
