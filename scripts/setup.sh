@@ -8,6 +8,7 @@ PKGS=(
   bpftrace                                             # the peer in BENCHMARKS.md, the workbench
   redis-server redis-tools                             # demo, benchmarks, scenario tests
   stress-ng fio procps                                 # load and contention generators
+  chromium chromium-driver fonts-dejavu-core           # the workbench UI's browser test
 )
 missing=()
 for p in "${PKGS[@]}"; do

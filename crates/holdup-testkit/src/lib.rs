@@ -41,27 +41,39 @@ pub fn bpf_setup(what: &str) -> Option<MutexGuard<'static, ()>> {
     bpf_allowed(what).then_some(guard)
 }
 
-/// Path of `holdup-workload`, built on first use with the cargo running the tests.
+/// Path of binary `name` of workspace package `package`, built on first use
+/// with the cargo running the tests (for tests outside that package).
+fn built_bin(package: &str, name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", name])
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo to build {name}: {e}"));
+    assert!(status.success(), "building {name} failed");
+    // target/<profile>/deps/<test binary> -> target/<profile>/<name>
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join(name);
+    assert!(bin.exists(), "no {name} at {}", bin.display());
+    bin
+}
+
+/// Path of `holdup-workload`, built on first use.
 pub fn workload_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "holdup-workload"])
-            .status()
-            .expect("run cargo to build holdup-workload");
-        assert!(status.success(), "building holdup-workload failed");
-        // target/<profile>/deps/<test binary> -> target/<profile>/holdup-workload
-        let exe = std::env::current_exe().expect("path of the test binary");
-        let bin = exe
-            .parent()
-            .and_then(|d| d.parent())
-            .expect("target dir")
-            .join("holdup-workload");
-        assert!(bin.exists(), "no holdup-workload at {}", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| built_bin("holdup-workload", "holdup-workload"))
+        .clone()
+}
+
+/// Path of the `holdup` command, built on first use (for the workbench's
+/// runs of built-in probes, which start `holdup record`).
+pub fn holdup_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| built_bin("holdup-cli", "holdup"))
+        .clone()
 }
 
 /// A running `holdup-workload` scenario; killed when dropped.

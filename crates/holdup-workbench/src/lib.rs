@@ -12,6 +12,7 @@ pub mod plot;
 pub mod policy;
 pub mod runs;
 pub mod store;
+pub mod ui;
 
 use axum::http::StatusCode;
 use policy::{Overhead, Policy};
