@@ -476,7 +476,7 @@ async fn run_output(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResu
 
 async fn stop_run(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     let actor = auth(&wb, &h, Role::Requester)?;
-    Ok(Json(json!(wb.stop_run(&actor, id)?)))
+    Ok(Json(json!(wb.stop_run(&actor, id).await?)))
 }
 
 #[derive(Deserialize)]

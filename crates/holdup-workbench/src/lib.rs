@@ -264,8 +264,8 @@ pub struct Workbench {
     conn: Mutex<Connection>,
     policy: Policy,
     scratch: PathBuf,
-    /// Stop switches of the runs this server process watches.
-    stops: Mutex<std::collections::HashMap<i64, tokio::sync::oneshot::Sender<String>>>,
+    /// The runs this server process watches: stop switch and live output.
+    active: Mutex<std::collections::HashMap<i64, runs::ActiveRun>>,
 }
 
 /// Checks the audit chain of the store at `db_path` without starting a
@@ -319,7 +319,7 @@ impl Workbench {
                 conn: Mutex::new(conn),
                 policy,
                 scratch,
-                stops: Mutex::default(),
+                active: Mutex::default(),
             },
             admin_token,
         ))

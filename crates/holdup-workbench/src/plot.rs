@@ -241,6 +241,31 @@ pub fn states_svg(rec: &Recording) -> String {
     let last = spans[spans.len() - 1];
     pts.push((last.end, last.avg));
 
+    // Idle threads asleep can outnumber the busy ones a hundred to one (a
+    // host-wide recording): then stacking sleep on top flattens every state
+    // that matters. Leave it out of the stack and say so.
+    let sleep_i = ThreadState::ALL
+        .iter()
+        .position(|s| *s == ThreadState::Sleep)
+        .unwrap_or(NR_STATES - 1);
+    let state_mean = |i: usize| {
+        all.iter()
+            .map(|p| p.avg[i] * (p.end - p.start))
+            .sum::<f64>()
+            / all.iter().map(|p| p.end - p.start).sum::<f64>().max(1e-9)
+    };
+    let sleep_mean = clean(state_mean(sleep_i));
+    let busy_mean: f64 = (0..NR_STATES)
+        .filter(|&i| i != sleep_i)
+        .map(|i| clean(state_mean(i)))
+        .sum();
+    let hide_sleep = busy_mean > 0.0 && sleep_mean > 3.0 * busy_mean;
+    if hide_sleep {
+        for p in &mut pts {
+            p.1[sleep_i] = 0.0;
+        }
+    }
+
     let x_max = clean(last.end).max(1e-9);
     let y_peak = pts
         .iter()
@@ -262,6 +287,9 @@ pub fn states_svg(rec: &Recording) -> String {
     );
     if per > 1 {
         w!(sub, " · each point averages {per} windows");
+    }
+    if hide_sleep {
+        w!(sub, " · sleep (mean {sleep_mean:.1} threads) not stacked");
     }
     heading(&mut out, title, &sub);
 
@@ -1265,5 +1293,29 @@ not json at all
         assert!(bpftrace_charts(b"{\"type\": \"printf\", \"data\": \"hi\"}\n").is_empty());
         // a scalar printed once is a number, not a chart
         assert!(bpftrace_charts(b"{\"type\": \"map\", \"data\": {\"@n\": 5}}\n").is_empty());
+    }
+
+    #[test]
+    fn sleep_is_left_out_of_the_stack_only_when_it_swamps_the_busy_states() {
+        // synthetic(): sleep is about as large as the busy states together.
+        let balanced = states_svg(&synthetic_recording());
+        assert!(!balanced.contains("not stacked"), "{balanced}");
+        // 50 idle threads asleep beside the three busy ones.
+        let mut windows = synthetic();
+        for w in &mut windows {
+            for k in 0..50 {
+                w.threads
+                    .push(thread(1000 + k, "idle", st(0, 0, 0, 0, 1000), &[]));
+            }
+        }
+        let rec = Recording::from_bytes(&record(&windows, true)).unwrap();
+        let svg = states_svg(&rec);
+        assert_xmlish(&svg);
+        assert!(svg.contains("not stacked"), "{svg}");
+        // the y axis fits the busy states (< 3 threads), not the 53 threads
+        // in all, which would need ticks of 20 (x ticks stop at 10 s)
+        let (top, step) = axis_top(53.0);
+        assert!(top >= 53.0 && step >= 10.0);
+        assert!(!svg.contains(">20<") && !svg.contains(">40<"), "{svg}");
     }
 }

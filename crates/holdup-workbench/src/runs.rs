@@ -168,6 +168,35 @@ enum Stop {
     User(String),
 }
 
+/// Output of a run while it runs.
+#[derive(Clone)]
+pub(crate) enum Live {
+    /// bpftrace's stdout so far.
+    Stdout(Arc<std::sync::Mutex<Vec<u8>>>),
+    /// The recording `holdup record` is writing.
+    File(std::path::PathBuf),
+}
+
+impl Live {
+    fn bytes(&self, max: usize) -> Vec<u8> {
+        match self {
+            Live::Stdout(b) => b.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            Live::File(f) => {
+                let mut d = std::fs::read(f).unwrap_or_default();
+                d.truncate(max);
+                d
+            }
+        }
+    }
+}
+
+/// A run this server process is watching.
+pub(crate) struct ActiveRun {
+    /// Taken by the first stop.
+    stop: Option<oneshot::Sender<String>>,
+    live: Live,
+}
+
 /// What the watcher of one run needs.
 struct Watch {
     run_id: i64,
@@ -177,6 +206,8 @@ struct Watch {
     max_output: usize,
     budget: overhead::Budget,
     stop_rx: oneshot::Receiver<String>,
+    /// Where stdout goes as it arrives (readable while the run goes).
+    stdout_buf: Arc<std::sync::Mutex<Vec<u8>>>,
     /// The recording file of a built-in probe (its output).
     recording: Option<std::path::PathBuf>,
     /// Attach the output to this incident, as this artifact name.
@@ -202,15 +233,38 @@ impl Workbench {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// One run, with its output as text.
-    pub fn get_run(&self, id: i64) -> ApiResult<Run> {
-        self.query_runs("WHERE r.id = ?1", [id], true)?
-            .pop()
-            .ok_or_else(|| ApiError::not_found(format!("no run {id}")))
+    /// Output so far of a run this server is watching.
+    fn live_output(&self, id: i64) -> Option<Vec<u8>> {
+        let live = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|a| a.live.clone())?;
+        Some(live.bytes(self.policy.max_output_bytes as usize))
     }
 
-    /// The whole stored output of a run.
+    /// One run, with its output as text (so far, while it runs).
+    pub fn get_run(&self, id: i64) -> ApiResult<Run> {
+        let mut run = self
+            .query_runs("WHERE r.id = ?1", [id], true)?
+            .pop()
+            .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+        if run.status == "running" {
+            if let Some(out) = self.live_output(id) {
+                run.output_bytes = out.len() as i64;
+                run.output_truncated = out.len() > OUTPUT_TEXT_LIMIT;
+                run.output = Some(output_text(&out, run.output_bytes));
+            }
+        }
+        Ok(run)
+    }
+
+    /// The whole output of a run: stored, or so far while it runs.
     pub fn run_output(&self, id: i64) -> ApiResult<Vec<u8>> {
+        if let Some(out) = self.live_output(id) {
+            return Ok(out);
+        }
         self.db()
             .query_row("SELECT output FROM runs WHERE id = ?1", [id], |r| r.get(0))
             .optional()?
@@ -237,9 +291,9 @@ impl Workbench {
         }
     }
 
-    /// Stops a running run now (the requester or an approver). The run ends
-    /// `stopped_by_user`.
-    pub fn stop_run(&self, actor: &User, id: i64) -> ApiResult<Run> {
+    /// Stops a running run now (the requester or an approver) and returns
+    /// it once it has ended `stopped_by_user` (or as it is after 5 s).
+    pub async fn stop_run(&self, actor: &User, id: i64) -> ApiResult<Run> {
         let run = self.get_run(id)?;
         let req = self.get_request(run.request_id)?;
         if req.requester != actor.name && actor.role < crate::Role::Approver {
@@ -249,17 +303,27 @@ impl Workbench {
             )));
         }
         let tx = self
-            .stops
+            .active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+            .get_mut(&id)
+            .and_then(|a| a.stop.take());
         if tx.is_none_or(|tx| tx.send(actor.name.clone()).is_err()) {
             return Err(ApiError::conflict(format!(
                 "run {id} is {}, not running",
                 run.status
             )));
         }
-        Ok(run)
+        // The watcher signals the probe and records the end: SIGINT, at
+        // most KILL_GRACE, then SIGKILL.
+        let t0 = std::time::Instant::now();
+        loop {
+            let run = self.get_run(id)?;
+            if run.status != "running" || t0.elapsed() > KILL_GRACE + Duration::from_secs(3) {
+                return Ok(run);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Starts a run of request `id`: the [`Workbench::authorize_run`] gate,
@@ -309,6 +373,12 @@ impl Workbench {
                 Some(b) => std::path::PathBuf::from(b),
                 None => std::env::current_exe().map_err(|e| internal(e, "holdup binary"))?,
             };
+            if !bin.exists() {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot run {}: the holdup binary {} is gone (replaced or deleted since the server started?); restart the server or set HOLDUP_BIN", req.input.probe, bin.display()),
+                ));
+            }
             let file = dir.join("recording.rec");
             let mut c = tokio::process::Command::new(bin);
             c.arg("record");
@@ -371,10 +441,21 @@ impl Workbench {
             run_id
         };
         let (stop_tx, stop_rx) = oneshot::channel();
-        self.stops
+        let stdout_buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let live = match &recording {
+            Some(f) => Live::File(f.clone()),
+            None => Live::Stdout(stdout_buf.clone()),
+        };
+        self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(run_id, stop_tx);
+            .insert(
+                run_id,
+                ActiveRun {
+                    stop: Some(stop_tx),
+                    live,
+                },
+            );
         let w = Watch {
             run_id,
             child,
@@ -383,6 +464,7 @@ impl Workbench {
             max_output: self.policy.max_output_bytes as usize,
             budget: overhead::Budget::new(limit),
             stop_rx,
+            stdout_buf,
             recording,
             attach: req
                 .input
@@ -421,7 +503,14 @@ impl Workbench {
         let mut meter = tokio::time::interval(OVERHEAD_INTERVAL);
         let mut bpf = overhead::GroupStats::default();
         let max = w.max_output;
-        let mut out: Vec<u8> = Vec::new();
+        let buf = w.stdout_buf.clone();
+        // Appends within the output bound; false once over it.
+        let append = |data: &[u8]| {
+            let mut out = buf.lock().unwrap_or_else(|e| e.into_inner());
+            let room = max.saturating_sub(out.len());
+            out.extend_from_slice(&data[..data.len().min(room)]);
+            data.len() <= room
+        };
         let mut chunk = vec![0u8; 16384];
         let stop = loop {
             tokio::select! {
@@ -439,9 +528,7 @@ impl Workbench {
                 } => match n {
                     Some(0) | None => stdout = None,
                     Some(n) => {
-                        let room = max.saturating_sub(out.len());
-                        out.extend_from_slice(&chunk[..n.min(room)]);
-                        if n > room {
+                        if !append(&chunk[..n]) {
                             break Stop::Output;
                         }
                     }
@@ -471,10 +558,6 @@ impl Workbench {
                 }
             }
         };
-        self.stops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&w.run_id);
         let exit = match stop {
             Stop::Exited(s) => Some(s),
             _ => {
@@ -491,16 +574,15 @@ impl Workbench {
         let elapsed = started.elapsed().as_secs_f64();
         // Anything still in the pipe after the stop, within the bound.
         if let Some(s) = stdout.as_mut() {
-            while out.len() < max {
-                match tokio::time::timeout(Duration::from_millis(500), s.read(&mut chunk)).await {
-                    Ok(Ok(n)) if n > 0 => {
-                        let room = max - out.len();
-                        out.extend_from_slice(&chunk[..n.min(room)]);
-                    }
-                    _ => break,
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(500), s.read(&mut chunk)).await
+            {
+                if n == 0 || !append(&chunk[..n]) {
+                    break;
                 }
             }
         }
+        let mut out = buf.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let err = tokio::time::timeout(Duration::from_secs(1), err_task)
             .await
             .ok()
@@ -576,6 +658,11 @@ impl Workbench {
             tx.commit()?;
             Ok(())
         })();
+        // Only now: until the end is stored, readers see the live output.
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&w.run_id);
         if let Err(e) = res {
             eprintln!(
                 "holdup workbench: recording the end of run {} failed: {e}",

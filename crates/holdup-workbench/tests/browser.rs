@@ -357,7 +357,7 @@ fn requester_and_approver_take_a_script_to_a_plotted_run_in_the_browser() {
 
     // The incident page shows the run's output and its plot once it ends.
     d.wait_js(
-        "const o = document.querySelector('.run .run-output'); return !!o && o.textContent.includes('@ticks')",
+        "const o = document.querySelector('.run .run-output'); const st = document.querySelector('.run .status'); return !!o && o.textContent.includes('@ticks') && st.textContent != 'running'",
         40,
         "run output on the incident page",
     );
@@ -391,6 +391,11 @@ fn requester_and_approver_take_a_script_to_a_plotted_run_in_the_browser() {
         "two runnable requests",
     );
     d.js("const b = document.querySelectorAll('button.run'); b[b.length - 1].click(); return true");
+    d.wait_js(
+        "return document.querySelector('.run .status').textContent != 'running' && document.querySelectorAll('.artifact').length == 2",
+        30,
+        "the recording's run ended and its artifact is listed",
+    );
     d.wait_js(
         "const i = [...document.querySelectorAll('.run .plots img')]; return i.some(x => x.alt == 'thread states over time') && i.some(x => x.alt == 'run-queue latency histogram') && i.every(x => x.complete && x.naturalWidth > 0)",
         60,

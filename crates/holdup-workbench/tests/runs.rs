@@ -515,8 +515,24 @@ fn running_run_stopped_by_its_requester_not_by_another() {
         )
         .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        // Output is readable while the run goes.
         let t0 = Instant::now();
-        let (s, v) = call_as(
+        loop {
+            let (_, v) =
+                call_as(&wb.app, Method::GET, &format!("/api/runs/{id}"), &tok, None).await;
+            assert_eq!(v["status"], "running", "{v}");
+            if v["output"].as_str().unwrap().contains("tick") {
+                assert!(v["output_bytes"].as_i64().unwrap() > 0, "{v}");
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no live output: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The stop answers once the run has ended.
+        let (s, run) = call_as(
             &wb.app,
             Method::POST,
             &format!("/api/runs/{id}/stop"),
@@ -524,16 +540,7 @@ fn running_run_stopped_by_its_requester_not_by_another() {
             None,
         )
         .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        let run = loop {
-            let (_, v) =
-                call_as(&wb.app, Method::GET, &format!("/api/runs/{id}"), &tok, None).await;
-            if v["status"] != "running" {
-                break v;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(10), "not stopped: {v}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        assert_eq!(s, StatusCode::OK, "{run}");
         assert_eq!(run["status"], "stopped_by_user", "{run}");
         assert_eq!(run["reason"], "stopped by rita", "{run}");
         // Stopping again: it is not running any more.

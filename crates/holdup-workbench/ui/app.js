@@ -210,12 +210,11 @@ function runCard(run) {
   if (run.status === "running" && (can("approver") || (me && run.started_by === me.name))) {
     card.append(el("button", { class: "danger stop", text: "Stop", onclick: () => attempt(() => api("POST", "/api/runs/" + run.id + "/stop"), "stopping run #" + run.id) }));
   }
-  if (run.status !== "running") {
-    api("GET", "/api/runs/" + run.id).then((full) => {
-      card.append(el("pre", { class: "run-output", text: full.output || "(no output)" }));
-      if (full.output_bytes > 0) return plotsFor("/api/runs/" + run.id + "/plots").then((p) => card.append(p));
-    }).catch((e) => card.append(el("p", { class: "muted", text: "output: " + e.message })));
-  }
+  // Output and plots, so far while the run goes.
+  api("GET", "/api/runs/" + run.id).then((full) => {
+    card.append(el("pre", { class: "run-output", text: full.output || (run.status === "running" ? "(no output yet)" : "(no output)") }));
+    if (full.output_bytes > 0) return plotsFor("/api/runs/" + run.id + "/plots").then((p) => card.append(p));
+  }).catch((e) => card.append(el("p", { class: "muted", text: "output: " + e.message })));
   return card;
 }
 
@@ -235,8 +234,22 @@ async function incidentPage(main, id) {
     table(["id", "probe", "target", "duration", "purpose", "status", "requester", ""], mine.map((r) => requestRow(r, refresh))));
   if (can("requester")) view.append(requestForm(inc.id, refresh));
   view.append(el("h2", { text: "Runs" }));
-  if (!runs.length) view.append(el("p", { class: "muted", text: "No runs yet: request a probe, get it approved, then run it." }));
-  for (const r of runs) view.append(runCard(r));
+  const runsBox = el("div", { id: "runs" });
+  view.append(runsBox);
+  // Only the runs are redrawn while one goes, so forms keep what is typed.
+  const drawRuns = (list) => {
+    runsBox.replaceChildren(...list.map(runCard));
+    if (!list.length) runsBox.append(el("p", { class: "muted", text: "No runs yet: request a probe, get it approved, then run it." }));
+    if (list.some((r) => r.status === "running")) {
+      refreshTimer = setTimeout(async () => {
+        const again = await attempt(() => api("GET", "/api/runs?incident=" + id + "&limit=50"));
+        if (!again || location.hash !== "#/incidents/" + id) return;
+        // All ended: redraw the whole page, whose artifacts now hold the outputs.
+        if (again.every((r) => r.status !== "running")) route(); else drawRuns(again);
+      }, 1500);
+    }
+  };
+  drawRuns(runs);
   view.append(el("h2", { text: "Artifacts" }));
   const arts = el("div", { id: "artifacts" });
   for (const name of inc.artifacts) {
@@ -266,7 +279,6 @@ async function incidentPage(main, id) {
     view.append(up);
   }
   main.replaceChildren(view);
-  if (runs.some((r) => r.status === "running")) refreshTimer = setTimeout(refresh, 1500);
 }
 
 async function download(path, name) {
