@@ -33,9 +33,10 @@ pub struct VerifyReport {
     pub bad_seq: Option<i64>,
     pub reason: Option<String>,
     /// Hash of the last entry. Deleting entries from the end leaves a valid
-    /// (shorter) chain: keep `entries` and `head_hash` somewhere else to
-    /// detect that.
+    /// (shorter) chain: the head copy beside the store catches that.
     pub head_hash: String,
+    /// Whether the log was also checked against the head copy.
+    pub head_copy_checked: bool,
 }
 
 fn entry_hash(prev: &str, seq: i64, time: i64, actor: &str, action: &str, details: &str) -> String {
@@ -119,6 +120,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
         bad_seq: Some(seq),
         reason: Some(reason),
         head_hash: String::new(),
+        head_copy_checked: false,
     };
     while let Some(r) = rows.next()? {
         let seq: i64 = r.get(0)?;
@@ -163,5 +165,83 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
         bad_seq: None,
         reason: None,
         head_hash: prev,
+        head_copy_checked: false,
+    })
+}
+
+/// The last entry of the log, kept outside the database as well: a chain
+/// cut short at its end is still a valid chain, so only a copy of its head
+/// kept elsewhere shows that entries were deleted from the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// The head of the log in the database (None when empty).
+pub fn head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
+    conn.query_row(
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| {
+            Ok(Head {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Where the head copy of the store at `db` lives: beside it.
+pub fn head_path(db: &std::path::Path) -> std::path::PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".audit-head");
+    db.with_file_name(name)
+}
+
+/// Reads the head copy; None if there is none.
+pub fn read_head(path: &std::path::Path) -> anyhow::Result<Option<Head>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(serde_json::from_str(&t).map_err(|e| {
+            anyhow::anyhow!("audit head file {} is unreadable: {e}", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!(
+            "reading audit head file {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Replaces the head copy atomically (write, fsync, rename).
+pub fn write_head(path: &std::path::Path, head: &Head) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("audit-head.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(serde_json::to_string(head).unwrap_or_default().as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Checks the database's log against the head copy: the entry the copy
+/// names must still be in the log with the same hash. Err says what is wrong.
+pub fn check_head(conn: &Connection, copy: &Head) -> rusqlite::Result<Result<(), String>> {
+    let at: Option<String> = conn
+        .query_row("SELECT hash FROM audit WHERE seq = ?1", [copy.seq], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let last = head(conn)?.map_or(0, |h| h.seq);
+    Ok(match at {
+        None => Err(format!(
+            "the audit log ends at seq {last}, but its head copy says it reached seq {} (hash {}): entries after seq {last} were deleted",
+            copy.seq, copy.hash
+        )),
+        Some(h) if h != copy.hash => Err(format!(
+            "entry seq {} has hash {h}, but the head copy recorded {}: the log was rewritten",
+            copy.seq, copy.hash
+        )),
+        Some(_) => Ok(()),
     })
 }

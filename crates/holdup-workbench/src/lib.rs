@@ -266,6 +266,36 @@ pub struct Workbench {
     scratch: PathBuf,
     /// The runs this server process watches: stop switch and live output.
     active: Mutex<std::collections::HashMap<i64, runs::ActiveRun>>,
+    /// The copy of the audit log's head kept beside the store, and the head
+    /// last written there.
+    head_path: PathBuf,
+    head: Mutex<Option<audit::Head>>,
+}
+
+/// The store's connection, held; when released, the audit head copy is
+/// brought up to date if the log grew meanwhile.
+pub(crate) struct Db<'a> {
+    conn: MutexGuard<'a, Connection>,
+    wb: &'a Workbench,
+}
+
+impl std::ops::Deref for Db<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Db<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Db<'_> {
+    fn drop(&mut self) {
+        self.wb.sync_head(&self.conn);
+    }
 }
 
 /// Checks the audit chain of the store at `db_path` without starting a
@@ -275,7 +305,25 @@ pub fn verify_store(db_path: &Path) -> anyhow::Result<audit::VerifyReport> {
         anyhow::bail!("no workbench store at {}", db_path.display());
     }
     let conn = Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    Ok(audit::verify(&conn)?)
+    let copy = audit::read_head(&audit::head_path(db_path))?;
+    Ok(verify_with_head(&conn, copy.as_ref())?)
+}
+
+/// The chain check, plus the check against the head copy when there is one.
+fn verify_with_head(
+    conn: &Connection,
+    copy: Option<&audit::Head>,
+) -> rusqlite::Result<audit::VerifyReport> {
+    let mut report = audit::verify(conn)?;
+    report.head_copy_checked = copy.is_some();
+    if let (true, Some(copy)) = (report.ok, copy) {
+        if let Err(why) = audit::check_head(conn, copy)? {
+            report.ok = false;
+            report.bad_seq = Some(copy.seq);
+            report.reason = Some(why);
+        }
+    }
+    Ok(report)
 }
 
 impl Workbench {
@@ -284,6 +332,18 @@ impl Workbench {
     /// shown. Appends a `policy.loaded` audit entry.
     pub fn open(db_path: &Path, policy: Policy) -> anyhow::Result<(Workbench, Option<String>)> {
         let mut conn = store::open(db_path)?;
+        // Before anything is appended: a log cut short at its end would
+        // otherwise grow over the gap and the evidence would be gone.
+        let head_path = audit::head_path(db_path);
+        if let Some(copy) = audit::read_head(&head_path)? {
+            if let Err(why) = audit::check_head(&conn, &copy)? {
+                anyhow::bail!(
+                    "refusing to start: {why}. Run `holdup workbench audit verify --db {}` and investigate; to accept the log as it is, move {} away",
+                    db_path.display(),
+                    head_path.display()
+                );
+            }
+        }
         runs::interrupt_stale(&mut conn)?;
         let tx = conn.transaction()?;
         let users: i64 = tx.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
@@ -314,28 +374,70 @@ impl Workbench {
         tx.commit()?;
         let scratch = std::env::temp_dir().join(format!("holdup-workbench-{}", std::process::id()));
         std::fs::create_dir_all(&scratch)?;
-        Ok((
-            Workbench {
-                conn: Mutex::new(conn),
-                policy,
-                scratch,
-                active: Mutex::default(),
-            },
-            admin_token,
-        ))
+        let wb = Workbench {
+            conn: Mutex::new(conn),
+            policy,
+            scratch,
+            active: Mutex::default(),
+            head_path,
+            head: Mutex::default(),
+        };
+        // Writes the head copy now; failing to is fatal at start.
+        let head = audit::head(&wb.db())?;
+        if let Some(h) = head {
+            audit::write_head(&wb.head_path, &h).map_err(|e| {
+                anyhow::anyhow!(
+                    "writing the audit head copy {}: {e}",
+                    wb.head_path.display()
+                )
+            })?;
+        }
+        Ok((wb, admin_token))
     }
 
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
-    fn db(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn db(&self) -> Db<'_> {
+        Db {
+            conn: self.conn.lock().unwrap_or_else(|e| e.into_inner()),
+            wb: self,
+        }
     }
 
-    /// Checks the audit chain.
+    /// Brings the audit head copy up to date with the log.
+    fn sync_head(&self, conn: &Connection) {
+        let Ok(Some(now)) = audit::head(conn) else {
+            return;
+        };
+        let mut last = self.head.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_ref() == Some(&now) {
+            return;
+        }
+        // Only a log that still holds the head written last may replace it:
+        // a log cut short or rewritten behind our back must not erase the
+        // evidence (verify reports it).
+        if let Some(prev) = last.as_ref() {
+            if !matches!(audit::check_head(conn, prev), Ok(Ok(()))) {
+                return;
+            }
+        }
+        match audit::write_head(&self.head_path, &now) {
+            Ok(()) => *last = Some(now),
+            Err(e) => eprintln!(
+                "holdup workbench: WARNING: could not write the audit head copy {} ({e}); deleting entries from the end of the log would go unnoticed until it is written",
+                self.head_path.display()
+            ),
+        }
+    }
+
+    /// Checks the audit chain, and its head against the copy kept beside
+    /// the store.
     pub fn verify_audit(&self) -> ApiResult<audit::VerifyReport> {
-        Ok(audit::verify(&self.db())?)
+        let copy = audit::read_head(&self.head_path)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(verify_with_head(&self.db(), copy.as_ref())?)
     }
 
     pub fn audit_entries(&self, after: i64, limit: i64) -> ApiResult<Vec<audit::Entry>> {

@@ -367,6 +367,49 @@ async fn tampered_audit_entry_detected_at_its_seq() {
 }
 
 #[tokio::test]
+async fn entries_deleted_from_the_end_of_the_audit_log_detected() {
+    let tmp = Tmp::new("tail");
+    let wb = start(&tmp);
+    for i in 0..3 {
+        let (s, _) = call(
+            &wb.app,
+            Method::POST,
+            "/api/incidents",
+            Some(&wb.admin),
+            Some(json!({"title": format!("inc {i}")})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let v = verify(&wb).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["head_copy_checked"], true, "{v}");
+    let last = v["entries"].as_i64().unwrap();
+    // Cut the last two entries: what is left is a valid, shorter chain.
+    let conn = rusqlite::Connection::open(tmp.db()).unwrap();
+    conn.execute("DELETE FROM audit WHERE seq > ?1", [last - 2])
+        .unwrap();
+    let v = verify(&wb).await;
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["bad_seq"], last, "{v}");
+    let why = v["reason"].as_str().unwrap();
+    assert!(why.contains("were deleted"), "{why}");
+    // The offline check sees it too, and the server refuses to start (and
+    // so to grow the log over the gap).
+    let report = holdup_workbench::verify_store(&tmp.db()).unwrap();
+    assert!(!report.ok && report.bad_seq == Some(last), "{report:?}");
+    drop(wb);
+    let err = Workbench::open(&tmp.db(), Policy::default())
+        .err()
+        .expect("a store whose log lost its end must not open");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("refusing to start") && msg.contains("audit verify"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
 async fn reordered_audit_entries_detected() {
     let tmp = Tmp::new("reorder");
     let wb = start(&tmp);
