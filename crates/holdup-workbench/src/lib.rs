@@ -929,6 +929,15 @@ impl Workbench {
             }
             _ => {}
         }
+        if input.target_kind == "cgroup" && !p.cgroup_allowed(&input.target) {
+            return Err(ApiError::forbidden(format!(
+                "cgroup {:?} is not under the policy's allowed_cgroup_prefixes {:?}",
+                input.target, p.allowed_cgroup_prefixes
+            )));
+        }
+        if input.target_kind == "pid" && runs::is_this_host(&input.host) {
+            self.check_pid_target(&input.target)?;
+        }
         if !p.host_allowed(&input.host) {
             return Err(ApiError::forbidden(format!(
                 "host {:?} is not in the policy's allowed_hosts",

@@ -29,6 +29,11 @@ pub struct Policy {
     pub allowed_target_kinds: Vec<String>,
     /// Hosts a request may name; `"*"` allows any.
     pub allowed_hosts: Vec<String>,
+    /// Cgroup targets must lie under one of these paths (`"/"`: any).
+    pub allowed_cgroup_prefixes: Vec<String>,
+    /// Pid targets must be a process whose name (comm) is in this list
+    /// (`"*"`: any), checked when the request is made and when it runs.
+    pub allowed_pid_comms: Vec<String>,
     /// Allow scripts using unsafe builtins (`system`, `signal`, `override`).
     pub allow_unsafe: bool,
     /// Largest number of probes one wildcard attach point may expand to.
@@ -95,6 +100,8 @@ impl Default for Policy {
             max_overhead: Overhead::Medium,
             allowed_target_kinds: vec!["host".into(), "pid".into(), "cgroup".into()],
             allowed_hosts: vec!["*".into()],
+            allowed_cgroup_prefixes: vec!["/".into()],
+            allowed_pid_comms: vec!["*".into()],
             allow_unsafe: false,
             wildcard_limit: 100,
             auto_approve: vec!["holdup-sched".into()],
@@ -139,5 +146,19 @@ impl Policy {
 
     pub fn host_allowed(&self, host: &str) -> bool {
         self.allowed_hosts.iter().any(|h| h == "*" || h == host)
+    }
+
+    /// Whether a cgroup path lies under an allowed prefix (whole path
+    /// components: `/sys` does not allow `/system.slice`).
+    pub fn cgroup_allowed(&self, path: &str) -> bool {
+        self.allowed_cgroup_prefixes.iter().any(|p| {
+            let p = p.trim_end_matches('/');
+            p.is_empty() || path == p || path.starts_with(&format!("{p}/"))
+        })
+    }
+
+    /// Whether a process named `comm` may be a pid target.
+    pub fn pid_comm_allowed(&self, comm: &str) -> bool {
+        self.allowed_pid_comms.iter().any(|c| c == "*" || c == comm)
     }
 }

@@ -50,6 +50,25 @@ pub struct Run {
     pub output_truncated: bool,
 }
 
+/// This host's name.
+pub fn this_host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Whether a request's host is the one this server runs on: its hostname or
+/// a loopback name. Runs execute only here (an agent on other hosts is the
+/// seam left for later: [`Workbench::start_run`] refuses other hosts).
+pub fn is_this_host(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "::1") || host == this_host()
+}
+
 /// Start time of process `pid` (field 22 of /proc/PID/stat, clock ticks
 /// since boot), or None if it does not exist. Used against pid reuse.
 pub fn proc_start_time(pid: i64) -> Option<i64> {
@@ -233,6 +252,22 @@ impl Workbench {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// A pid target must exist here and, by policy, have an allowed name.
+    pub(crate) fn check_pid_target(&self, pid: &str) -> ApiResult<()> {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim_end().to_string())
+            .map_err(|_| {
+                ApiError::bad_request(format!("no process {pid} on this host ({})", this_host()))
+            })?;
+        if !self.policy.pid_comm_allowed(&comm) {
+            return Err(ApiError::forbidden(format!(
+                "process {pid} is {comm:?}, which the policy's allowed_pid_comms {:?} does not allow tracing",
+                self.policy.allowed_pid_comms
+            )));
+        }
+        Ok(())
+    }
+
     /// Output so far of a run this server is watching.
     fn live_output(&self, id: i64) -> Option<Vec<u8>> {
         let live = self
@@ -333,6 +368,17 @@ impl Workbench {
     pub async fn start_run(self: &Arc<Self>, actor: &User, id: i64) -> ApiResult<Run> {
         self.authorize_run(actor, id)?;
         let req = self.get_request(id)?;
+        if !is_this_host(&req.input.host) {
+            return Err(ApiError::conflict(format!(
+                "request {id} names host {:?}, but this server runs probes only on its own host ({}); agents for other hosts are not built yet",
+                req.input.host,
+                this_host()
+            )));
+        }
+        if req.input.target_kind == "pid" {
+            // The pid may have been reused since approval.
+            self.check_pid_target(&req.input.target)?;
+        }
         let internal = |e: std::io::Error, what: &str| {
             ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,

@@ -716,3 +716,112 @@ fn verify_store_reads_without_writing() {
     assert_eq!(a.entries, 2, "user.created + policy.loaded");
     assert!(holdup_workbench::verify_store(&tmp.db().with_extension("nope")).is_err());
 }
+
+#[tokio::test]
+async fn targets_outside_the_policy_refused() {
+    let tmp = Tmp::new("targets");
+    let policy = Policy::from_toml(
+        "allowed_pid_comms = [\"redis-server\"]\nallowed_cgroup_prefixes = [\"/system.slice/redis.service\"]\n",
+    )
+    .unwrap();
+    let wb = start_with(&tmp, policy);
+    let req = user(&wb, "rita", "requester").await;
+    let ask = |target_kind: &str, target: String, host: &str| json!({"probe": "holdup-sched", "target_kind": target_kind, "target": target, "host": host, "duration_s": 5, "purpose": "test"});
+    // this test process is not redis-server
+    let me = std::process::id().to_string();
+    let (s, v) = call_as(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        &req,
+        Some(ask("pid", me, "localhost")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let why = v["error"].as_str().unwrap();
+    assert!(why.contains("allowed_pid_comms"), "{why}");
+    // a pid that does not exist here
+    let (s, v) = call_as(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        &req,
+        Some(ask("pid", "999999999".into(), "localhost")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("no process 999999999"),
+        "{v}"
+    );
+    // a cgroup beside the allowed one, sharing its prefix as text only
+    for cg in [
+        "/system.slice/redis.service-evil",
+        "/system.slice/sshd.service",
+    ] {
+        let (s, v) = call_as(
+            &wb.app,
+            Method::POST,
+            "/api/requests",
+            &req,
+            Some(ask("cgroup", cg.into(), "localhost")),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{cg}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("allowed_cgroup_prefixes"),
+            "{v}"
+        );
+    }
+    let (s, v) = call_as(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        &req,
+        Some(ask(
+            "cgroup",
+            "/system.slice/redis.service/sub".into(),
+            "localhost",
+        )),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
+#[tokio::test]
+async fn runs_for_other_hosts_refused_until_agents_exist() {
+    let tmp = Tmp::new("otherhost");
+    let wb = start(&tmp);
+    let req = user(&wb, "rita", "requester").await;
+    let (s, r) = call_as(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        &req,
+        Some(json!({"probe": "holdup-sched", "target_kind": "host", "target": "", "host": "db-7", "duration_s": 5, "purpose": "test"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["status"], "approved", "{r}");
+    let id = r["id"].as_i64().unwrap();
+    let (s, v) = call_as(
+        &wb.app,
+        Method::POST,
+        &format!("/api/requests/{id}/run"),
+        &req,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let why = v["error"].as_str().unwrap();
+    assert!(
+        why.contains("\"db-7\"") && why.contains("only on its own host"),
+        "{why}"
+    );
+}

@@ -45,7 +45,7 @@ async fn approved_script_for(
         Method::POST,
         "/api/requests",
         &req,
-        Some(json!({"probe": format!("script:{sid}"), "target_kind": "host", "target": "", "host": "here", "duration_s": duration_s, "purpose": "test", "incident_id": incident})),
+        Some(json!({"probe": format!("script:{sid}"), "target_kind": "host", "target": "", "host": "localhost", "duration_s": duration_s, "purpose": "test", "incident_id": incident})),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
@@ -198,7 +198,7 @@ async fn unapproved_request_is_refused() {
         Method::POST,
         "/api/requests",
         &req,
-        Some(json!({"probe": "holdup-full", "target_kind": "host", "target": "", "host": "here", "duration_s": 5, "purpose": "test"})),
+        Some(json!({"probe": "holdup-full", "target_kind": "host", "target": "", "host": "localhost", "duration_s": 5, "purpose": "test"})),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
@@ -269,7 +269,7 @@ async fn restart_interrupts_running_runs_and_kills_their_process() {
             Method::POST,
             "/api/requests",
             &req,
-            Some(json!({"probe": "holdup-sched", "target_kind": "host", "target": "", "host": "here", "duration_s": 30, "purpose": "test"})),
+            Some(json!({"probe": "holdup-sched", "target_kind": "host", "target": "", "host": "localhost", "duration_s": 30, "purpose": "test"})),
         )
         .await;
         assert_eq!(s, StatusCode::CREATED, "{r}");
@@ -349,13 +349,15 @@ fn builtin_probe_runs_holdup_record_and_attaches_the_recording() {
         .await;
         assert_eq!(s, StatusCode::CREATED, "{inc}");
         let inc = inc["id"].as_i64().unwrap();
-        // holdup-sched for <= 60 s is approved by the default policy
+        // holdup-sched for <= 60 s is approved by the default policy; the
+        // target is this test process
+        let me = std::process::id();
         let (s, r) = call_as(
             &wb.app,
             Method::POST,
             "/api/requests",
             &req,
-            Some(json!({"probe": "holdup-sched", "target_kind": "pid", "target": "1234", "host": "here", "duration_s": 1, "purpose": "test", "incident_id": inc})),
+            Some(json!({"probe": "holdup-sched", "target_kind": "pid", "target": me.to_string(), "host": "localhost", "duration_s": 1, "purpose": "test", "incident_id": inc})),
         )
         .await;
         assert_eq!(s, StatusCode::CREATED, "{r}");
@@ -368,7 +370,7 @@ fn builtin_probe_runs_holdup_record_and_attaches_the_recording() {
         assert!(took < Duration::from_secs(5), "took {took:?}");
         let out = run["output"].as_str().unwrap();
         assert!(
-            out.contains("fake recording: record --pid 1234 --sched-only --duration 1s -o "),
+            out.contains(&format!("fake recording: record --pid {me} --sched-only --duration 1s -o ")),
             "{run}"
         );
         // The output is on the incident, byte for byte.
