@@ -641,3 +641,48 @@ fn tracefs_is_mounted_when_missing() {
     assert!(events.exists(), "holdup did not mount tracefs");
     drop(c);
 }
+
+#[test]
+fn sched_only_measures_states_without_block_or_socket_programs() {
+    let Some(_g) = setup() else { return };
+    // A direct-IO writer: with every program it shows block IO on its disk
+    // (the test above); with the scheduler alone it must still show its
+    // iowait and the file it waits on, but no disk rows, and none of the
+    // block or socket programs may run.
+    let dir = std::env::var("HOLDUP_TEST_DISK_DIR").unwrap_or_else(|_| "/var/tmp".into());
+    let w = Workload::start(&["disk", "--secs", "5", "--dir", &dir, "--block-kb", "64"]);
+    let tid = w.tid("hw-disk");
+    let stop = AtomicBool::new(false);
+    let mut c = Collector::start(Options {
+        sched_only: true,
+        socket_calls: false,
+        ..options(TargetSpec::Pid(w.pid()))
+    })
+    .expect("start the collector");
+    let _ = c.next_window(&stop).expect("first window");
+    for _ in 0..2 {
+        let s = c.next_window(&stop).expect("window");
+        let t = thread(&s, tid);
+        assert_states_cover_window(&s, t);
+        assert!(
+            frac(t.states.iowait_ns, &s) >= 0.1,
+            "iowait only {:?}",
+            t.states
+        );
+        assert!(
+            s.disks.is_empty(),
+            "disk rows without block programs: {:?}",
+            s.disks
+        );
+        let names: Vec<&str> = s.overhead.iter().map(|p| p.name.as_str()).collect();
+        assert!(names.contains(&"handle_sched_switch"), "{names:?}");
+        for absent in [
+            "handle_block_bio_queue",
+            "handle_block_rq_complete",
+            "handle_sk_data_ready",
+            "handle_sock_recv_length",
+        ] {
+            assert!(!names.contains(&absent), "{absent} loaded: {names:?}");
+        }
+    }
+}
