@@ -134,6 +134,18 @@ enum UsersCmd {
         /// viewer, requester, approver or admin.
         role: String,
     },
+    /// Replace a user's token (yours, or anyone's as admin); the old one stops working.
+    Rotate { name: String },
+    /// Change a user's role (admin).
+    Role {
+        name: String,
+        /// viewer, requester, approver or admin.
+        role: String,
+    },
+    /// Disable a user: its token is refused, its history stays (admin).
+    Disable { name: String },
+    /// Enable a disabled user again (admin).
+    Enable { name: String },
 }
 
 #[derive(Subcommand)]
@@ -352,6 +364,27 @@ pub fn run(args: WbArgs) -> Result<()> {
         WbCmd::Users {
             cmd: Some(UsersCmd::Create { name, role }),
         } => create_user(&c, json, &name, &role),
+        WbCmd::Users {
+            cmd: Some(UsersCmd::Rotate { name }),
+        } => {
+            let v = c.post(&format!("/api/users/{name}/token"), None)?;
+            if json {
+                return print_json(&v);
+            }
+            out(&format!(
+                "new API token for {name} (the old one no longer works; shown only now):\n{}\n",
+                txt(&v["token"])
+            ))
+        }
+        WbCmd::Users {
+            cmd: Some(UsersCmd::Role { name, role }),
+        } => update_user(&c, json, &name, json!({"role": role})),
+        WbCmd::Users {
+            cmd: Some(UsersCmd::Disable { name }),
+        } => update_user(&c, json, &name, json!({"disabled": true})),
+        WbCmd::Users {
+            cmd: Some(UsersCmd::Enable { name }),
+        } => update_user(&c, json, &name, json!({"disabled": false})),
         WbCmd::Incidents => incidents(&c, json),
         WbCmd::Incident {
             cmd:
@@ -534,9 +567,38 @@ fn users(c: &Client, json: bool) -> Result<()> {
     }
     let rows: Vec<Vec<String>> = list(&v)
         .iter()
-        .map(|u| vec![txt(&u["id"]), txt(&u["name"]), txt(&u["role"])])
+        .map(|u| {
+            let state = if u["disabled"] == true {
+                "disabled"
+            } else {
+                ""
+            };
+            vec![
+                txt(&u["id"]),
+                txt(&u["name"]),
+                txt(&u["role"]),
+                state.into(),
+            ]
+        })
         .collect();
-    out(&table(&["ID", "NAME", "ROLE"], &rows))
+    out(&table(&["ID", "NAME", "ROLE", "STATE"], &rows))
+}
+
+fn update_user(c: &Client, json: bool, name: &str, change: Value) -> Result<()> {
+    let v = c.put(&format!("/api/users/{name}"), &change)?;
+    if json {
+        return print_json(&v);
+    }
+    out(&format!(
+        "{}: role {}, {}\n",
+        txt(&v["name"]),
+        txt(&v["role"]),
+        if v["disabled"] == true {
+            "disabled"
+        } else {
+            "enabled"
+        }
+    ))
 }
 
 fn create_user(c: &Client, json: bool, name: &str, role: &str) -> Result<()> {

@@ -552,6 +552,43 @@ fn script_flow(url: &str, alice: &str, bob: &str, dir: &TempDir) {
 }
 
 #[test]
+fn wb_users_rotate_disable_and_enable() {
+    let _guard = serial();
+    let dir = TempDir::new("users");
+    let s = Server::start(&dir.join("wb.db"));
+    let admin = s.admin.clone().expect("first start prints the admin token");
+    let carol = create_user(&s, "carol", "requester");
+    // Rotating one's own token: the old one is refused, the new one works.
+    let r = wb(&s.url, &carol, &["users", "rotate", "carol"]).ok("rotate");
+    let new = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("hwb_"))
+        .unwrap_or_else(|| panic!("no token in {}", r.stdout))
+        .to_string();
+    wb(&s.url, &carol, &["whoami"]).fails("old token");
+    assert!(wb(&s.url, &new, &["whoami"])
+        .ok("new token")
+        .stdout
+        .contains("carol"));
+    // Disabled: refused with the reason; enabled: back.
+    wb(&s.url, &admin, &["users", "disable", "carol"]).ok("disable");
+    let r = wb(&s.url, &new, &["whoami"]).fails("disabled");
+    assert!(r.stderr.contains("carol is disabled"), "{}", r.stderr);
+    let r = wb(&s.url, &admin, &["users"]).ok("list");
+    assert!(r.stdout.contains("disabled"), "{}", r.stdout);
+    wb(&s.url, &admin, &["users", "enable", "carol"]).ok("enable");
+    wb(&s.url, &admin, &["users", "role", "carol", "approver"]).ok("role");
+    assert!(wb(&s.url, &new, &["whoami"])
+        .ok("enabled")
+        .stdout
+        .contains("approver"));
+    // The last admin cannot be disabled.
+    let r = wb(&s.url, &admin, &["users", "disable", "admin"]).fails("last admin");
+    assert!(r.stderr.contains("last enabled admin"), "{}", r.stderr);
+}
+
+#[test]
 fn wb_client_errors() {
     let _guard = serial();
     let t0 = Instant::now();

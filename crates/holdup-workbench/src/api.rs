@@ -57,6 +57,8 @@ pub fn router(wb: Arc<Workbench>) -> Router {
         .route("/api/whoami", get(whoami))
         .route("/api/policy", get(policy))
         .route("/api/users", get(list_users).post(create_user))
+        .route("/api/users/{name}", put(update_user))
+        .route("/api/users/{name}/token", post(rotate_token))
         .route("/api/incidents", get(list_incidents).post(create_incident))
         .route(
             "/api/incidents/{id}",
@@ -186,6 +188,43 @@ async fn create_user(
     Ok((
         StatusCode::CREATED,
         Json(json!({"user": user, "token": token, "note": "the token is shown only once"})),
+    ))
+}
+
+#[derive(Deserialize)]
+struct UserChange {
+    role: Option<String>,
+    disabled: Option<bool>,
+}
+
+async fn update_user(
+    State(wb): St,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<Json<UserChange>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let actor = auth(&wb, &h, Role::Admin)?;
+    let b = wb.json_body(body)?;
+    let role = match b.role.as_deref() {
+        Some(r) => Some(Role::parse(r).ok_or_else(|| {
+            ApiError::bad_request("role must be one of viewer, requester, approver, admin")
+        })?),
+        None => None,
+    };
+    Ok(Json(
+        json!(wb.update_user(&actor, &name, role, b.disabled)?),
+    ))
+}
+
+async fn rotate_token(
+    State(wb): St,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let actor = auth(&wb, &h, Role::Viewer)?;
+    let token = wb.rotate_token(&actor, &name)?;
+    Ok(Json(
+        json!({"name": name, "token": token, "note": "the old token no longer works; this one is shown only once"}),
     ))
 }
 

@@ -59,6 +59,9 @@ pub struct User {
     pub id: i64,
     pub name: String,
     pub role: Role,
+    /// A disabled user's token is refused.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// An API refusal: an HTTP status and a message saying why and what to do.
@@ -270,7 +273,12 @@ pub struct Workbench {
     /// last written there.
     head_path: PathBuf,
     head: Mutex<Option<audit::Head>>,
+    /// When the last `auth.failure` was audited, and refusals since.
+    auth_failures: Mutex<(Option<std::time::Instant>, u64)>,
 }
+
+/// At most one `auth.failure` audit entry this often.
+pub const AUTH_FAILURE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The store's connection, held; when released, the audit head copy is
 /// brought up to date if the log grew meanwhile.
@@ -381,6 +389,7 @@ impl Workbench {
             active: Mutex::default(),
             head_path,
             head: Mutex::default(),
+            auth_failures: Mutex::default(),
         };
         // Writes the head copy now; failing to is fatal at start.
         let head = audit::head(&wb.db())?;
@@ -456,29 +465,34 @@ impl Workbench {
         let hash = sha256_hex(token.as_bytes());
         let user = conn
             .query_row(
-                "SELECT id, name, role FROM users WHERE token_hash = ?1",
+                "SELECT id, name, role, disabled FROM users WHERE token_hash = ?1",
                 [&hash],
                 |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
+                        r.get::<_, bool>(3)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((id, name, role)) = user else {
-            audit::append(
-                &conn,
-                now(),
-                "anonymous",
-                "auth.failure",
-                &json!({"reason": "unknown token", "token_sha256_prefix": &hash[..12]}),
-            )?;
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unknown or revoked API token: ask an admin for a valid one",
-            ));
+        let (id, name, role) = match user {
+            Some((id, name, role, false)) => (id, name, role),
+            other => {
+                let (reason, msg) = match &other {
+                    Some((_, name, _, _)) => (
+                        format!("user {name} is disabled"),
+                        format!("user {name} is disabled: ask an admin to enable it"),
+                    ),
+                    None => (
+                        "unknown token".to_string(),
+                        "unknown or revoked API token: ask an admin for a valid one".to_string(),
+                    ),
+                };
+                self.audit_auth_failure(&conn, &reason, &hash[..12])?;
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, msg));
+            }
         };
         let role = Role::parse(&role).unwrap_or(Role::Viewer);
         if role < need {
@@ -488,7 +502,120 @@ impl Workbench {
                 role.as_str()
             )));
         }
-        Ok(User { id, name, role })
+        Ok(User {
+            id,
+            name,
+            role,
+            disabled: false,
+        })
+    }
+
+    /// Audits a refused token. A flood of bad tokens would grow the log
+    /// without bound: at most one entry per [`AUTH_FAILURE_EVERY`], each
+    /// counting the refusals it stands for.
+    fn audit_auth_failure(&self, conn: &Connection, reason: &str, prefix: &str) -> ApiResult<()> {
+        let mut last = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, unlogged) = &mut *last;
+        *unlogged += 1;
+        if at.is_some_and(|t| t.elapsed() < AUTH_FAILURE_EVERY) {
+            return Ok(());
+        }
+        audit::append(
+            conn,
+            now(),
+            "anonymous",
+            "auth.failure",
+            &json!({"reason": reason, "token_sha256_prefix": prefix, "failures": *unlogged}),
+        )?;
+        *at = Some(std::time::Instant::now());
+        *unlogged = 0;
+        Ok(())
+    }
+
+    /// Replaces a user's token (revoking the old one); returns the new one.
+    /// Admins may rotate anyone's token, users their own.
+    pub fn rotate_token(&self, actor: &User, name: &str) -> ApiResult<String> {
+        validate_name(name)?;
+        if actor.name != name && actor.role < Role::Admin {
+            return Err(ApiError::forbidden(format!(
+                "only an admin or {name} may replace {name}'s token"
+            )));
+        }
+        let token = new_token()
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut conn = self.db();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE users SET token_hash = ?1 WHERE name = ?2",
+            params![sha256_hex(token.as_bytes()), name],
+        )?;
+        if n == 0 {
+            return Err(ApiError::not_found(format!("no user {name}")));
+        }
+        audit::append(
+            &tx,
+            now(),
+            &actor.name,
+            "user.token_rotated",
+            &json!({"name": name}),
+        )?;
+        tx.commit()?;
+        Ok(token)
+    }
+
+    /// Changes a user's role or disables/enables it (admin). The last
+    /// enabled admin can be neither demoted nor disabled.
+    pub fn update_user(
+        &self,
+        actor: &User,
+        name: &str,
+        role: Option<Role>,
+        disabled: Option<bool>,
+    ) -> ApiResult<User> {
+        validate_name(name)?;
+        let mut conn = self.db();
+        let tx = conn.transaction()?;
+        let cur: Option<(String, bool)> = tx
+            .query_row(
+                "SELECT role, disabled FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((cur_role, cur_disabled)) = cur else {
+            return Err(ApiError::not_found(format!("no user {name}")));
+        };
+        let new_role = role.unwrap_or(Role::parse(&cur_role).unwrap_or(Role::Viewer));
+        let new_disabled = disabled.unwrap_or(cur_disabled);
+        if cur_role == "admin" && !cur_disabled && (new_role != Role::Admin || new_disabled) {
+            let admins: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
+                [],
+                |r| r.get(0),
+            )?;
+            if admins <= 1 {
+                return Err(ApiError::conflict(format!(
+                    "{name} is the last enabled admin; make another admin first"
+                )));
+            }
+        }
+        tx.execute(
+            "UPDATE users SET role = ?1, disabled = ?2 WHERE name = ?3",
+            params![new_role.as_str(), new_disabled, name],
+        )?;
+        audit::append(
+            &tx,
+            now(),
+            &actor.name,
+            "user.updated",
+            &json!({"name": name, "role": new_role.as_str(), "disabled": new_disabled}),
+        )?;
+        tx.commit()?;
+        drop(conn);
+        self.list_users()?
+            .into_iter()
+            .find(|u| u.name == name)
+            .ok_or_else(|| ApiError::not_found(format!("no user {name}")))
     }
 
     /// Creates a user and returns its token (shown once).
@@ -524,6 +651,7 @@ impl Workbench {
                 id,
                 name: name.to_string(),
                 role,
+                disabled: false,
             },
             token,
         ))
@@ -531,13 +659,14 @@ impl Workbench {
 
     pub fn list_users(&self) -> ApiResult<Vec<User>> {
         let conn = self.db();
-        let mut st = conn.prepare("SELECT id, name, role FROM users ORDER BY id")?;
+        let mut st = conn.prepare("SELECT id, name, role, disabled FROM users ORDER BY id")?;
         let rows = st.query_map([], |r| {
             let role: String = r.get(2)?;
             Ok(User {
                 id: r.get(0)?,
                 name: r.get(1)?,
                 role: Role::parse(&role).unwrap_or(Role::Viewer),
+                disabled: r.get(3)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

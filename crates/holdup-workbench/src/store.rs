@@ -94,6 +94,8 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN bpf_run_time_ns INTEGER;
     ALTER TABLE runs ADD COLUMN bpf_cpu_percent REAL;
     ALTER TABLE runs ADD COLUMN artifact TEXT;",
+    // 4: users can be disabled (their token stops working; history stays)
+    "ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Opens (creating if needed) the database and applies pending migrations.

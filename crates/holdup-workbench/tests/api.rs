@@ -825,3 +825,119 @@ async fn runs_for_other_hosts_refused_until_agents_exist() {
         "{why}"
     );
 }
+
+#[tokio::test]
+async fn tokens_rotate_and_users_disable() {
+    let tmp = Tmp::new("users");
+    let wb = start(&tmp);
+    let rita = user(&wb, "rita", "requester").await;
+    let olga = user(&wb, "olga", "requester").await;
+    // not someone else's token
+    let (s, v) = call_as(&wb.app, Method::POST, "/api/users/rita/token", &olga, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    // one's own: the old token stops working at once
+    let (s, v) = call_as(&wb.app, Method::POST, "/api/users/rita/token", &rita, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let new = v["token"].as_str().unwrap().to_string();
+    let (s, _) = call_as(&wb.app, Method::GET, "/api/whoami", &rita, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = call_as(&wb.app, Method::GET, "/api/whoami", &new, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // disabled by an admin: refused, saying so; enabled again: back
+    let (s, v) = call_as(
+        &wb.app,
+        Method::PUT,
+        "/api/users/rita",
+        &wb.admin,
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["disabled"], true, "{v}");
+    let (s, v) = call_as(&wb.app, Method::GET, "/api/whoami", &new, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("rita is disabled"),
+        "{v}"
+    );
+    let (s, _) = call_as(
+        &wb.app,
+        Method::PUT,
+        "/api/users/rita",
+        &wb.admin,
+        Some(json!({"disabled": false, "role": "approver"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = call_as(&wb.app, Method::GET, "/api/whoami", &new, None).await;
+    assert_eq!(v["role"], "approver", "{v}");
+    // only admins change users; the last admin stays
+    let (s, _) = call_as(
+        &wb.app,
+        Method::PUT,
+        "/api/users/olga",
+        &new,
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = call_as(
+        &wb.app,
+        Method::PUT,
+        "/api/users/admin",
+        &wb.admin,
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("last enabled admin"),
+        "{v}"
+    );
+    let (s, v) = call_as(
+        &wb.app,
+        Method::PUT,
+        "/api/users/nobody",
+        &wb.admin,
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let v = verify(&wb).await;
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_tokens_does_not_flood_the_audit_log() {
+    let tmp = Tmp::new("flood");
+    let wb = start(&tmp);
+    for i in 0..50 {
+        let (s, _) = call_as(
+            &wb.app,
+            Method::GET,
+            "/api/whoami",
+            &format!("hwb_bad{i}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let (_, entries) = call_as(
+        &wb.app,
+        Method::GET,
+        "/api/audit?limit=1000",
+        &wb.admin,
+        None,
+    )
+    .await;
+    let failures: Vec<&Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.failure")
+        .collect();
+    // the first refusal is audited at once; the other 49 within the same
+    // AUTH_FAILURE_EVERY are counted into the next entry
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["details"]["failures"], 1);
+}
