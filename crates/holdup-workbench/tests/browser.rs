@@ -251,19 +251,6 @@ fn serve(tmp: &Tmp) -> (String, String) {
     (format!("http://{addr}"), admin.unwrap())
 }
 
-fn create_user(base: &str, admin: &str, name: &str, role: &str) -> String {
-    let mut r = agent()
-        .post(format!("{base}/api/users"))
-        .header("Authorization", format!("Bearer {admin}"))
-        .send_json(json!({"name": name, "role": role}))
-        .unwrap();
-    let v: Value = r.body_mut().read_json().unwrap();
-    v["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{v}"))
-        .to_string()
-}
-
 /// Share of pixels that differ from the most common colour, and the number
 /// of distinct colours: a blank or all-white page has ~0 and 1.
 fn png_variety(png_bytes: &[u8]) -> (f64, usize) {
@@ -299,9 +286,23 @@ fn requester_and_approver_take_a_script_to_a_plotted_run_in_the_browser() {
     // Built-in probes run the real `holdup record`.
     std::env::set_var("HOLDUP_BIN", holdup_testkit::holdup_bin());
     let (base, admin) = serve(&tmp);
-    let rita = create_user(&base, &admin, "rita", "requester");
-    let amos = create_user(&base, &admin, "amos", "approver");
     let d = Driver::start(&tmp.0.join("chromium-profile"));
+
+    // The admin adds the two users on the Users page; each token is shown once.
+    d.login(&base, &admin);
+    let mut tokens = Vec::new();
+    for (name, role) in [("rita", "requester"), ("amos", "approver")] {
+        d.goto(&format!("{base}/#/users"));
+        d.type_into("#user-name", name);
+        d.click(&format!("#user-role option[value='{role}']"));
+        d.click("#user-create");
+        tokens.push(d.text(&format!("pre.token[data-user='{name}']")));
+    }
+    let (rita, amos) = (tokens[0].clone(), tokens[1].clone());
+    assert!(
+        rita.starts_with("hwb_") && amos.starts_with("hwb_"),
+        "{tokens:?}"
+    );
 
     // The requester opens an incident.
     d.login(&base, &rita);

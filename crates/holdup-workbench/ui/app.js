@@ -393,6 +393,38 @@ async function auditPage(main) {
       el("td", { text: e.action }), el("td", {}, el("code", { text: JSON.stringify(e.details) }))))));
 }
 
+async function usersPage(main) {
+  if (!can("admin")) { main.replaceChildren(el("p", { text: "Users are managed by admins." })); return; }
+  const users = await api("GET", "/api/users");
+  const refresh = () => route();
+  const shown = el("div", { id: "new-token" });
+  const showToken = (who, tok) => document.getElementById("new-token").replaceChildren(el("div", { class: "card" },
+    el("p", { text: "API token for " + who + ", shown only now: give it to them privately." }), el("pre", { class: "token", "data-user": who, text: tok })));
+  const rows = users.map((u) => el("tr", { "data-user": u.name },
+    el("td", { text: u.name }), el("td", { text: u.role }), el("td", { text: u.disabled ? "disabled" : "enabled" }),
+    el("td", {},
+      el("button", { class: "secondary", text: "New token", onclick: async () => {
+        const v = await attempt(() => api("POST", "/api/users/" + encodeURIComponent(u.name) + "/token"));
+        if (v) showToken(u.name, v.token);
+      } }),
+      el("button", { class: u.disabled ? "secondary" : "danger", text: u.disabled ? "Enable" : "Disable", onclick: async () => {
+        if (await attempt(() => api("PUT", "/api/users/" + encodeURIComponent(u.name), { disabled: !u.disabled }))) refresh();
+      } }))));
+  const name = el("input", { id: "user-name", placeholder: "alice" });
+  const role = el("select", { id: "user-role" }, ROLES.map((r) => el("option", { value: r, text: r, selected: r === "requester" })));
+  const form = el("form", { class: "card" }, el("h2", { text: "Add a user" }),
+    el("div", { class: "row" }, field("Name", name), field("Role", role)),
+    el("button", { id: "user-create", type: "submit", text: "Create user" }));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const v = await attempt(() => api("POST", "/api/users", { name: name.value, role: role.value }));
+    if (v) { await route(); showToken(v.user.name, v.token); }
+  });
+  main.replaceChildren(el("h1", { text: "Users" }), shown,
+    el("p", { class: "muted", text: "Roles include the ones before them: viewer < requester < approver < admin. A new token revokes the old one." }),
+    table(["name", "role", "state", ""], rows), form);
+}
+
 async function policyPage(main) {
   const p = await api("GET", "/api/policy");
   main.replaceChildren(el("h1", { text: "Policy in force" }),
@@ -412,6 +444,7 @@ const ROUTES = [
   [/^#\/runs$/, runsPage],
   [/^#\/audit$/, auditPage],
   [/^#\/policy$/, policyPage],
+  [/^#\/users$/, usersPage],
 ];
 
 async function route() {
