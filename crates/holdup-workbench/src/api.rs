@@ -70,6 +70,11 @@ pub fn router(wb: Arc<Workbench>) -> Router {
             "/api/incidents/{id}/artifacts/{name}",
             put(put_artifact).get(get_artifact),
         )
+        .route(
+            "/api/incidents/{id}/artifacts/{name}/diagnose",
+            post(diagnose_artifact),
+        )
+        .route("/api/incidents/{id}/notes", post(add_note))
         .route("/api/catalog", get(catalog))
         .route("/api/scripts", post(submit_script))
         .route("/api/scripts/{id}", get(get_script).put(update_script))
@@ -301,6 +306,43 @@ async fn get_artifact(
 ) -> ApiResult<Vec<u8>> {
     auth(&wb, &h, Role::Viewer)?;
     wb.get_artifact(id, &name)
+}
+
+#[derive(Deserialize)]
+struct NoteBody {
+    text: String,
+}
+
+async fn add_note(
+    State(wb): St,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+    body: Result<Json<NoteBody>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let actor = auth(&wb, &h, Role::Requester)?;
+    let b = wb.json_body(body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!(wb.add_note(&actor, id, &b.text)?)),
+    ))
+}
+
+async fn diagnose_artifact(
+    State(wb): St,
+    h: HeaderMap,
+    Path((id, name)): Path<(i64, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let actor = auth(&wb, &h, Role::Requester)?;
+    // The analysis is CPU work: keep it off the async workers.
+    let v = tokio::task::spawn_blocking(move || wb.diagnose_artifact(&actor, id, &name))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("diagnosis failed: {e}"),
+            )
+        })??;
+    Ok((StatusCode::CREATED, Json(v)))
 }
 
 async fn catalog(State(wb): St, h: HeaderMap) -> ApiResult<Json<Value>> {

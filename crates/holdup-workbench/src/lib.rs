@@ -216,6 +216,17 @@ pub struct Incident {
     pub created_by: String,
     pub created: i64,
     pub artifacts: Vec<String>,
+    /// Notes added by responders, oldest first.
+    pub timeline: Vec<Note>,
+}
+
+/// A note on an incident.
+#[derive(Debug, Clone, Serialize)]
+pub struct Note {
+    pub id: i64,
+    pub author: String,
+    pub created: i64,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -778,6 +789,7 @@ impl Workbench {
                         created_by: r.get(7)?,
                         created: r.get(8)?,
                         artifacts: vec![],
+                        timeline: vec![],
                     })
                 },
             )
@@ -788,7 +800,87 @@ impl Workbench {
         inc.artifacts = st
             .query_map([id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
+        let mut st = conn.prepare(
+            "SELECT id, author, created, text FROM notes WHERE incident_id = ?1 ORDER BY id",
+        )?;
+        inc.timeline = st
+            .query_map([id], |r| {
+                Ok(Note {
+                    id: r.get(0)?,
+                    author: r.get(1)?,
+                    created: r.get(2)?,
+                    text: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
         Ok(inc)
+    }
+
+    /// Appends a note to an incident's timeline.
+    pub fn add_note(&self, actor: &User, incident: i64, text: &str) -> ApiResult<Incident> {
+        check_text("text", text, 64 * 1024)?;
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request("a note needs some text"));
+        }
+        {
+            let mut conn = self.db();
+            let tx = conn.transaction()?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM incidents WHERE id = ?1)",
+                [incident],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(ApiError::not_found(format!("no incident {incident}")));
+            }
+            tx.execute(
+                "INSERT INTO notes (incident_id, author, created, text) VALUES (?1, ?2, ?3, ?4)",
+                params![incident, actor.name, now(), text],
+            )?;
+            audit::append(
+                &tx,
+                now(),
+                &actor.name,
+                "incident.note_added",
+                &json!({"incident": incident, "text_sha256": sha256_hex(text.as_bytes()), "bytes": text.len()}),
+            )?;
+            tx.commit()?;
+        }
+        self.get_incident(incident)
+    }
+
+    /// Runs holdup's diagnosis on a recording attached to an incident and
+    /// attaches its report as `<name>.diagnosis.txt`.
+    pub fn diagnose_artifact(
+        &self,
+        actor: &User,
+        incident: i64,
+        name: &str,
+    ) -> ApiResult<serde_json::Value> {
+        let data = self.get_artifact(incident, name)?;
+        let rec = holdup_record::Recording::from_bytes(&data).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("artifact {name} is not a readable holdup recording: {e}"),
+            )
+        })?;
+        if rec.windows.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("recording {name} has no complete windows to diagnose"),
+            ));
+        }
+        let d = holdup_diagnose::diagnose(&holdup_diagnose::Input {
+            target: format!("{} (recorded)", rec.header.target),
+            windows: &rec.windows,
+            label: name,
+            baseline_windows: None,
+            split: Default::default(),
+        });
+        let text = holdup_diagnose::text::render(&d);
+        let report = format!("{name}.diagnosis.txt");
+        self.put_artifact(actor, incident, &report, text.as_bytes())?;
+        Ok(json!({"artifact": report, "top": d.top(), "text": text}))
     }
 
     pub fn list_incidents(&self) -> ApiResult<Vec<Incident>> {
@@ -994,10 +1086,30 @@ impl Workbench {
                     "sha256": r.get::<_, String>(2)?,
                     "submitted_by": r.get::<_, String>(3)?,
                     "overhead": "high",
+                    "budget_percent": self.policy.overhead_budget_percent.high,
                 }))
             })?
             .collect::<Result<_, _>>()?;
-        Ok(json!({"builtin": BUILTIN_PROBES, "scripts": scripts}))
+        let p = &self.policy;
+        // Each probe with the bounds a run of it gets under this policy.
+        let builtin: Vec<serde_json::Value> = BUILTIN_PROBES
+            .iter()
+            .map(|b| {
+                json!({
+                    "name": b.name,
+                    "description": b.description,
+                    "overhead": b.overhead,
+                    "budget_percent": p.overhead_budget_percent.for_class(b.overhead),
+                    "max_duration_s": p.max_duration_s,
+                    "max_output_bytes": p.max_output_bytes,
+                    "auto_approve_max_duration_s": p.auto_approve.iter().any(|a| a == b.name).then_some(p.auto_approve_max_duration_s),
+                    "allowed": b.overhead <= p.max_overhead,
+                })
+            })
+            .collect();
+        Ok(
+            json!({"builtin": builtin, "scripts": scripts, "max_duration_s": p.max_duration_s, "max_output_bytes": p.max_output_bytes}),
+        )
     }
 
     /// Creates a probe request after the policy checks; auto-approved when

@@ -96,6 +96,15 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN artifact TEXT;",
     // 4: users can be disabled (their token stops working; history stays)
     "ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;",
+    // 5: an incident's notes, a timeline appended to by its responders
+    "CREATE TABLE notes (
+        id INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+        author TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX notes_incident ON notes(incident_id);",
 ];
 
 /// Opens (creating if needed) the database and applies pending migrations.

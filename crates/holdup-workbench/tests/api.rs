@@ -941,3 +941,94 @@ async fn a_flood_of_bad_tokens_does_not_flood_the_audit_log() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0]["details"]["failures"], 1);
 }
+
+#[tokio::test]
+async fn notes_build_a_timeline_and_only_recordings_are_diagnosed() {
+    let tmp = Tmp::new("notes");
+    let wb = start(&tmp);
+    let rita = user(&wb, "rita", "requester").await;
+    let viewer = user(&wb, "vic", "viewer").await;
+    let (_, inc) = call_as(
+        &wb.app,
+        Method::POST,
+        "/api/incidents",
+        &rita,
+        Some(json!({"title": "slow"})),
+    )
+    .await;
+    let id = inc["id"].as_i64().unwrap();
+    let path = format!("/api/incidents/{id}/notes");
+    for text in ["p99 up since 14:05", "'); DROP TABLE notes; --"] {
+        let (s, v) = call_as(
+            &wb.app,
+            Method::POST,
+            &path,
+            &rita,
+            Some(json!({"text": text})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (s, _) = call_as(
+        &wb.app,
+        Method::POST,
+        &path,
+        &rita,
+        Some(json!({"text": "  "})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = call_as(
+        &wb.app,
+        Method::POST,
+        &path,
+        &viewer,
+        Some(json!({"text": "hi"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, inc) = call_as(
+        &wb.app,
+        Method::GET,
+        &format!("/api/incidents/{id}"),
+        &viewer,
+        None,
+    )
+    .await;
+    let texts: Vec<&str> = inc["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["p99 up since 14:05", "'); DROP TABLE notes; --"]);
+    assert_eq!(inc["timeline"][0]["author"], "rita");
+    // Diagnosing something that is not a recording: a clear refusal.
+    let (s, _) = call_raw(
+        &wb.app,
+        Method::PUT,
+        &format!("/api/incidents/{id}/artifacts/x.rec"),
+        Some(&rita),
+        Body::from("not a recording"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = call_as(
+        &wb.app,
+        Method::POST,
+        &format!("/api/incidents/{id}/artifacts/x.rec/diagnose"),
+        &rita,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a readable holdup recording"),
+        "{v}"
+    );
+    let v = verify(&wb).await;
+    assert_eq!(v["ok"], true, "{v}");
+}

@@ -403,6 +403,27 @@ fn requester_and_approver_take_a_script_to_a_plotted_run_in_the_browser() {
         "recording plots on the incident page",
     );
     assert_eq!(d.text(".run .status"), "stopped_duration");
+    // holdup's diagnosis of the recording, attached to the incident too.
+    d.click(".artifact[data-name='run-2.rec'] button.diagnose");
+    d.wait_js(
+        "const p = document.querySelector('pre.diagnosis'); return !!p && p.textContent.length > 40",
+        60,
+        "diagnosis shown",
+    );
+    // A note on the timeline (the page redraws, with the new artifact).
+    d.type_into("#note-text", "GET slow while host busy");
+    d.js("document.getElementById('note-text').form.requestSubmit(); return true");
+    d.wait_js(
+        "return document.getElementById('timeline').textContent.includes('GET slow while host busy') && document.querySelectorAll('.artifact').length == 3",
+        15,
+        "note on the timeline and the diagnosis among the artifacts",
+    );
+    d.click(".artifact[data-name='run-2.rec'] button.secondary:not(.diagnose):nth-of-type(2)");
+    d.wait_js(
+        "const i = [...document.querySelectorAll('.artifact .plots img')]; return i.some(x => x.alt == 'thread states over time') && i.every(x => x.complete && x.naturalWidth > 0)",
+        30,
+        "the artifact's plots",
+    );
     d.js("document.querySelector('.run .plots img').scrollIntoView(); return true");
     let png = d.screenshot();
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("workbench-incident.png");
@@ -428,5 +449,10 @@ fn requester_and_approver_take_a_script_to_a_plotted_run_in_the_browser() {
     let mut body = String::new();
     r.body_mut().as_reader().read_to_string(&mut body).unwrap();
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["artifacts"], json!(["run-1.json", "run-2.rec"]), "{v}");
+    assert_eq!(
+        v["artifacts"],
+        json!(["run-1.json", "run-2.rec", "run-2.rec.diagnosis.txt"]),
+        "{v}"
+    );
+    assert_eq!(v["timeline"][0]["text"], "GET slow while host busy", "{v}");
 }

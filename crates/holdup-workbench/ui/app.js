@@ -230,6 +230,19 @@ async function incidentPage(main, id) {
     el("p", { class: "muted", text: [inc.service && "service " + inc.service, inc.host && "host " + inc.host,
       "opened by " + inc.created_by + " " + when(inc.created)].filter(Boolean).join(" · ") }),
     inc.notes ? el("p", { text: inc.notes }) : null);
+  view.append(el("h2", { text: "Timeline" }));
+  const notes = el("ul", { id: "timeline" }, inc.timeline.map((n) => el("li", {}, el("span", { class: "muted", text: when(n.created) + " " + n.author + ": " }), n.text)));
+  if (!inc.timeline.length) notes.append(el("li", { class: "muted", text: "no notes yet" }));
+  view.append(notes);
+  if (can("requester")) {
+    const text = el("input", { id: "note-text", placeholder: "what you saw, what you tried" });
+    const nf = el("form", { class: "row" }, text, el("button", { type: "submit", text: "Add note" }));
+    nf.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (await attempt(() => api("POST", "/api/incidents/" + inc.id + "/notes", { text: text.value }))) refresh();
+    });
+    view.append(nf);
+  }
   view.append(el("h2", { text: "Requests" }),
     table(["id", "probe", "target", "duration", "purpose", "status", "requester", ""], mine.map((r) => requestRow(r, refresh))));
   if (can("requester")) view.append(requestForm(inc.id, refresh));
@@ -259,7 +272,12 @@ async function incidentPage(main, id) {
         ev.target.disabled = true;
         const p = await attempt(() => plotsFor("/api/incidents/" + inc.id + "/artifacts/" + encodeURIComponent(name) + "/plots"));
         if (p) a.append(p);
-      } }));
+      } }),
+      name.endsWith(".rec") && can("requester") ? el("button", { class: "secondary diagnose", text: "Diagnose", onclick: async (ev) => {
+        ev.target.disabled = true;
+        const d = await attempt(() => api("POST", "/api/incidents/" + inc.id + "/artifacts/" + encodeURIComponent(name) + "/diagnose"), "diagnosis attached");
+        if (d) a.append(el("pre", { class: "diagnosis", text: d.text }));
+      } }) : null);
     arts.append(a);
   }
   if (!inc.artifacts.length) arts.append(el("p", { class: "muted", text: "Run outputs and uploaded recordings appear here." }));
@@ -294,9 +312,13 @@ async function catalogPage(main) {
   const cat = await api("GET", "/api/catalog");
   main.replaceChildren(el("h1", { text: "Catalog" }),
     el("h2", { text: "Built-in probes" }),
-    table(["probe", "overhead", "what it records"], cat.builtin.map((b) => el("tr", {},
-      el("td", { text: b.name }), el("td", { text: b.overhead }), el("td", { text: b.description })))),
+    table(["probe", "overhead class", "bounds of a run", "what it records"], cat.builtin.map((b) => el("tr", {},
+      el("td", { text: b.name }), el("td", { text: b.overhead + (b.allowed ? "" : " (over the policy's max_overhead)") }),
+      el("td", { text: "≤ " + b.budget_percent + "% of a CPU in BPF, ≤ " + b.max_duration_s + " s, ≤ " + Math.round(b.max_output_bytes / 1048576) + " MiB" +
+        (b.auto_approve_max_duration_s ? "; no approval needed up to " + b.auto_approve_max_duration_s + " s" : "") }),
+      el("td", { text: b.description })))),
     el("h2", { text: "Accepted bpftrace scripts" }),
+    el("p", { class: "muted", text: "Scripts are class high: a run needs an approver and may use ≤ " + (cat.scripts[0] ? cat.scripts[0].budget_percent + "%" : "the high budget") + " of a CPU in BPF." }),
     table(["probe", "name", "sha256", "by"], cat.scripts.map((s) => el("tr", {},
       el("td", { text: s.probe }), el("td", {}, el("a", { href: "#/scripts/" + s.probe.slice(7), text: s.name })),
       el("td", { class: "muted", text: s.sha256.slice(0, 16) + "…" }), el("td", { text: s.submitted_by })))));
