@@ -1220,23 +1220,6 @@ mod tests {
         assert_eq!(d[d.len() - 1].end, 1500.0);
     }
 
-    /// Writes example plots to the temp dir to look at:
-    /// `cargo test -p holdup-workbench --lib plot::tests::example -- --ignored`;
-    /// set HOLDUP_PLOT_REC=FILE to plot a real recording instead.
-    #[test]
-    #[ignore]
-    fn example() {
-        let bytes = match std::env::var_os("HOLDUP_PLOT_REC") {
-            Some(path) => std::fs::read(path).unwrap(),
-            None => record(&synthetic(), true),
-        };
-        let plots = recording_plots(&bytes).unwrap();
-        eprintln!("{} windows, note: {:?}", plots.windows, plots.note);
-        let dir = std::env::temp_dir();
-        std::fs::write(dir.join("plot-states.svg"), &plots.states).unwrap();
-        std::fs::write(dir.join("plot-runq.svg"), &plots.runq).unwrap();
-    }
-
     /// Real `bpftrace -f json` output (0.17), trimmed, with a line cut at
     /// the output bound and a stray text line.
     const BPFTRACE_OUT: &str = r#"{"type": "attached_probes", "data": {"probes": 2}}
