@@ -21,11 +21,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn body_error(status: StatusCode, text: String, limit: usize) -> ApiError {
+fn body_error(status: StatusCode, text: String, limit: usize, key: &str) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             status,
-            format!("request body is larger than {limit} bytes (policy max_body_bytes); send less or raise the limit"),
+            format!("request body is larger than {limit} bytes (policy {key}); send less or raise the limit"),
         )
     } else {
         ApiError::new(status, format!("bad request body: {text}"))
@@ -34,8 +34,14 @@ fn body_error(status: StatusCode, text: String, limit: usize) -> ApiError {
 
 impl Workbench {
     fn json_body<T>(&self, body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-        body.map(|Json(v)| v)
-            .map_err(|e| body_error(e.status(), e.body_text(), self.policy().max_body_bytes))
+        body.map(|Json(v)| v).map_err(|e| {
+            body_error(
+                e.status(),
+                e.body_text(),
+                self.policy().max_body_bytes,
+                "max_body_bytes",
+            )
+        })
     }
 }
 
@@ -53,6 +59,7 @@ fn auth(wb: &Workbench, headers: &HeaderMap, need: Role) -> ApiResult<User> {
 /// Builds the router over a shared workbench.
 pub fn router(wb: Arc<Workbench>) -> Router {
     let limit = wb.policy().max_body_bytes;
+    let upload_limit = wb.policy().max_upload_bytes;
     Router::new()
         .route("/api/whoami", get(whoami))
         .route("/api/policy", get(policy))
@@ -68,7 +75,9 @@ pub fn router(wb: Arc<Workbench>) -> Router {
         )
         .route(
             "/api/incidents/{id}/artifacts/{name}",
-            put(put_artifact).get(get_artifact),
+            put(put_artifact)
+                .layer(DefaultBodyLimit::max(upload_limit))
+                .get(get_artifact),
         )
         .route(
             "/api/incidents/{id}/artifacts/{name}/diagnose",
@@ -290,8 +299,14 @@ async fn put_artifact(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let actor = auth(&wb, &h, Role::Requester)?;
     crate::validate_name(&name)?;
-    let data =
-        body.map_err(|e| body_error(e.status(), e.body_text(), wb.policy().max_body_bytes))?;
+    let data = body.map_err(|e| {
+        body_error(
+            e.status(),
+            e.body_text(),
+            wb.policy().max_upload_bytes,
+            "max_upload_bytes",
+        )
+    })?;
     let sha = wb.put_artifact(&actor, id, &name, &data)?;
     Ok((
         StatusCode::CREATED,

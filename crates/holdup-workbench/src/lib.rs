@@ -95,6 +95,12 @@ impl ApiError {
 
 impl From<rusqlite::Error> for ApiError {
     fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "the workbench store's disk is full: nothing was changed; free space where its database lives (holdup workbench serve --db) and retry",
+            );
+        }
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("store error: {e}"),

@@ -42,8 +42,10 @@ pub struct Policy {
     /// `auto_approve_max_duration_s` long. Everything else needs an approver.
     pub auto_approve: Vec<String>,
     pub auto_approve_max_duration_s: u64,
-    /// Largest request body (uploads included), in bytes.
+    /// Largest request body (JSON requests), in bytes.
     pub max_body_bytes: usize,
+    /// Largest artifact upload (a recording, say), in bytes.
+    pub max_upload_bytes: usize,
     /// How much CPU a run's BPF programs may use, by the probe's overhead
     /// class, in percent of one CPU (measured from the kernel's BPF stats).
     pub overhead_budget_percent: OverheadBudget,
@@ -110,6 +112,7 @@ impl Default for Policy {
             auto_approve: vec!["holdup-sched".into()],
             auto_approve_max_duration_s: 60,
             max_body_bytes: 1 << 20,
+            max_upload_bytes: 64 << 20,
             overhead_budget_percent: OverheadBudget::default(),
         }
     }

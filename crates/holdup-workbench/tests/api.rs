@@ -580,6 +580,7 @@ async fn oversized_upload_is_413() {
     let tmp = Tmp::new("413");
     let policy = Policy {
         max_body_bytes: 1024,
+        max_upload_bytes: 2048,
         ..Policy::default()
     };
     let (app, admin) = open(&tmp.db(), policy);
@@ -607,9 +608,19 @@ async fn oversized_upload_is_413() {
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     let v: Value = serde_json::from_slice(&b).unwrap();
     assert!(
-        v["error"].as_str().unwrap().contains("max_body_bytes"),
+        v["error"].as_str().unwrap().contains("max_upload_bytes"),
         "{v}"
     );
+    // uploads have their own, larger bound than JSON bodies
+    let (s, b) = call_raw(
+        &wb.app,
+        Method::PUT,
+        &format!("/api/incidents/{id}/artifacts/mid.bin"),
+        Some(&wb.admin),
+        Body::from(vec![0u8; 1536]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{}", String::from_utf8_lossy(&b));
     // JSON bodies too
     let big = "x".repeat(4096);
     let (s, v) = call(
@@ -621,6 +632,10 @@ async fn oversized_upload_is_413() {
     )
     .await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("max_body_bytes"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -1031,4 +1046,95 @@ async fn notes_build_a_timeline_and_only_recordings_are_diagnosed() {
     );
     let v = verify(&wb).await;
     assert_eq!(v["ok"], true, "{v}");
+}
+
+/// A tmpfs of a few MiB, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn full_disk_is_a_clear_507_and_loses_nothing() {
+    let Some(_g) = holdup_testkit::bpf_setup("full-disk test (mounts a tmpfs)") else {
+        return;
+    };
+    let tmp = Tmp::new("fulldisk");
+    let mnt = tmp.0.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let _disk = SmallDisk(mnt.clone());
+    let (wb, admin) = Workbench::open(&mnt.join("wb.db"), Policy::default()).unwrap();
+    let wb = Wb {
+        app: api::router(Arc::new(wb)),
+        admin: admin.unwrap(),
+    };
+    let (_, inc) = call(
+        &wb.app,
+        Method::POST,
+        "/api/incidents",
+        Some(&wb.admin),
+        Some(json!({"title": "t"})),
+    )
+    .await;
+    let id = inc["id"].as_i64().unwrap();
+    let put = |name: &'static str, n: usize| {
+        let app = wb.app.clone();
+        let admin = wb.admin.clone();
+        async move {
+            call_raw(
+                &app,
+                Method::PUT,
+                &format!("/api/incidents/{id}/artifacts/{name}"),
+                Some(&admin),
+                Body::from(vec![7u8; n]),
+            )
+            .await
+        }
+    };
+    let (s, _) = put("small.bin", 1000).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Fill the disk.
+    let fill = mnt.join("fill");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&fill).unwrap();
+        while f.write_all(&[0u8; 65536]).is_ok() {}
+    }
+    let (s, b) = put("big.bin", 512 * 1024).await;
+    assert_eq!(
+        s,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    let why = v["error"].as_str().unwrap();
+    assert!(
+        why.contains("disk is full") && why.contains("nothing was changed"),
+        "{why}"
+    );
+    // Nothing lost: the incident and its first artifact are there, the
+    // audit chain verifies; with space again the upload works.
+    std::fs::remove_file(&fill).unwrap();
+    let (_, inc) = call(
+        &wb.app,
+        Method::GET,
+        &format!("/api/incidents/{id}"),
+        Some(&wb.admin),
+        None,
+    )
+    .await;
+    assert_eq!(inc["artifacts"], json!(["small.bin"]), "{inc}");
+    let v = verify(&wb).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let (s, _) = put("big.bin", 512 * 1024).await;
+    assert_eq!(s, StatusCode::CREATED);
 }
