@@ -1114,7 +1114,7 @@ impl Workbench {
             })
             .collect();
         Ok(
-            json!({"builtin": builtin, "scripts": scripts, "max_duration_s": p.max_duration_s, "max_output_bytes": p.max_output_bytes}),
+            json!({"builtin": builtin, "scripts": scripts, "script_budget_percent": p.overhead_budget_percent.high, "max_duration_s": p.max_duration_s, "max_output_bytes": p.max_output_bytes}),
         )
     }
 

@@ -205,6 +205,13 @@ impl Driver {
         );
     }
 
+    /// Saves a screenshot under the test's target tmp dir, for people to
+    /// look at (the checked one is the incident page's).
+    fn keep_screenshot(&self, name: &str) {
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let _ = std::fs::write(out, self.screenshot());
+    }
+
     fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;
         let b64 = self.cmd("GET", "/screenshot", None);
@@ -330,6 +337,7 @@ fn requester_and_approver_take_a_script_to_a_plotted_run_in_the_browser() {
     );
     let sid = sid.as_str().unwrap().to_string();
     assert!(d.text("#script-report").contains("accepted"));
+    d.keep_screenshot("workbench-catalog.png");
 
     // ... and requests a 5 s run of it on the incident.
     d.goto(&format!("{base}/#/incidents/{inc_id}"));
@@ -346,6 +354,8 @@ fn requester_and_approver_take_a_script_to_a_plotted_run_in_the_browser() {
     // The approver approves it from the review queue and runs it.
     d.login(&base, &amos);
     d.goto(&format!("{base}/#/review"));
+    d.find("tr[data-request] .comment", 15);
+    d.keep_screenshot("workbench-review.png");
     d.type_into("tr[data-request] .comment", "fine: 5 s, timers only");
     d.click("tr[data-request] button.approve");
     d.wait_js(

@@ -45,7 +45,7 @@ async function api(method, path, body, raw) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = text; }
   if (r.status === 401) { logout("Your token was not accepted: " + (data && data.error || r.status)); throw new ApiError("unauthorized"); }
-  if (!r.ok) throw new ApiError((data && data.error) || ("HTTP " + r.status));
+  if (!r.ok) throw Object.assign(new ApiError((data && data.error) || ("HTTP " + r.status)), { data });
   return data;
 }
 
@@ -318,7 +318,7 @@ async function catalogPage(main) {
         (b.auto_approve_max_duration_s ? "; no approval needed up to " + b.auto_approve_max_duration_s + " s" : "") }),
       el("td", { text: b.description })))),
     el("h2", { text: "Accepted bpftrace scripts" }),
-    el("p", { class: "muted", text: "Scripts are class high: a run needs an approver and may use ≤ " + (cat.scripts[0] ? cat.scripts[0].budget_percent + "%" : "the high budget") + " of a CPU in BPF." }),
+    el("p", { class: "muted", text: "Scripts are class high: a run needs an approver and may use ≤ " + cat.script_budget_percent + "% of a CPU in BPF, ≤ " + cat.max_duration_s + " s." }),
     table(["probe", "name", "sha256", "by"], cat.scripts.map((s) => el("tr", {},
       el("td", { text: s.probe }), el("td", {}, el("a", { href: "#/scripts/" + s.probe.slice(7), text: s.name })),
       el("td", { class: "muted", text: s.sha256.slice(0, 16) + "…" }), el("td", { text: s.submitted_by })))));
@@ -333,9 +333,16 @@ async function catalogPage(main) {
       ev.preventDefault();
       let res;
       try { res = await api("POST", "/api/scripts", { name: name.value, body: body.value }); }
-      catch (e) { flash(e.message); return; }
-      report.replaceChildren(scriptReport(res));
-      flash("script " + res.name + " accepted as probe script:" + res.id, true);
+      catch (e) {
+        flash(e.message);
+        // A refused script comes back with its check report: show it.
+        if (e.data && e.data.report) report.replaceChildren(scriptReport(e.data));
+        return;
+      }
+      // Redraw the catalog (the new script is listed), then show its report.
+      await route();
+      document.getElementById("script-report").replaceChildren(scriptReport(res));
+      flash("script " + res.name + " accepted as probe script:" + res.id + ": request it from an incident", true);
     });
     main.append(form);
   }
