@@ -135,7 +135,7 @@ pub fn serve_blocking(
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         eprintln!(
-            "holdup workbench: serving http://{} (store {})",
+            "holdup workbench: serving http://{} (store {}); open it in a browser and log in with a token, or use `holdup wb`",
             listener.local_addr()?,
             db_path.display()
         );
