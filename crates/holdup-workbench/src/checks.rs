@@ -14,8 +14,11 @@ use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Builtins that bpftrace only accepts with `--unsafe`.
-pub const UNSAFE_BUILTINS: &[&str] = &["system", "signal", "override"];
+/// Builtins refused unless the policy allows unsafe scripts: the ones
+/// bpftrace only accepts with `--unsafe` (they act on the host), and `cat`,
+/// which bpftrace allows but which reads any file as root into the run's
+/// output, where every viewer of the incident can read it.
+pub const UNSAFE_BUILTINS: &[&str] = &["system", "signal", "override", "cat"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
@@ -276,6 +279,11 @@ mod tests {
         assert_eq!(unsafe_calls("k:f { system(\"ls\"); }"), vec!["system"]);
         assert!(unsafe_calls("k:f { printf(\"system(x)\"); } // signal(9)").is_empty());
         assert!(unsafe_calls("k:f { @system_calls = count(); }").is_empty());
+        assert_eq!(
+            unsafe_calls("BEGIN { cat(\"/etc/shadow\"); exit(); }"),
+            vec!["cat"]
+        );
+        assert!(unsafe_calls("k:f { @cat[comm] = count(); concat(1); }").is_empty());
     }
 
     #[test]

@@ -1301,4 +1301,38 @@ not json at all
         assert!(top >= 53.0 && step >= 10.0);
         assert!(!svg.contains(">20<") && !svg.contains(">40<"), "{svg}");
     }
+
+    proptest::proptest! {
+        /// Whatever a run printed (cut anywhere, any bytes), the charts
+        /// are built without panicking and are well-formed.
+        #[test]
+        fn bpftrace_charts_survive_any_output(
+            cut in 0usize..BPFTRACE_OUT.len(),
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            let mut bytes = BPFTRACE_OUT.as_bytes()[..cut].to_vec();
+            bytes.extend_from_slice(&junk);
+            for c in bpftrace_charts(&bytes) {
+                assert_xmlish(&c.svg);
+            }
+        }
+
+        /// A recording damaged anywhere is plotted from what is readable,
+        /// or refused with a message; never a panic.
+        #[test]
+        fn damaged_recordings_plot_or_error(
+            at in 0usize..4096,
+            flip in 1u8..=255,
+            cut in 0usize..4096,
+        ) {
+            let mut bytes = record(&synthetic(), true);
+            let at = at % bytes.len();
+            bytes[at] ^= flip;
+            bytes.truncate(cut.max(1) % (bytes.len() + 1));
+            if let Ok(p) = recording_plots(&bytes) {
+                assert_xmlish(&p.states);
+                assert_xmlish(&p.runq);
+            }
+        }
+    }
 }

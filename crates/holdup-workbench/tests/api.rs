@@ -326,6 +326,16 @@ async fn system_call_script_refused_by_default_policy() {
     let (_, cat) = call(&wb.app, Method::GET, "/api/catalog", Some(&req_tok), None).await;
     assert!(cat["scripts"].as_array().unwrap().is_empty());
     assert_eq!(cat["builtin"].as_array().unwrap().len(), 2);
+    // reading files as root into the output is refused the same way
+    let (s, v) = submit(
+        &wb,
+        &req_tok,
+        "peek.bt",
+        "BEGIN { cat(\"/etc/shadow\"); exit(); }\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("cat"), "{v}");
     // a wildcard that cannot be bounded is refused too
     let (s, v) = submit(&wb, &req_tok, "wild.bt", "kprobe:* { @ = count(); }\n").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
