@@ -182,6 +182,11 @@ enum IncidentCmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Add a note to an incident's timeline.
+    Note { id: i64, text: String },
+    /// Run holdup's diagnosis on a recording attached to an incident; the
+    /// report is attached too (`<name>.diagnosis.txt`) and printed.
+    Diagnose { id: i64, name: String },
 }
 
 #[derive(Subcommand)]
@@ -411,6 +416,37 @@ pub fn run(args: WbArgs) -> Result<()> {
         WbCmd::Incident {
             cmd: IncidentCmd::Artifact { id, name, output },
         } => artifact(&c, id, &name, output),
+        WbCmd::Incident {
+            cmd: IncidentCmd::Note { id, text },
+        } => {
+            let v = c.post(
+                &format!("/api/incidents/{id}/notes"),
+                Some(&json!({"text": text})),
+            )?;
+            if json {
+                return print_json(&v);
+            }
+            out(&format!(
+                "incident {id}: {} notes on the timeline\n",
+                list(&v["timeline"]).len()
+            ))
+        }
+        WbCmd::Incident {
+            cmd: IncidentCmd::Diagnose { id, name },
+        } => {
+            let v = c.post(
+                &format!("/api/incidents/{id}/artifacts/{name}/diagnose"),
+                None,
+            )?;
+            if json {
+                return print_json(&v);
+            }
+            out(&format!(
+                "{}\n(attached to incident {id} as {})\n",
+                txt(&v["text"]).trim_end(),
+                txt(&v["artifact"])
+            ))
+        }
         WbCmd::Catalog => catalog(&c, json),
         WbCmd::Submit { name, file } => submit(&c, json, &name, &file),
         WbCmd::Request {
@@ -710,6 +746,18 @@ fn show_incident(c: &Client, json: bool, id: i64) -> Result<()> {
     }
     if let Some(n) = inc["notes"].as_str().filter(|n| !n.is_empty()) {
         s += &format!("  notes:\n    {}\n", n.replace('\n', "\n    "));
+    }
+    let timeline = list(&inc["timeline"]);
+    if !timeline.is_empty() {
+        s += "\ntimeline:\n";
+        for n in timeline {
+            s += &format!(
+                "  {} UTC {}: {}\n",
+                time(&n["created"]),
+                txt(&n["author"]),
+                txt(&n["text"]).replace('\n', "\n    ")
+            );
+        }
     }
     let arts = list(&inc["artifacts"]);
     s += &format!("\nartifacts ({}):\n", arts.len());

@@ -549,6 +549,66 @@ fn script_flow(url: &str, alice: &str, bob: &str, dir: &TempDir) {
     )
     .ok("incident artifact");
     assert!(got.stdout.contains("@ticks"), "{}", got.stdout);
+
+    // A built-in probe on the same incident (auto-approved: holdup-sched up
+    // to 60 s), the real `holdup record` started by the server; then
+    // holdup's diagnosis of its recording, attached, and a note.
+    let inc_s = inc.to_string();
+    let req = wb(
+        url,
+        alice,
+        &[
+            "--json",
+            "request",
+            "holdup-sched",
+            "--purpose",
+            "who runs instead",
+            "--duration",
+            "2s",
+            "--incident",
+            &inc_s,
+        ],
+    )
+    .ok("request holdup-sched")
+    .json();
+    assert_eq!(req["status"], "approved", "{req}");
+    let run = wb(url, alice, &["run", &id_of(&req).to_string(), "--wait"]).ok("run holdup-sched");
+    assert!(
+        run.stdout.contains("stopped_duration") || run.stdout.contains("finished"),
+        "{}",
+        run.stdout
+    );
+    let runs = wb(url, alice, &["--json", "runs", "--incident", &inc_s])
+        .ok("runs")
+        .json();
+    let rec = format!("run-{}.rec", id_of(&runs[0]));
+    let d = wb(url, alice, &["incident", "diagnose", &inc_s, &rec]).ok("incident diagnose");
+    assert!(
+        d.stdout.contains(&format!(
+            "attached to incident {inc} as {rec}.diagnosis.txt"
+        )),
+        "{}",
+        d.stdout
+    );
+    wb(
+        url,
+        alice,
+        &["incident", "note", &inc_s, "GET slow since 14:05"],
+    )
+    .ok("note");
+    let show = wb(url, alice, &["incident", "show", &inc_s]).ok("incident show");
+    assert!(
+        show.stdout.contains("alice: GET slow since 14:05"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout
+            .lines()
+            .any(|l| l.trim() == format!("{rec}.diagnosis.txt")),
+        "{}",
+        show.stdout
+    );
 }
 
 #[test]
