@@ -120,13 +120,17 @@ async function incidentsPage(main) {
     const service = el("input", { id: "incident-service", placeholder: "redis" });
     const host = el("input", { id: "incident-host", value: location.hostname });
     const notes = el("textarea", { id: "incident-notes" });
+    const start = el("input", { id: "incident-start", type: "datetime-local" });
+    const end = el("input", { id: "incident-end", type: "datetime-local" });
+    const secs = (input) => (input.value ? Math.floor(new Date(input.value).getTime() / 1000) : null);
     const form = el("form", { class: "card", id: "new-incident" }, el("h2", { text: "Open an incident" }),
       el("div", { class: "row" }, field("Title", title), field("Service", service), field("Host", host)),
+      el("div", { class: "row" }, field("Started (local time, optional)", start), field("Ended (optional)", end)),
       field("Notes", notes), el("button", { id: "incident-create", type: "submit", text: "Open incident" }));
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const inc = await attempt(() => api("POST", "/api/incidents",
-        { title: title.value, service: service.value, host: host.value, notes: notes.value }));
+        { title: title.value, service: service.value, host: host.value, notes: notes.value, start_time: secs(start), end_time: secs(end) }));
       if (inc) location.hash = "#/incidents/" + inc.id;
     });
     main.append(form);
@@ -228,6 +232,7 @@ async function incidentPage(main, id) {
   const view = el("div", { id: "incident-view", "data-incident": inc.id },
     el("h1", { text: "#" + inc.id + " " + inc.title }),
     el("p", { class: "muted", text: [inc.service && "service " + inc.service, inc.host && "host " + inc.host,
+      inc.start_time && "from " + when(inc.start_time), inc.end_time && "to " + when(inc.end_time),
       "opened by " + inc.created_by + " " + when(inc.created)].filter(Boolean).join(" · ") }),
     inc.notes ? el("p", { text: inc.notes }) : null);
   view.append(el("h2", { text: "Timeline" }));
