@@ -11,12 +11,12 @@
 
 use holdup_model::{Snapshot, Target};
 use holdup_record::{ReadStatus, Recorder, Recording, RecordingHeader};
-use holdup_testkit::{bpf_allowed, bpf_setup, serial, workload_bin, Workload};
+use holdup_testkit::{bpf_allowed, bpf_setup, serial, workload_bin, TempDir, Workload};
 use serde_json::Value;
 use std::io::Read;
 use std::os::fd::FromRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -30,28 +30,6 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 
 fn setup(what: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
     bpf_setup(what)
-}
-
-/// A scratch directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("holdup-cli-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn join(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn s(p: &Path) -> &str {

@@ -9,10 +9,10 @@
 //! missing capability fails them. Tests take the shared serial lock. Every `holdup` run has a
 //! deadline, so a hang fails the test instead of blocking it.
 
-use holdup_testkit::{bpf_allowed, bpf_setup, serial};
+use holdup_testkit::{bpf_allowed, bpf_setup, serial, TempDir};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,29 +21,6 @@ use std::time::{Duration, Instant};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 const TICKS: &str = "interval:ms:100 { @ticks = count(); } interval:s:1 { print(@ticks); }\n";
-
-/// A scratch directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("holdup-wb-cli-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn join(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A `holdup workbench serve` child on 127.0.0.1:<free port>; stopped when dropped.
 struct Server {

@@ -290,6 +290,9 @@ pub struct Workbench {
     /// last written there.
     head_path: PathBuf,
     head: Mutex<Option<audit::Head>>,
+    /// The connection's `total_changes` when the head copy was last synced:
+    /// guards that changed nothing (most are reads) skip the head query.
+    head_synced_at: std::sync::atomic::AtomicU64,
     /// When the last `auth.failure` was audited, and refusals since.
     auth_failures: Mutex<(Option<std::time::Instant>, u64)>,
 }
@@ -332,6 +335,39 @@ pub fn verify_store(db_path: &Path) -> anyhow::Result<audit::VerifyReport> {
     let conn = Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let copy = audit::read_head(&audit::head_path(db_path))?;
     Ok(verify_with_head(&conn, copy.as_ref())?)
+}
+
+/// Whether incident `id` exists.
+fn incident_exists(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM incidents WHERE id = ?1)",
+        [id],
+        |r| r.get(0),
+    )
+}
+
+/// Stores (or replaces) an artifact of an existing incident with its audit
+/// entry, inside the caller's transaction; `details` joins the entry.
+/// Returns the data's sha256.
+pub(crate) fn store_artifact(
+    conn: &Connection,
+    actor: &str,
+    incident: i64,
+    name: &str,
+    data: &[u8],
+    details: serde_json::Value,
+) -> rusqlite::Result<String> {
+    let sha = sha256_hex(data);
+    conn.execute(
+        "INSERT OR REPLACE INTO artifacts (incident_id, name, sha256, data, uploaded_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![incident, name, sha, data, actor, now()],
+    )?;
+    let mut d = json!({"incident": incident, "name": name, "sha256": sha, "bytes": data.len()});
+    if let (Some(d), serde_json::Value::Object(extra)) = (d.as_object_mut(), details) {
+        d.extend(extra);
+    }
+    audit::append(conn, now(), actor, "artifact.uploaded", &d)?;
+    Ok(sha)
 }
 
 /// The chain check, plus the check against the head copy when there is one.
@@ -406,6 +442,7 @@ impl Workbench {
             active: Mutex::default(),
             head_path,
             head: Mutex::default(),
+            head_synced_at: std::sync::atomic::AtomicU64::new(u64::MAX),
             auth_failures: Mutex::default(),
         };
         // Writes the head copy now; failing to is fatal at start.
@@ -434,11 +471,17 @@ impl Workbench {
 
     /// Brings the audit head copy up to date with the log.
     fn sync_head(&self, conn: &Connection) {
+        use std::sync::atomic::Ordering;
+        let changes = conn.total_changes();
+        if self.head_synced_at.load(Ordering::Relaxed) == changes {
+            return;
+        }
         let Ok(Some(now)) = audit::head(conn) else {
             return;
         };
         let mut last = self.head.lock().unwrap_or_else(|e| e.into_inner());
         if last.as_ref() == Some(&now) {
+            self.head_synced_at.store(changes, Ordering::Relaxed);
             return;
         }
         // Only a log that still holds the head written last may replace it:
@@ -450,7 +493,10 @@ impl Workbench {
             }
         }
         match audit::write_head(&self.head_path, &now) {
-            Ok(()) => *last = Some(now),
+            Ok(()) => {
+                *last = Some(now);
+                self.head_synced_at.store(changes, Ordering::Relaxed);
+            }
             Err(e) => eprintln!(
                 "holdup workbench: WARNING: could not write the audit head copy {} ({e}); deleting entries from the end of the log would go unnoticed until it is written",
                 self.head_path.display()
@@ -831,12 +877,7 @@ impl Workbench {
         {
             let mut conn = self.db();
             let tx = conn.transaction()?;
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS(SELECT 1 FROM incidents WHERE id = ?1)",
-                [incident],
-                |r| r.get(0),
-            )?;
-            if !exists {
+            if !incident_exists(&tx, incident)? {
                 return Err(ApiError::not_found(format!("no incident {incident}")));
             }
             tx.execute(
@@ -907,28 +948,12 @@ impl Workbench {
         data: &[u8],
     ) -> ApiResult<String> {
         validate_name(name)?;
-        let sha = sha256_hex(data);
         let mut conn = self.db();
         let tx = conn.transaction()?;
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM incidents WHERE id = ?1)",
-            [incident],
-            |r| r.get(0),
-        )?;
-        if !exists {
+        if !incident_exists(&tx, incident)? {
             return Err(ApiError::not_found(format!("no incident {incident}")));
         }
-        tx.execute(
-            "INSERT OR REPLACE INTO artifacts (incident_id, name, sha256, data, uploaded_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![incident, name, sha, data, actor.name, now()],
-        )?;
-        audit::append(
-            &tx,
-            now(),
-            &actor.name,
-            "artifact.uploaded",
-            &json!({"incident": incident, "name": name, "sha256": sha, "bytes": data.len()}),
-        )?;
+        let sha = store_artifact(&tx, &actor.name, incident, name, data, json!({}))?;
         tx.commit()?;
         Ok(sha)
     }

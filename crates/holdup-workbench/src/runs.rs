@@ -668,13 +668,9 @@ impl Workbench {
             // The incident may have been deleted meanwhile: then there is
             // nothing to attach to.
             let attach = match &w.attach {
-                Some((inc, name)) => tx
-                    .query_row(
-                        "SELECT EXISTS(SELECT 1 FROM incidents WHERE id = ?1)",
-                        [inc],
-                        |r| r.get::<_, bool>(0),
-                    )?
-                    .then_some((*inc, name.as_str())),
+                Some((inc, name)) => {
+                    crate::incident_exists(&tx, *inc)?.then_some((*inc, name.as_str()))
+                }
                 None => None,
             };
             tx.execute(
@@ -689,17 +685,7 @@ impl Workbench {
                 &json!({"run": w.run_id, "status": status, "output_bytes": out.len(), "output_sha256": sha, "exit_status": code, "reason": reason, "bpf_run_time_ns": bpf.run_time_ns, "bpf_programs": bpf.programs, "bpf_cpu_percent": cpu_percent, "peak_interval_percent": w.budget.peak_percent}),
             )?;
             if let Some((inc, name)) = attach {
-                tx.execute(
-                    "INSERT OR REPLACE INTO artifacts (incident_id, name, sha256, data, uploaded_by, created) VALUES (?1, ?2, ?3, ?4, 'system', ?5)",
-                    params![inc, name, sha, out, now()],
-                )?;
-                audit::append(
-                    &tx,
-                    now(),
-                    "system",
-                    "artifact.uploaded",
-                    &json!({"incident": inc, "name": name, "sha256": sha, "bytes": out.len(), "run": w.run_id}),
-                )?;
+                crate::store_artifact(&tx, "system", inc, name, &out, json!({"run": w.run_id}))?;
             }
             tx.commit()?;
             Ok(())

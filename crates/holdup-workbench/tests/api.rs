@@ -34,6 +34,21 @@ async fn verify(wb: &Wb) -> Value {
 const GOOD_SCRIPT: &str = "kprobe:do_nanosleep { @[comm] = count(); }\n";
 
 /// Submits a script; returns (status, response).
+/// Opens `n` incidents as admin (each an audit entry).
+async fn open_incidents(wb: &Wb, n: usize) {
+    for i in 0..n {
+        let (s, _) = call(
+            &wb.app,
+            Method::POST,
+            "/api/incidents",
+            Some(&wb.admin),
+            Some(json!({"title": format!("inc {i}")})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+}
+
 async fn submit(wb: &Wb, token: &str, name: &str, body: &str) -> (StatusCode, Value) {
     call(
         &wb.app,
@@ -346,17 +361,7 @@ async fn system_call_script_refused_by_default_policy() {
 async fn tampered_audit_entry_detected_at_its_seq() {
     let tmp = Tmp::new("tamper");
     let wb = start(&tmp);
-    for i in 0..4 {
-        let (s, _) = call(
-            &wb.app,
-            Method::POST,
-            "/api/incidents",
-            Some(&wb.admin),
-            Some(json!({"title": format!("inc {i}")})),
-        )
-        .await;
-        assert_eq!(s, StatusCode::CREATED);
-    }
+    open_incidents(&wb, 4).await;
     let v = verify(&wb).await;
     assert_eq!(v["ok"], true, "{v}");
     let conn = rusqlite::Connection::open(tmp.db()).unwrap();
@@ -380,17 +385,7 @@ async fn tampered_audit_entry_detected_at_its_seq() {
 async fn entries_deleted_from_the_end_of_the_audit_log_detected() {
     let tmp = Tmp::new("tail");
     let wb = start(&tmp);
-    for i in 0..3 {
-        let (s, _) = call(
-            &wb.app,
-            Method::POST,
-            "/api/incidents",
-            Some(&wb.admin),
-            Some(json!({"title": format!("inc {i}")})),
-        )
-        .await;
-        assert_eq!(s, StatusCode::CREATED);
-    }
+    open_incidents(&wb, 3).await;
     let v = verify(&wb).await;
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["head_copy_checked"], true, "{v}");
@@ -423,16 +418,7 @@ async fn entries_deleted_from_the_end_of_the_audit_log_detected() {
 async fn reordered_audit_entries_detected() {
     let tmp = Tmp::new("reorder");
     let wb = start(&tmp);
-    for i in 0..3 {
-        call(
-            &wb.app,
-            Method::POST,
-            "/api/incidents",
-            Some(&wb.admin),
-            Some(json!({"title": format!("inc {i}")})),
-        )
-        .await;
-    }
+    open_incidents(&wb, 3).await;
     let conn = rusqlite::Connection::open(tmp.db()).unwrap();
     // swap the contents (and seqs) of entries 3 and 4
     conn.execute_batch(

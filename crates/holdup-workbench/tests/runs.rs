@@ -423,6 +423,16 @@ fn switch_storm(
 
 /// A sched_switch script that keeps per-thread maps: its BPF cost scales
 /// with the context-switch rate.
+/// Runs approved request `rid` to its end while a switch storm goes.
+async fn run_during_storm(wb: &Wb, tok: &str, rid: i64, limit: Duration) -> (Value, Duration) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm = switch_storm(stop.clone());
+    let out = run_to_end(wb, tok, rid, limit).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    storm.join().unwrap();
+    out
+}
+
 const SWITCH_COUNTER: &str = "tracepoint:sched:sched_switch { @[args->prev_pid, args->next_pid] = count(); @h = hist(args->next_pid); }\n";
 
 #[test]
@@ -438,11 +448,7 @@ fn run_over_its_overhead_budget_is_stopped() {
         let policy = Policy::from_toml("[overhead_budget_percent]\nhigh = 0.05\n").unwrap();
         let wb = start(&tmp, policy);
         let (tok, rid) = approved_script(&wb, SWITCH_COUNTER, 30).await;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let storm = switch_storm(stop.clone());
-        let (run, took) = run_to_end(&wb, &tok, rid, Duration::from_secs(40)).await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        storm.join().unwrap();
+        let (run, took) = run_during_storm(&wb, &tok, rid, Duration::from_secs(40)).await;
         assert_eq!(run["status"], "stopped_overhead", "{run}");
         // Two 1 s intervals over budget, after a first reading, plus the
         // stop grace and slow startup of bpftrace: well under the 30 s.
@@ -475,11 +481,7 @@ fn run_within_its_overhead_budget_runs_to_its_duration() {
         let policy = Policy::from_toml("[overhead_budget_percent]\nhigh = 80\n").unwrap();
         let wb = start(&tmp, policy);
         let (tok, rid) = approved_script(&wb, SWITCH_COUNTER, 3).await;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let storm = switch_storm(stop.clone());
-        let (run, _) = run_to_end(&wb, &tok, rid, Duration::from_secs(20)).await;
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        storm.join().unwrap();
+        let (run, _) = run_during_storm(&wb, &tok, rid, Duration::from_secs(20)).await;
         assert_eq!(run["status"], "stopped_duration", "{run}");
         let pct = run["bpf_cpu_percent"].as_f64().unwrap();
         eprintln!("within budget: {pct:.3}% of a CPU");

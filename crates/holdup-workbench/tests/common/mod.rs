@@ -11,24 +11,16 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 /// A scratch directory holding one workbench store; removed on drop.
-pub struct Tmp(pub PathBuf);
-impl Tmp {
-    pub fn new(tag: &str) -> Tmp {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let d =
-            std::env::temp_dir().join(format!("holdup-wb-test-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Tmp(d)
-    }
-    pub fn db(&self) -> PathBuf {
-        self.0.join("wb.sqlite")
-    }
+pub use holdup_testkit::TempDir as Tmp;
+
+/// Where a scratch directory keeps its store.
+pub trait StoreDir {
+    fn db(&self) -> PathBuf;
 }
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+
+impl StoreDir for Tmp {
+    fn db(&self) -> PathBuf {
+        self.0.join("wb.sqlite")
     }
 }
 
