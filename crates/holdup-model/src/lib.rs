@@ -257,12 +257,25 @@ impl fmt::Display for SocketAddrs {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Resource {
-    /// A futex: address in a process.
+    /// A private futex (or a shared one in private anonymous memory), keyed as
+    /// the kernel keys it: the address space (a process) and the address.
     Futex {
         /// Process whose address space holds it.
         tgid: u32,
         /// User address.
         uaddr: u64,
+    },
+    /// A shared futex (no `FUTEX_PRIVATE_FLAG`) in file-backed or shared memory,
+    /// keyed as the kernel keys it: by its backing object, so a wait in one
+    /// process and the wake from another meet on one resource (process-shared
+    /// mutexes and semaphores, lock tables in shared memory).
+    SharedFutex {
+        /// Device of the backing inode (kernel dev_t; shmem's for shared anonymous memory).
+        dev: u64,
+        /// Backing inode.
+        ino: u64,
+        /// Byte offset of the futex word in the backing object.
+        offset: u64,
     },
     /// A file that is not a socket.
     File {
@@ -290,6 +303,9 @@ impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Resource::Futex { tgid, uaddr } => write!(f, "futex {uaddr:#x} (pid {tgid})"),
+            Resource::SharedFutex { ino, offset, .. } => {
+                write!(f, "shared futex inode {ino} +{offset:#x}")
+            }
             Resource::File {
                 file_type,
                 name,
