@@ -1,10 +1,15 @@
 //! The diagnosis as plain text for people: under a screen, most likely cause
 //! first, with the evidence.
 
+use crate::model::Model;
 use crate::split::SplitMethod;
 use crate::states::Category;
+use crate::stats::mean;
+use crate::verdict::Growth;
 use crate::verdict::Level;
 use crate::Diagnosis;
+use holdup_model::Histogram;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Verdicts shown in full (the others get one line).
@@ -187,4 +192,114 @@ pub fn render(d: &Diagnosis) -> String {
         }
     }
     o
+}
+
+// Wording shared by the verdicts.
+
+/// "19% → 43% of its busy time, ~+57% per request".
+pub(crate) fn change(g: &Growth) -> String {
+    format!(
+        "{} → {} of its busy time{}",
+        pct(g.share_before),
+        pct(g.share_after),
+        if g.per_work_before.is_some() && g.impact.abs() >= 0.005 {
+            format!(", ≈{:+.0}% time per request", g.impact * 100.0)
+        } else {
+            String::new()
+        }
+    )
+}
+
+pub(crate) fn fmt_rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// "1, 2, 3 and 4 more".
+pub(crate) fn id_list(ids: &[u32]) -> String {
+    let shown: Vec<String> = ids.iter().take(3).map(|p| p.to_string()).collect();
+    if ids.len() > 3 {
+        format!("{} and {} more", shown.join(", "), ids.len() - 3)
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// Thread names, compressed to "pattern (N threads)" for pools.
+pub(crate) fn comm_list<'a>(comms: impl Iterator<Item = &'a String>) -> String {
+    let mut by_pattern: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+    for c in comms {
+        by_pattern
+            .entry(crate::states::name_pattern(c))
+            .or_default()
+            .push(c);
+    }
+    by_pattern
+        .into_iter()
+        .map(|(p, v)| {
+            if v.len() > 2 {
+                format!("{p} ({} threads)", v.len())
+            } else {
+                v.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// "name (pid 1, 2)", or just the name without ids.
+pub(crate) fn named_with_ids(name: &str, ids: &[u32]) -> String {
+    if ids.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} (pid {})", id_list(ids))
+    }
+}
+
+pub(crate) fn ms(ns_per_s: f64) -> String {
+    format!("{:.0} ms/s", ns_per_s / 1e6)
+}
+
+pub(crate) fn pct(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+
+pub(crate) fn fmt_us(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+pub(crate) fn fmt_bytes_rate(b: f64) -> String {
+    if b >= 1048576.0 {
+        format!("{:.1} MiB/s", b / 1048576.0)
+    } else {
+        format!("{:.0} KiB/s", b / 1024.0)
+    }
+}
+
+pub(crate) fn hist_q(h: &Histogram, q: f64) -> Option<f64> {
+    h.quantile_us(q).map(|v| v as f64)
+}
+
+pub(crate) fn time_line(m: &Model, g: &Growth) -> String {
+    let mut line = format!(
+        "{} {}: {} ({} → {} of all its time)",
+        m.roles[g.role].name,
+        g.family.words(),
+        change(g),
+        pct(mean(&g.before)),
+        pct(mean(&g.after))
+    );
+    if let (Some(b), Some(i)) = (g.per_work_before, g.per_work_after) {
+        line += &format!("; {b:.2} → {i:.2} ms waited per ms of CPU work");
+    }
+    line
 }

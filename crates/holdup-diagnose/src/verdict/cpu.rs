@@ -1,0 +1,183 @@
+//! CPU contention (others ran instead) and CPU saturation (the service's own threads did).
+
+use super::*;
+
+/// Run-queue latency histogram of a role over a period.
+fn runq_hist(m: &Model, period: &[WinRef], role: usize) -> Histogram {
+    let mut h = Histogram::default();
+    for w in period {
+        for t in &m.snapshot(*w).threads {
+            if m.role_of_thread(*w, t.tid) == Some(role) {
+                h.merge(&t.runq_hist);
+            }
+        }
+    }
+    h
+}
+
+pub(super) fn candidate(
+    m: &Model,
+    b: &[WinRef],
+    i: &[WinRef],
+    g: &Growth,
+    missing: &mut Vec<String>,
+) -> Candidate {
+    // Process names of culprit tgids: their main thread's name when it ran.
+    let mut process_name: HashMap<(usize, u32), String> = HashMap::new();
+    for w in b.iter().chain(i) {
+        for c in &m.snapshot(*w).culprits {
+            if c.tid == c.tgid {
+                process_name.insert((w.src, c.tgid), c.comm.clone());
+            }
+        }
+    }
+    // Who ran instead, by process name: (ns baseline, ns incident, own, ids)
+    let mut who: BTreeMap<String, (f64, f64, bool, BTreeSet<u32>)> = BTreeMap::new();
+    let mut unattributed = [0u64; 2];
+    let mut runq = [0u64; 2];
+    for (which, period) in [(0usize, b), (1usize, i)] {
+        for w in period {
+            let s = m.snapshot(*w);
+            for c in &s.culprits {
+                if m.role_of_thread(*w, c.victim_tid) != Some(g.role) {
+                    continue;
+                }
+                let own = m.is_service(*w, c.tgid);
+                let name = process_name
+                    .get(&(w.src, c.tgid))
+                    .cloned()
+                    .unwrap_or_else(|| crate::states::name_pattern(&c.comm));
+                let e = who.entry(name).or_insert((0.0, 0.0, own, BTreeSet::new()));
+                if which == 0 {
+                    e.0 += c.ns as f64;
+                } else {
+                    e.1 += c.ns as f64;
+                    e.3.insert(c.tgid);
+                }
+            }
+            for t in &s.threads {
+                if m.role_of_thread(*w, t.tid) == Some(g.role) {
+                    unattributed[which] += t.runq_unattributed_ns;
+                    runq[which] += t.states.runq_ns;
+                }
+            }
+        }
+    }
+    let (bs, is) = (m.period_secs(b), m.period_secs(i));
+    let mut rows: Vec<(String, f64, f64, bool, Vec<u32>)> = who
+        .into_iter()
+        .map(|(comm, (nb, ni, own, ids))| (comm, nb / bs, ni / is, own, ids.into_iter().collect()))
+        .collect();
+    let delta_of = |own: bool| -> f64 {
+        rows.iter()
+            .filter(|r| r.3 == own)
+            .map(|r| r.2 - r.1)
+            .sum::<f64>()
+    };
+    let (d_ext, d_own) = (delta_of(false), delta_of(true));
+    let saturation = d_own > d_ext && d_own > 0.0;
+    // How much of the extra run-queue wait the tasks that ran instead explain.
+    let culprit_growth: f64 = rows.iter().map(|r| (r.2 - r.1).max(0.0)).sum();
+    let runq_growth = runq[1] as f64 / is - runq[0] as f64 / bs;
+    rows.retain(|r| r.3 == saturation);
+    rows.sort_by(|x, y| (y.2 - y.1).total_cmp(&(x.2 - x.1)));
+    let role = &m.roles[g.role].name;
+    let culprits: Vec<Named> = rows
+        .iter()
+        .filter(|r| r.2 - r.1 >= 1e6)
+        .take(3)
+        .map(|r| Named {
+            kind: NamedKind::Process,
+            name: r.0.clone(),
+            ids: r.4.clone(),
+            detail: format!("held the CPU {} → {} while {role} waited", ms(r.1), ms(r.2)),
+        })
+        .collect();
+    let kind = if saturation {
+        VerdictKind::CpuSaturation
+    } else {
+        VerdictKind::CpuContention
+    };
+    let mut v = base_verdict(kind, m, g);
+    v.evidence.push(time_line(m, g));
+    let (hb, hi) = (runq_hist(m, b, g.role), runq_hist(m, i, g.role));
+    if let (Some(b50), Some(b99), Some(i50), Some(i99)) = (
+        hist_q(&hb, 0.5),
+        hist_q(&hb, 0.99),
+        hist_q(&hi, 0.5),
+        hist_q(&hi, 0.99),
+    ) {
+        v.evidence.push(format!(
+            "run-queue latency p50 {} → {}, p99 {} → {} (log2 histogram bucket bounds)",
+            fmt_us(b50),
+            fmt_us(i50),
+            fmt_us(b99),
+            fmt_us(i99)
+        ));
+    }
+    for c in &culprits {
+        v.evidence
+            .push(format!("{} {}", named_with_ids(&c.name, &c.ids), c.detail));
+    }
+    let names: Vec<String> = culprits
+        .iter()
+        .map(|c| {
+            format!(
+                "{} ({})",
+                c.name,
+                ms(rows.iter().find(|r| r.0 == c.name).map_or(0.0, |r| r.2))
+            )
+        })
+        .collect();
+    v.summary = if saturation {
+        format!(
+            "{role} waits for a CPU behind the service's own threads: {}{}",
+            change(g),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!("; they ran instead: {}", names.join(", "))
+            }
+        )
+    } else {
+        format!(
+            "{role} waits for a CPU: {}{}",
+            change(g),
+            if names.is_empty() {
+                "; holdup could not name who ran instead".to_string()
+            } else {
+                format!("; ran instead: {}", names.join(", "))
+            }
+        )
+    };
+    if runq_growth > 0.0 && culprit_growth < 0.3 * runq_growth {
+        // Little of the extra wait is anyone's CPU time: weak evidence.
+        v.score *= 0.5;
+        v.significant = v.significant && v.score >= 0.2;
+        v.evidence.push(format!(
+            "who ran instead explains only {} of the {} more run-queue wait",
+            ms(culprit_growth),
+            ms(runq_growth)
+        ));
+    }
+    if runq[1] > 0 && unattributed[1] as f64 > 0.3 * runq[1] as f64 {
+        missing.push(format!(
+            "{:.0}% of {role}'s run-queue wait was older than holdup's per-CPU history, so who ran instead is incomplete",
+            100.0 * unattributed[1] as f64 / runq[1] as f64
+        ));
+    }
+    if culprits.is_empty() && g.significant {
+        missing.push(format!(
+            "who ran instead while {role} waited was not recorded (culprits empty): the run-queue growth has no named culprit"
+        ));
+    }
+    let leads_to = match culprits.first() {
+        Some(c) => format!("CPU held by {}", c.name),
+        None => "CPU (culprit unknown)".into(),
+    };
+    v.culprits = culprits;
+    Candidate {
+        verdict: v,
+        leads_to,
+    }
+}

@@ -1,0 +1,163 @@
+//! Lock contention: the lock, its waiters and its holders.
+
+use super::*;
+
+pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Candidate {
+    let role = m.roles[g.role].name.clone();
+    // futex label -> ([wait ns b, i], [waits b, i], waiters (src, tid), per-window wait/waits, hist i)
+    #[derive(Default)]
+    struct F {
+        ns: [f64; 2],
+        waits: [f64; 2],
+        waiters: BTreeSet<(usize, u32)>,
+        hist: Histogram,
+        key: (u32, u64),
+    }
+    let mut futexes: BTreeMap<String, F> = BTreeMap::new();
+    for (which, period) in [(0usize, b), (1usize, i)] {
+        for w in period {
+            let s = m.snapshot(*w);
+            let f = m.facts(*w);
+            for r in &s.resources {
+                if r.kind != WaitKind::Futex || m.role_of_thread(*w, r.tid) != Some(g.role) {
+                    continue;
+                }
+                let Resource::Futex { tgid, uaddr } = r.resource else {
+                    continue;
+                };
+                if f.futex_use.get(&(tgid, uaddr)) != Some(&FutexUse::Lock) {
+                    continue;
+                }
+                let e = futexes.entry(r.resource.to_string()).or_default();
+                e.key = (tgid, uaddr);
+                e.ns[which] += r.wait_ns as f64;
+                e.waits[which] += r.waits as f64;
+                if which == 1 {
+                    e.waiters.insert((w.src, r.tid));
+                    e.hist.merge(&r.hist);
+                }
+            }
+        }
+    }
+    let (bs, is) = (m.period_secs(b), m.period_secs(i));
+    let top = futexes.iter().max_by(|x, y| {
+        (x.1.ns[1] / is - x.1.ns[0] / bs).total_cmp(&(y.1.ns[1] / is - y.1.ns[0] / bs))
+    });
+    let mut v = base_verdict(VerdictKind::LockContention, m, g);
+    v.evidence.push(time_line(m, g));
+    let mut culprits = Vec::new();
+    let mut leads_to = "a lock".to_string();
+    if let Some((label, f)) = top {
+        leads_to = label.clone();
+        // Holders: who woke waiters of this futex in the incident.
+        let mut holders: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        for w in i {
+            let s = m.snapshot(*w);
+            for fw in &s.futex_wakes {
+                if let Resource::Futex { tgid, uaddr } = fw.futex {
+                    if (tgid, uaddr) == f.key {
+                        let comm = s
+                            .thread(fw.waker_tid)
+                            .map(|t| t.comm.clone())
+                            .unwrap_or_else(|| format!("tid {}", fw.waker_tid));
+                        holders.entry(comm).or_default().insert(fw.waker_tid);
+                    }
+                }
+            }
+        }
+        let mut waiter_comms: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+        for (src, tid) in &f.waiters {
+            let comm = i
+                .iter()
+                .filter(|w| w.src == *src)
+                .find_map(|w| m.snapshot(*w).thread(*tid).map(|t| t.comm.clone()))
+                .unwrap_or_else(|| format!("tid {tid}"));
+            waiter_comms.entry(comm).or_default().insert(*tid);
+        }
+        let per_wait = |which: usize| {
+            if f.waits[which] > 0.0 {
+                f.ns[which] / f.waits[which] / 1e3
+            } else {
+                0.0
+            }
+        };
+        v.evidence.push(format!(
+            "{label}: waited {} → {}, {} per blocking wait → {} (p99 {})",
+            ms(f.ns[0] / bs),
+            ms(f.ns[1] / is),
+            fmt_us(per_wait(0)),
+            fmt_us(per_wait(1)),
+            hist_q(&f.hist, 0.99).map(fmt_us).unwrap_or_default()
+        ));
+        let same = holders.keys().all(|h| waiter_comms.contains_key(h));
+        v.evidence.push(format!(
+            "waiting threads: {}; holders (they wake the waiters when they unlock): {}{}",
+            comm_list(waiter_comms.keys()),
+            if holders.is_empty() {
+                "not seen".to_string()
+            } else {
+                comm_list(holders.keys())
+            },
+            if same && !holders.is_empty() {
+                " (the same threads: they serialise on this lock)"
+            } else {
+                ""
+            }
+        ));
+        culprits.push(Named {
+            kind: NamedKind::Futex,
+            name: label.clone(),
+            ids: vec![f.key.0],
+            detail: format!("waited {} → {}", ms(f.ns[0] / bs), ms(f.ns[1] / is)),
+        });
+        let mut roles_named: BTreeSet<String> = BTreeSet::new();
+        let mut threads: BTreeMap<&String, (BTreeSet<u32>, bool, bool)> = BTreeMap::new();
+        for (comm, tids) in &waiter_comms {
+            let e = threads.entry(comm).or_default();
+            e.0.extend(tids);
+            e.1 = true;
+        }
+        for (comm, tids) in &holders {
+            let e = threads.entry(comm).or_default();
+            e.0.extend(tids);
+            e.2 = true;
+        }
+        for (comm, (tids, waiter, holder)) in threads {
+            culprits.push(Named {
+                kind: NamedKind::Thread,
+                name: comm.clone(),
+                ids: tids.iter().copied().collect(),
+                detail: match (waiter, holder) {
+                    (true, true) => "waits for the lock and holds it".into(),
+                    (true, false) => "waits for the lock".into(),
+                    _ => "holds the lock".into(),
+                },
+            });
+            if let Some(w) = i.first() {
+                if let Some(r) = tids.iter().find_map(|t| m.role_of_thread(*w, *t)) {
+                    roles_named.insert(m.roles[r].name.clone());
+                }
+            }
+        }
+        for r in roles_named {
+            culprits.push(Named {
+                kind: NamedKind::Role,
+                name: r,
+                ids: Vec::new(),
+                detail: "threads of this role wait for and hold the lock".into(),
+            });
+        }
+        v.summary = format!(
+            "{role} waits for a lock: {}; {label} is held and waited for by {}",
+            change(g),
+            comm_list(waiter_comms.keys())
+        );
+    } else {
+        v.summary = format!("{role} waits for locks: {}", change(g));
+    }
+    v.culprits = culprits;
+    Candidate {
+        verdict: v,
+        leads_to,
+    }
+}

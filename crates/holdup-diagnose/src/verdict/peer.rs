@@ -1,0 +1,124 @@
+//! Slow external service: the peer the service waits for.
+
+use super::*;
+
+pub(super) fn candidate(
+    m: &Model,
+    b: &[WinRef],
+    i: &[WinRef],
+    g: &Growth,
+    missing: &mut Vec<String>,
+) -> Candidate {
+    let role = m.roles[g.role].name.clone();
+    #[derive(Default)]
+    struct P {
+        ns: [f64; 2],
+        waits: [f64; 2],
+        hist: [Histogram; 2],
+    }
+    let mut peers: BTreeMap<String, P> = BTreeMap::new();
+    for (which, period) in [(0usize, b), (1usize, i)] {
+        for w in period {
+            let s = m.snapshot(*w);
+            let f = m.facts(*w);
+            for r in &s.resources {
+                if m.role_of_thread(*w, r.tid) != Some(g.role) {
+                    continue;
+                }
+                if !matches!(
+                    r.kind,
+                    WaitKind::SockRecv | WaitKind::SockSend | WaitKind::Connect
+                ) {
+                    continue;
+                }
+                let Resource::Socket(sock) = &r.resource else {
+                    continue;
+                };
+                if f.direction(sock) != Direction::Outbound {
+                    continue;
+                }
+                let p = peers.entry(sock.peer.clone()).or_default();
+                p.ns[which] += r.wait_ns as f64;
+                p.waits[which] += r.waits as f64;
+                p.hist[which].merge(&r.hist);
+            }
+            for e in &s.wakeups {
+                if e.wait_kind != Some(WaitKind::Mux)
+                    || m.role_of_thread(*w, e.wakee_tid) != Some(g.role)
+                {
+                    continue;
+                }
+                if let Waker::Socket(sock) = &e.waker {
+                    if f.direction(sock) == Direction::Outbound {
+                        let p = peers.entry(sock.peer.clone()).or_default();
+                        p.ns[which] += e.sleep_ns as f64;
+                        p.waits[which] += e.count as f64;
+                    }
+                }
+            }
+        }
+    }
+    let (bs, is) = (m.period_secs(b), m.period_secs(i));
+    let mut v = base_verdict(VerdictKind::SlowExternalService, m, g);
+    v.evidence.push(time_line(m, g));
+    let mut rows: Vec<(String, P)> = peers.into_iter().collect();
+    rows.sort_by(|x, y| {
+        (y.1.ns[1] / is - y.1.ns[0] / bs).total_cmp(&(x.1.ns[1] / is - x.1.ns[0] / bs))
+    });
+    let mut leads_to = "a peer service".to_string();
+    for (peer, p) in rows.iter().take(3) {
+        let per = |w: usize| {
+            if p.waits[w] > 0.0 {
+                p.ns[w] / p.waits[w] / 1e3
+            } else {
+                0.0
+            }
+        };
+        v.culprits.push(Named {
+            kind: NamedKind::Peer,
+            name: peer.clone(),
+            ids: Vec::new(),
+            detail: format!(
+                "waited {} → {}; {} → {} per wait (p99 {}), {:.0} → {:.0} waits/s",
+                ms(p.ns[0] / bs),
+                ms(p.ns[1] / is),
+                fmt_us(per(0)),
+                fmt_us(per(1)),
+                hist_q(&p.hist[1], 0.99).map(fmt_us).unwrap_or_default(),
+                p.waits[0] / bs,
+                p.waits[1] / is
+            ),
+        });
+    }
+    if let Some(c) = v.culprits.first() {
+        leads_to = format!("peer {}", c.name);
+        v.evidence.push(format!("peer {}: {}", c.name, c.detail));
+        let p = &rows[0].1;
+        let per = |w: usize| {
+            if p.waits[w] > 0.0 {
+                p.ns[w] / p.waits[w] / 1e3
+            } else {
+                0.0
+            }
+        };
+        v.summary = format!(
+            "{role} waits for the peer {}: {}, {} → {} per request",
+            c.name,
+            change(g),
+            fmt_us(per(0)),
+            fmt_us(per(1))
+        );
+    } else {
+        v.summary = format!(
+            "{role} waits on outgoing connections: {}; the peer address was not resolved",
+            change(g)
+        );
+        if g.significant {
+            missing.push("the peer of the outgoing waits was not resolved (no socket addresses in the wait records)".into());
+        }
+    }
+    Candidate {
+        verdict: v,
+        leads_to,
+    }
+}
