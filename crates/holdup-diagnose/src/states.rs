@@ -214,11 +214,56 @@ pub enum Direction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FutexUse {
-    /// The threads that wait on it are the threads that wake it: a lock.
+    /// Its waiters are woken by peers of their own role (threads or
+    /// processes doing the same job): contention for something they share.
+    /// Covers mutexes (waiters and wakers are the same threads) and locks
+    /// that put each waiter on its own semaphore or condition variable,
+    /// signalled by the holder when it releases.
     Lock,
-    /// Other threads wake the waiters: a condition/event, a hand-off of work.
+    /// A different role (or another process) wakes the waiters: a
+    /// condition/event, a hand-off of work between pipeline stages.
     Handoff,
 }
+
+/// A futex as the kernel keys it: a private one by address space and
+/// address, a shared one by its backing object, so that a wait in one
+/// process and the wake from another meet on one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FutexKey {
+    /// Private (or in private anonymous memory): process and address.
+    Private {
+        /// Process.
+        tgid: u32,
+        /// Address.
+        uaddr: u64,
+    },
+    /// Shared, in file-backed or shared memory.
+    Shared {
+        /// Device of the backing inode.
+        dev: u64,
+        /// Backing inode.
+        ino: u64,
+        /// Offset in it.
+        offset: u64,
+    },
+}
+
+impl FutexKey {
+    /// The key of a futex resource (None for other resources).
+    pub fn of(r: &Resource) -> Option<FutexKey> {
+        match *r {
+            Resource::Futex { tgid, uaddr } => Some(FutexKey::Private { tgid, uaddr }),
+            Resource::SharedFutex { dev, ino, offset } => {
+                Some(FutexKey::Shared { dev, ino, offset })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A thread's role before roles are built: its process name and thread-name
+/// pattern (see [`name_pattern`]). Peers of one role share it.
+pub type Kin = (String, String);
 
 /// Port of "addr:port" (also "[v6]:port").
 pub fn port_of(addr: &str) -> Option<u16> {
@@ -248,8 +293,10 @@ pub struct SourceFacts {
     /// Peer addresses shared by several connections of the service (one
     /// server called over several connections).
     pub shared_peers: BTreeSet<String>,
-    /// How each futex (tgid, address) is used.
-    pub futex_use: HashMap<(u32, u64), FutexUse>,
+    /// How each futex is used.
+    pub futex_use: HashMap<FutexKey, FutexUse>,
+    /// Role kinship of every thread seen (target threads and wakers).
+    pub kin: HashMap<u32, Kin>,
     /// Entry-point threads (tid) and why.
     pub entry_threads: BTreeMap<u32, String>,
     /// Whether per-call socket counting was on (some recv/send calls seen).
@@ -277,15 +324,20 @@ impl SourceFacts {
                 .or_default()
                 .insert(s.local.clone());
         };
-        // futex (tgid, addr) -> waiting tids; and woken counts per waker tid
-        let mut futex_waiters: HashMap<(u32, u64), HashSet<u32>> = HashMap::new();
-        let mut futex_wakers: HashMap<(u32, u64), HashMap<u32, u64>> = HashMap::new();
+        // futex -> waiting tids; and woken counts per waker tid
+        let mut futex_waiters: HashMap<FutexKey, HashSet<u32>> = HashMap::new();
+        let mut futex_wakers: HashMap<FutexKey, HashMap<u32, u64>> = HashMap::new();
+        // tid -> (tgid, comm), for the kinship of waiters and wakers
+        let mut comm_of: HashMap<u32, (u32, String)> = HashMap::new();
         for s in windows {
             for t in &s.threads {
                 f.tgids.insert(t.tgid);
                 if t.tid == t.tgid {
                     f.process_names.insert(t.tgid, t.comm.clone());
                 }
+                comm_of
+                    .entry(t.tid)
+                    .or_insert_with(|| (t.tgid, t.comm.clone()));
             }
             for r in &s.resources {
                 if r.calls > 0 {
@@ -302,27 +354,30 @@ impl SourceFacts {
                         }
                         note_socket(sock, &mut f);
                     }
-                    Resource::Futex { tgid, uaddr } if r.kind == WaitKind::Futex => {
-                        futex_waiters
-                            .entry((*tgid, *uaddr))
-                            .or_default()
-                            .insert(r.tid);
+                    other if r.kind == WaitKind::Futex => {
+                        if let Some(key) = FutexKey::of(other) {
+                            futex_waiters.entry(key).or_default().insert(r.tid);
+                        }
                     }
                     _ => {}
                 }
             }
             for w in &s.futex_wakes {
-                if let Resource::Futex { tgid, uaddr } = w.futex {
+                if let Some(key) = FutexKey::of(&w.futex) {
                     *futex_wakers
-                        .entry((tgid, uaddr))
+                        .entry(key)
                         .or_default()
                         .entry(w.waker_tid)
                         .or_default() += w.woken.max(w.calls);
                 }
             }
             for e in &s.wakeups {
-                if let Waker::Socket(sock) = &e.waker {
-                    note_socket(sock, &mut f);
+                match &e.waker {
+                    Waker::Socket(sock) => note_socket(sock, &mut f),
+                    Waker::Thread { tgid, tid, comm } => {
+                        comm_of.entry(*tid).or_insert_with(|| (*tgid, comm.clone()));
+                    }
+                    Waker::Kernel => {}
                 }
             }
         }
@@ -341,13 +396,23 @@ impl SourceFacts {
             .filter(|(_, locals)| locals.len() >= 2)
             .map(|(p, _)| p)
             .collect();
-        // A futex is a lock when most of its wake-ups come from threads that
-        // also wait on it.
+        for (tid, (tgid, comm)) in &comm_of {
+            let process = f
+                .process_names
+                .get(tgid)
+                .cloned()
+                .unwrap_or_else(|| format!("pid {tgid}"));
+            f.kin.insert(*tid, (process, name_pattern(comm)));
+        }
+        // A futex is a lock when most of its wake-ups come from peers of its
+        // waiters' roles (or from its waiters themselves).
         for (key, waiters) in &futex_waiters {
             let wakers = futex_wakers.get(key);
+            let waiter_kin: HashSet<&Kin> = waiters.iter().filter_map(|t| f.kin.get(t)).collect();
             let (mut own, mut other) = (0u64, 0u64);
             for (tid, n) in wakers.into_iter().flatten() {
-                if waiters.contains(tid) {
+                let kin = f.kin.get(tid).is_some_and(|k| waiter_kin.contains(k));
+                if waiters.contains(tid) || kin {
                     own += n;
                 } else {
                     other += n;
@@ -399,6 +464,15 @@ impl SourceFacts {
                 }
             }
             _ => Direction::Inbound,
+        }
+    }
+
+    /// Whether two threads are peers of one role (same process name and
+    /// thread-name pattern).
+    pub fn are_kin(&self, a: u32, b: u32) -> bool {
+        match (self.kin.get(&a), self.kin.get(&b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
         }
     }
 
@@ -518,10 +592,7 @@ pub fn breakdown(s: &Snapshot, t: &ThreadWindow, f: &SourceFacts) -> Breakdown {
                     .iter()
                     .filter(|r| r.tid == t.tid && r.kind == WaitKind::Futex)
                 {
-                    let usage = match r.resource {
-                        Resource::Futex { tgid, uaddr } => f.futex_use.get(&(tgid, uaddr)).copied(),
-                        _ => None,
-                    };
+                    let usage = FutexKey::of(&r.resource).and_then(|k| f.futex_use.get(&k).copied());
                     if usage == Some(FutexUse::Lock) {
                         lock += r.wait_ns;
                     } else {

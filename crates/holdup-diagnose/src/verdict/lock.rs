@@ -10,8 +10,9 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
         ns: [f64; 2],
         waits: [f64; 2],
         waiters: BTreeSet<(usize, u32)>,
+        waiter_pids: BTreeSet<u32>,
         hist: Histogram,
-        key: (u32, u64),
+        key: Option<FutexKey>,
     }
     let mut futexes: BTreeMap<String, F> = BTreeMap::new();
     for (which, period) in [(0usize, b), (1usize, i)] {
@@ -22,18 +23,19 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
                 if r.kind != WaitKind::Futex || m.role_of_thread(*w, r.tid) != Some(g.role) {
                     continue;
                 }
-                let Resource::Futex { tgid, uaddr } = r.resource else {
+                let Some(key) = FutexKey::of(&r.resource) else {
                     continue;
                 };
-                if f.futex_use.get(&(tgid, uaddr)) != Some(&FutexUse::Lock) {
+                if f.futex_use.get(&key) != Some(&FutexUse::Lock) {
                     continue;
                 }
                 let e = futexes.entry(r.resource.to_string()).or_default();
-                e.key = (tgid, uaddr);
+                e.key = Some(key);
                 e.ns[which] += r.wait_ns as f64;
                 e.waits[which] += r.waits as f64;
                 if which == 1 {
                     e.waiters.insert((w.src, r.tid));
+                    e.waiter_pids.insert(r.tgid);
                     e.hist.merge(&r.hist);
                 }
             }
@@ -54,8 +56,8 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
         for w in i {
             let s = m.snapshot(*w);
             for fw in &s.futex_wakes {
-                if let Resource::Futex { tgid, uaddr } = fw.futex {
-                    if (tgid, uaddr) == f.key {
+                {
+                    if FutexKey::of(&fw.futex) == f.key {
                         let comm = s
                             .thread(fw.waker_tid)
                             .map(|t| t.comm.clone())
@@ -107,7 +109,10 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
         culprits.push(Named {
             kind: NamedKind::Futex,
             name: label.clone(),
-            ids: vec![f.key.0],
+            ids: match f.key {
+                Some(FutexKey::Private { tgid, .. }) => vec![tgid],
+                _ => f.waiter_pids.iter().copied().collect(),
+            },
             detail: format!("waited {} → {}", ms(f.ns[0] / bs), ms(f.ns[1] / is)),
         });
         let mut roles_named: BTreeSet<String> = BTreeSet::new();

@@ -24,7 +24,7 @@ mod peer;
 pub use growth::*;
 
 use crate::model::{Model, WinRef};
-use crate::states::{Category, CauseFamily, Direction, FutexUse};
+use crate::states::{Category, CauseFamily, Direction, FutexKey, FutexUse};
 use crate::stats::{cliffs_delta, mean, Dist};
 use crate::text::{
     change, comm_list, fmt_bytes_rate, fmt_rate, fmt_us, hist_q, ms, named_with_ids, pct, time_line,
@@ -441,14 +441,9 @@ pub(super) fn slow_stage(m: &Model, i: &[WinRef], role: usize) -> Option<usize> 
                 if !handoff_kind {
                     continue;
                 }
-                if e.wait_kind == Some(WaitKind::Futex) {
-                    let lock = f
-                        .futex_use
-                        .iter()
-                        .any(|((_, a), u)| *a == e.resource_id && *u == FutexUse::Lock);
-                    if lock {
-                        continue;
-                    }
+                if e.wait_kind == Some(WaitKind::Futex) && f.are_kin(*tid, e.wakee_tid) {
+                    // a peer of its own role woke it: a lock, not a hand-off
+                    continue;
                 }
                 if let Some(r) = m.role_of_thread(*w, *tid) {
                     if r != role {
