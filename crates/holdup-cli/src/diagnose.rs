@@ -43,6 +43,13 @@ pub struct DiagnoseArgs {
     /// is worse (e.g. p99 latency). Used to split baseline and incident.
     #[arg(long, value_name = "FILE")]
     slo: Option<PathBuf>,
+    /// Judge the incident alone, without a baseline ("it is slow right
+    /// now"): the --incident range, or every window the service was active
+    /// in. Each hold-up's share of the entry threads' busy time is held
+    /// against a stated threshold (docs/DIAGNOSE.md). Without this flag
+    /// holdup does the same by itself when the watch shows no change.
+    #[arg(long, conflicts_with = "baseline")]
+    no_baseline: bool,
     /// Print the diagnosis as JSON.
     #[arg(long)]
     json: bool,
@@ -79,7 +86,13 @@ pub fn run(args: DiagnoseArgs) -> Result<()> {
     if !live && args.record.is_some() {
         bail!("--record saves live windows; it does not apply to a recording");
     }
-    let mut split = SplitRequest::default();
+    let mut split = SplitRequest {
+        no_baseline: args.no_baseline,
+        ..SplitRequest::default()
+    };
+    if args.no_baseline && args.slo.is_some() {
+        bail!("--no-baseline judges the incident alone; an SLO series only chooses a baseline and an incident: give one or the other");
+    }
     let mut baseline_rec = None;
     if let Some(b) = &args.baseline {
         match TimeRange::parse(b) {

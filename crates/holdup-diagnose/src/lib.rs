@@ -31,7 +31,7 @@ pub use graph::Graph;
 pub use model::Source;
 pub use split::{SloSeries, SplitReport, SplitRequest, TimeRange};
 pub use states::Category;
-pub use verdict::{PathStep, Verdict, VerdictKind};
+pub use verdict::{Mode, PathStep, Verdict, VerdictKind};
 
 use holdup_model::Snapshot;
 use model::{Model, WinRef};
@@ -108,6 +108,8 @@ pub struct Diagnosis {
     pub windows: usize,
     /// Window length, ms (of the first window).
     pub window_ms: u64,
+    /// Baseline against incident, or the incident judged alone.
+    pub mode: Mode,
     /// How baseline and incident were chosen.
     pub split: SplitReport,
     /// Entry roles and how they serve clients.
@@ -240,8 +242,64 @@ pub fn diagnose(input: &Input) -> Diagnosis {
     } else {
         split::choose(&m, &input.split)
     };
+    let mut periods = periods;
+    let mode = if periods.report.method == split::SplitMethod::NoBaseline {
+        Mode::IncidentOnly
+    } else {
+        Mode::Compare
+    };
+    let mut outcome = verdict::decide(&m, &periods.baseline, &periods.incident, mode);
+    let mut mode = mode;
+    // No change in the watch (the automatic split found none that matters,
+    // or the run is too short to split): it may have been attached during
+    // the incident. Judge the active windows alone; if a hold-up stands out,
+    // that is the answer.
+    let auto = matches!(
+        periods.report.method,
+        split::SplitMethod::ChangePoint | split::SplitMethod::None
+    );
+    let quiet = matches!(
+        outcome.verdicts[0].kind,
+        VerdictKind::NoSignificantChange | VerdictKind::InsufficientData
+    );
+    if mode == Mode::Compare && auto && quiet && !m.sources.is_empty() {
+        let mut roles = m.entry_roles();
+        if roles.is_empty() {
+            roles = (0..m.roles.len()).collect();
+        }
+        let all: Vec<WinRef> = (0..m.sources[0].0.windows.len())
+            .map(|idx| WinRef { src: 0, idx })
+            .collect();
+        let (active, _) = split::active_windows(&m, &all, &roles);
+        let alone = verdict::decide(&m, &[], &active, Mode::IncidentOnly);
+        if alone.verdicts[0].significant {
+            let why = if periods.report.method == split::SplitMethod::None {
+                "too few windows to compare"
+            } else {
+                "no significant change between the stretches of the watch"
+            };
+            periods.report = SplitReport {
+                method: split::SplitMethod::NoBaseline,
+                baseline: split::PeriodInfo {
+                    source: String::new(),
+                    from_s: 0.0,
+                    to_s: 0.0,
+                    windows: 0,
+                },
+                incident: split::period_info(&m, &active),
+                detail: format!(
+                    "{why} ({}), so the active windows were judged alone: the hold-up was there all along",
+                    periods.report.detail
+                ),
+                slo: None,
+            };
+            periods.baseline = Vec::new();
+            periods.incident = active;
+            outcome = alone;
+            mode = Mode::IncidentOnly;
+        }
+    }
     let (b, i) = (&periods.baseline, &periods.incident);
-    let outcome = verdict::decide(&m, b, i);
     missing.extend(outcome.missing);
     let graph = graph::build(&m, b, i);
 
@@ -329,6 +387,7 @@ pub fn diagnose(input: &Input) -> Diagnosis {
             .first()
             .map(|(s, _)| s.windows[0].window.duration_ns() / 1_000_000)
             .unwrap_or(0),
+        mode,
         split: periods.report,
         entry,
         roles,

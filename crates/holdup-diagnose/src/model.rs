@@ -253,7 +253,12 @@ impl<'a> Model<'a> {
 
     /// Total length of some windows, s.
     pub fn period_secs(&self, period: &[WinRef]) -> f64 {
-        period.iter().map(|w| self.window_secs(*w)).sum()
+        // never 0: a per-second rate over an empty period is 0, not NaN
+        period
+            .iter()
+            .map(|w| self.window_secs(*w))
+            .sum::<f64>()
+            .max(1e-9)
     }
 
     /// Role of a thread of a window's source.

@@ -158,6 +158,9 @@ pub enum SplitMethod {
     ChangePoint,
     /// Change point of the user's SLO series.
     Slo,
+    /// No baseline: the incident judged alone (asked for, or no change in
+    /// the watch).
+    NoBaseline,
     /// Too few windows to split: no comparison.
     None,
 }
@@ -208,6 +211,9 @@ pub struct SplitRequest {
     pub incident: Option<TimeRange>,
     /// SLO series.
     pub slo: Option<SloSeries>,
+    /// Judge the incident alone (the --incident range, or every window the
+    /// service was active in), with no baseline.
+    pub no_baseline: bool,
 }
 
 /// The chosen periods.
@@ -238,7 +244,8 @@ fn rel_bounds(m: &Model, ws: &[WinRef]) -> (f64, f64) {
     (from, to)
 }
 
-fn info(m: &Model, ws: &[WinRef]) -> PeriodInfo {
+/// Where a period lies, for the report.
+pub fn period_info(m: &Model, ws: &[WinRef]) -> PeriodInfo {
     let (from_s, to_s) = rel_bounds(m, ws);
     PeriodInfo {
         source: ws
@@ -433,6 +440,74 @@ fn slo_per_window(m: &Model, windows: &[WinRef], slo: &SloSeries) -> Vec<Option<
     out
 }
 
+/// A window where the service's entry threads did less busy (not idle) work
+/// than this share of their typical loaded level is idle: the service had
+/// nothing to do (before the load started, after it stopped).
+pub const IDLE_LEVEL: f64 = 0.05;
+/// Below this busy time (CPU-seconds per second) a window is idle whatever
+/// the loaded level.
+pub const IDLE_FLOOR: f64 = 0.01;
+/// A window right after an idle start doing less than this share of the
+/// loaded level is the ramp (the load starting mid-window, data loading).
+pub const RAMP_LEVEL: f64 = 0.6;
+
+/// The windows where the service was active: leading idle windows and the
+/// ramp after them, and trailing idle windows, are left out, so that an
+/// idle or ramping stretch is never the baseline of a contention verdict.
+/// Returns the active windows and a note on what was left out ("" if none).
+pub fn active_windows(m: &Model, windows: &[WinRef], roles: &[usize]) -> (Vec<WinRef>, String) {
+    let activity: Vec<f64> = windows
+        .iter()
+        .map(|w| {
+            let busy: u64 = roles.iter().map(|r| m.cell(*w, *r).busy_ns()).sum();
+            busy as f64 / 1e9 / m.window_secs(*w)
+        })
+        .collect();
+    if activity.is_empty() {
+        return (Vec::new(), String::new());
+    }
+    // The loaded level: the median of the busier half of the windows.
+    let mut sorted = activity.clone();
+    sorted.sort_by(f64::total_cmp);
+    let level = sorted[sorted.len() / 2..][(sorted.len() - sorted.len() / 2) / 2];
+    let idle = |a: f64| a < IDLE_FLOOR.max(IDLE_LEVEL * level);
+    let mut first = activity
+        .iter()
+        .position(|a| !idle(*a))
+        .unwrap_or(activity.len());
+    let lead_idle = first;
+    if lead_idle > 0 {
+        while first < activity.len() && activity[first] < RAMP_LEVEL * level {
+            first += 1;
+        }
+    }
+    let mut last = activity.len();
+    while last > first && idle(activity[last - 1]) {
+        last -= 1;
+    }
+    if first >= last {
+        return (windows.to_vec(), String::new());
+    }
+    let at = |k: usize| rel_bounds(m, &windows[k..k + 1]).0;
+    let mut notes = Vec::new();
+    if lead_idle > 0 {
+        notes.push(format!(
+            "{:.0}s-{:.0}s the service was idle{} (not used as a baseline)",
+            at(0),
+            at(lead_idle.min(windows.len() - 1)),
+            if first > lead_idle {
+                format!(", then ramping up until {:.0}s", at(first))
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if last < activity.len() {
+        notes.push(format!("from {:.0}s it was idle again", at(last)));
+    }
+    (windows[first..last].to_vec(), notes.join("; "))
+}
+
 /// Chooses the periods.
 pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
     let all = |src: usize| -> Vec<WinRef> {
@@ -463,8 +538,8 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
             Periods {
                 report: SplitReport {
                     method,
-                    baseline: info(m, &baseline),
-                    incident: info(m, &incident),
+                    baseline: period_info(m, &baseline),
+                    incident: period_info(m, &incident),
                     detail,
                     slo,
                 },
@@ -486,6 +561,14 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
         return finish(b, i, SplitMethod::TwoRecordings, detail);
     }
     let windows = all(0);
+    if req.no_baseline && req.incident.is_some() {
+        let inc = in_range(windows, req.incident);
+        let detail = format!(
+            "no baseline (asked for): the incident {} judged alone",
+            req.incident.map(|r| r.to_string()).unwrap_or_default()
+        );
+        return finish(Vec::new(), inc, SplitMethod::NoBaseline, detail);
+    }
     if req.baseline.is_some() || req.incident.is_some() {
         let (b, i) = match (req.baseline, req.incident) {
             (Some(b), Some(i)) => (
@@ -573,6 +656,20 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
     } else {
         "the entry threads' states"
     };
+    let (windows, left_out) = active_windows(m, &windows, &roles);
+    let left_out = if left_out.is_empty() {
+        left_out
+    } else {
+        format!("; {left_out}")
+    };
+    if req.no_baseline {
+        return finish(
+            Vec::new(),
+            windows,
+            SplitMethod::NoBaseline,
+            format!("no baseline (asked for): the incident judged alone{left_out}"),
+        );
+    }
     let rows = state_rows(m, &windows, &roles);
     match change_point(&rows) {
         Some((seg, explained)) => {
@@ -593,7 +690,7 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
                 ),
             };
             let detail = format!(
-                "automatic: {shape} in {what} (hold-up shares of busy time, and load); it explains {:.0}% of their variance{}",
+                "automatic: {shape} in {what} (hold-up shares of busy time, and load); it explains {:.0}% of their variance{}{left_out}",
                 explained * 100.0,
                 if explained < 0.3 {
                     " (weak: the run may have no real change)"
@@ -603,15 +700,17 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
             );
             finish(b, i, SplitMethod::ChangePoint, detail)
         }
-        None => finish(
-            windows.clone(),
-            Vec::new(),
-            SplitMethod::None,
-            format!(
-                "only {} window(s): too few to find a baseline and an incident (need at least 4)",
-                windows.len()
-            ),
-        ),
+        None => {
+            let n = windows.len();
+            finish(
+                windows,
+                Vec::new(),
+                SplitMethod::None,
+                format!(
+                    "only {n} active window(s): too few to find a baseline and an incident (need at least 4){left_out}"
+                ),
+            )
+        }
     }
 }
 

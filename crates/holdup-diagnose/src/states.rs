@@ -592,7 +592,8 @@ pub fn breakdown(s: &Snapshot, t: &ThreadWindow, f: &SourceFacts) -> Breakdown {
                     .iter()
                     .filter(|r| r.tid == t.tid && r.kind == WaitKind::Futex)
                 {
-                    let usage = FutexKey::of(&r.resource).and_then(|k| f.futex_use.get(&k).copied());
+                    let usage =
+                        FutexKey::of(&r.resource).and_then(|k| f.futex_use.get(&k).copied());
                     if usage == Some(FutexUse::Lock) {
                         lock += r.wait_ns;
                     } else {

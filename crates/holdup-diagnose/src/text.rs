@@ -36,7 +36,13 @@ pub fn render(d: &Diagnosis) -> String {
         d.target, d.windows, d.window_ms
     );
     let s = &d.split;
-    if s.method != SplitMethod::None {
+    if s.method == SplitMethod::NoBaseline {
+        let _ = writeln!(
+            o,
+            "no baseline: the incident {:.0}-{:.0}s ({} windows) judged alone",
+            s.incident.from_s, s.incident.to_s, s.incident.windows
+        );
+    } else if s.method != SplitMethod::None {
         let src = |p: &crate::split::PeriodInfo| {
             if s.method == SplitMethod::TwoRecordings {
                 format!("{} ", p.source)
@@ -198,6 +204,9 @@ pub fn render(d: &Diagnosis) -> String {
 
 /// "19% → 43% of its busy time, ~+57% per request".
 pub(crate) fn change(g: &Growth) -> String {
+    if g.alone {
+        return format!("{} of its busy time", pct(g.share_after));
+    }
     format!(
         "{} → {} of its busy time{}",
         pct(g.share_before),
@@ -290,6 +299,17 @@ pub(crate) fn hist_q(h: &Histogram, q: f64) -> Option<f64> {
 }
 
 pub(crate) fn time_line(m: &Model, g: &Growth) -> String {
+    if g.alone {
+        return format!(
+            "{} {}: {} ({} of all its time; above the {} threshold in {} of the windows)",
+            m.roles[g.role].name,
+            g.family.words(),
+            change(g),
+            pct(mean(&g.after)),
+            pct(crate::verdict::alone_threshold(g.family)),
+            pct(g.delta)
+        );
+    }
     let mut line = format!(
         "{} {}: {} ({} → {} of all its time)",
         m.roles[g.role].name,
@@ -302,4 +322,13 @@ pub(crate) fn time_line(m: &Model, g: &Growth) -> String {
         line += &format!("; {b:.2} → {i:.2} ms waited per ms of CPU work");
     }
     line
+}
+
+/// "before → after", or just "after" when judged without a baseline.
+pub(crate) fn ba(alone: bool, before: String, after: String) -> String {
+    if alone {
+        after
+    } else {
+        format!("{before} → {after}")
+    }
 }

@@ -34,6 +34,7 @@ fn snap(i: u64) -> Snapshot {
         disks: Vec::new(),
         loss: Loss::default(),
         overhead: Vec::new(),
+        runtimes: Vec::new(),
     }
 }
 
@@ -677,6 +678,7 @@ fn explicit_ranges_and_two_recordings_give_the_periods() {
             baseline: Some(TimeRange::parse("0s..10s").unwrap()),
             incident: Some(TimeRange::parse("25s..").unwrap()),
             slo: None,
+            no_baseline: false,
         },
     });
     assert_eq!(d.split.baseline.windows, 10);

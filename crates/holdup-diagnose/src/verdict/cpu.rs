@@ -90,7 +90,10 @@ pub(super) fn candidate(
             kind: NamedKind::Process,
             name: r.0.clone(),
             ids: r.4.clone(),
-            detail: format!("held the CPU {} → {} while {role} waited", ms(r.1), ms(r.2)),
+            detail: format!(
+                "held the CPU {} while {role} waited",
+                ba(g.alone, ms(r.1), ms(r.2))
+            ),
         })
         .collect();
     let kind = if saturation {
@@ -108,11 +111,9 @@ pub(super) fn candidate(
         hist_q(&hi, 0.99),
     ) {
         v.evidence.push(format!(
-            "run-queue latency p50 {} → {}, p99 {} → {} (log2 histogram bucket bounds)",
-            fmt_us(b50),
-            fmt_us(i50),
-            fmt_us(b99),
-            fmt_us(i99)
+            "run-queue latency p50 {}, p99 {} (log2 histogram bucket bounds)",
+            ba(g.alone, fmt_us(b50), fmt_us(i50)),
+            ba(g.alone, fmt_us(b99), fmt_us(i99))
         ));
     }
     for c in &culprits {

@@ -68,10 +68,9 @@ pub(super) fn candidate(
     file_rows.sort_by(|x, y| (y.2 - y.1).total_cmp(&(x.2 - x.1)));
     if let Some(f) = file_rows.first() {
         v.evidence.push(format!(
-            "{role} blocked on {}: {} → {}",
+            "{role} blocked on {}: {}",
             f.0,
-            ms(f.1),
-            ms(f.2)
+            ba(g.alone, ms(f.1), ms(f.2))
         ));
     }
     // The disk the service uses most in the incident.
@@ -86,23 +85,26 @@ pub(super) fn candidate(
         let share_b = if x[1] > 0.0 { x[0] / x[1] } else { 0.0 };
         let share_i = if x[3] > 0.0 { x[2] / x[3] } else { 0.0 };
         v.evidence.push(format!(
-            "disk {disk}: the service's share of its bytes {} → {} (service {} → {}, all submitters {} → {})",
-            pct(share_b),
-            pct(share_i),
-            fmt_bytes_rate(x[0] / bs),
-            fmt_bytes_rate(x[2] / is),
-            fmt_bytes_rate(x[1] / bs),
-            fmt_bytes_rate(x[3] / is),
+            "disk {disk}: the service's share of its bytes {} (service {}, all submitters {})",
+            ba(g.alone, pct(share_b), pct(share_i)),
+            ba(
+                g.alone,
+                fmt_bytes_rate(x[0] / bs),
+                fmt_bytes_rate(x[2] / is)
+            ),
+            ba(
+                g.alone,
+                fmt_bytes_rate(x[1] / bs),
+                fmt_bytes_rate(x[3] / is)
+            ),
         ));
         if lat[0][1] > 0.0 && lat[1][1] > 0.0 {
             let (lb, li) = (lat[0][0] / lat[0][1] / 1e3, lat[1][0] / lat[1][1] / 1e3);
             let p99 = |h: &Histogram| hist_q(h, 0.99).map(fmt_us).unwrap_or_default();
             v.evidence.push(format!(
-                "the service's disk requests took {} → {} on average (p99 {} → {})",
-                fmt_us(lb),
-                fmt_us(li),
-                p99(&lat_hist[0]),
-                p99(&lat_hist[1])
+                "the service's disk requests took {} on average (p99 {})",
+                ba(g.alone, fmt_us(lb), fmt_us(li)),
+                ba(g.alone, p99(&lat_hist[0]), p99(&lat_hist[1]))
             ));
         }
         let service_delta = x[2] / is - x[0] / bs;
@@ -124,9 +126,8 @@ pub(super) fn candidate(
                 name: r.0.clone(),
                 ids: r.3.clone(),
                 detail: format!(
-                    "wrote/read {} → {} on {disk} ({} of the disk's bytes in the incident)",
-                    fmt_bytes_rate(r.1),
-                    fmt_bytes_rate(r.2),
+                    "wrote/read {} on {disk} ({} of the disk's bytes in the incident)",
+                    ba(g.alone, fmt_bytes_rate(r.1), fmt_bytes_rate(r.2)),
                     pct(share)
                 ),
             });
@@ -139,7 +140,10 @@ pub(super) fn candidate(
             kind: NamedKind::Disk,
             name: disk.clone(),
             ids: Vec::new(),
-            detail: format!("the service's share {} → {}", pct(share_b), pct(share_i)),
+            detail: format!(
+                "the service's share {}",
+                ba(g.alone, pct(share_b), pct(share_i))
+            ),
         });
     } else if g.significant {
         missing.push(
@@ -151,7 +155,7 @@ pub(super) fn candidate(
             kind: NamedKind::File,
             name: f.0.clone(),
             ids: Vec::new(),
-            detail: format!("blocked {} → {}", ms(f.1), ms(f.2)),
+            detail: format!("blocked {}", ba(g.alone, ms(f.1), ms(f.2))),
         });
     }
     let first = culprits

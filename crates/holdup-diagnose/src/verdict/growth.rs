@@ -41,6 +41,9 @@ pub struct Growth {
     pub score: f64,
     /// Large enough and separated enough to be a cause.
     pub significant: bool,
+    /// Judged without a baseline: `share_after` against the family's
+    /// threshold ([`alone_threshold`]); the "before" fields are empty or 0.
+    pub alone: bool,
 }
 
 /// Smallest estimated slow-down that counts as a cause.
@@ -120,5 +123,82 @@ pub fn assess(m: &Model, b: &[WinRef], i: &[WinRef], role: usize, family: CauseF
         delta,
         score,
         significant,
+        alone: false,
     }
 }
+
+/// Without a baseline, a family is a cause when it takes at least this share
+/// of the role's busy (not idle) time. Chosen so that healthy services under
+/// load stay below (their run queue, own fsyncs and lock hand-overs take
+/// a few percent to a few tens of percent) and a hold-up that makes requests
+/// take markedly longer is above; docs/DIAGNOSE.md lists them.
+pub fn alone_threshold(family: CauseFamily) -> f64 {
+    match family {
+        // Runnable but not running: time lost to whoever holds the CPUs.
+        CauseFamily::Cpu => 0.20,
+        // A service that syncs its writes waits for its own I/O: only a
+        // large share counts.
+        CauseFamily::Disk => 0.35,
+        // Threads of the service blocking each other.
+        CauseFamily::Lock => 0.25,
+        CauseFamily::Handoff => 0.40,
+        // A proxy or a service with a backend always waits for it (a healthy
+        // proxy in front of a 1 ms backend: ~80%): only when the peer takes
+        // nearly all of the request does it hold it up.
+        CauseFamily::External => 0.90,
+        CauseFamily::OtherSleep => 0.60,
+    }
+}
+
+/// How much a family takes of a role's busy time in the incident alone
+/// (no baseline): the share against [`alone_threshold`].
+pub fn assess_alone(m: &Model, i: &[WinRef], role: usize, family: CauseFamily) -> Growth {
+    let cats: Vec<Category> = family.categories().collect();
+    let after = m.fractions(i, role, &cats);
+    let share = m.busy_share(i, role, &cats);
+    let shares: Vec<f64> = i
+        .iter()
+        .filter_map(|w| {
+            let c = m.cell(*w, role);
+            let busy = c.busy_ns();
+            (busy > 0).then(|| c.sum(&cats) as f64 / busy as f64)
+        })
+        .collect();
+    let threshold = alone_threshold(family);
+    // Steadiness: the share of windows above the threshold.
+    let steady = if shares.is_empty() {
+        0.0
+    } else {
+        shares.iter().filter(|s| **s >= threshold).count() as f64 / shares.len() as f64
+    };
+    // Busy time that is nearly nothing is not worth a verdict.
+    let busy_ns: u64 = i.iter().map(|w| m.cell(*w, role).busy_ns()).sum();
+    let enough_work = busy_ns as f64 >= MIN_ALONE_BUSY * m.period_secs(i) * 1e9;
+    let score = if share <= 0.0 {
+        0.0
+    } else {
+        (share / threshold).min(2.0) / 2.0 * (0.5 + 0.5 * steady)
+    };
+    let significant = enough_work && share >= threshold && steady >= 0.5;
+    Growth {
+        role,
+        family,
+        before: Vec::new(),
+        after,
+        share_before: 0.0,
+        share_after: share,
+        per_work_before: None,
+        per_work_after: None,
+        impact: share,
+        basis_before: Vec::new(),
+        basis_after: shares,
+        delta: steady,
+        score,
+        significant,
+        alone: true,
+    }
+}
+
+/// Without a baseline, roles busier than this (CPU-seconds of non-idle time
+/// per second) are judged; below it they did next to nothing.
+pub const MIN_ALONE_BUSY: f64 = 0.02;

@@ -14,22 +14,26 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
         // What the stage's own time did.
         let growths: Vec<Growth> = CauseFamily::ALL
             .iter()
-            .map(|f| assess(m, b, i, st, *f))
+            .map(|f| {
+                if g.alone {
+                    assess_alone(m, i, st, *f)
+                } else {
+                    assess(m, b, i, st, *f)
+                }
+            })
             .collect();
         let worst = growths.iter().max_by(|x, y| x.score.total_cmp(&y.score));
         let cpu_b = m.fractions(b, st, &[Category::OnCpu]);
         let cpu_i = m.fractions(i, st, &[Category::OnCpu]);
         let stage_note = match worst {
             Some(w) if w.significant => format!(
-                "{name} itself is held up {}: {} → {}",
+                "{name} itself is held up {}: {}",
                 w.family.words(),
-                pct(mean(&w.before)),
-                pct(mean(&w.after))
+                ba(g.alone, pct(mean(&w.before)), pct(mean(&w.after)))
             ),
             _ => format!(
-                "{name} works more: on-CPU {} → {} of its time",
-                pct(mean(&cpu_b)),
-                pct(mean(&cpu_i))
+                "{name} works: on-CPU {} of its time",
+                ba(g.alone, pct(mean(&cpu_b)), pct(mean(&cpu_i)))
             ),
         };
         v.evidence.push(stage_note.clone());

@@ -68,13 +68,17 @@ pub(super) fn more_load(m: &Model, b: &[WinRef], i: &[WinRef], roles: &[usize]) 
         cpu_growth >= 0.03 && cpu_delta >= MIN_DELTA && support >= 0.6 && cpu_score >= 0.2;
     // Evidence from counts: more clients or requests, even when the entry
     // threads were already saturated and could not work more.
+    // More load needs the service's own work to grow: more CPU, fewer idle
+    // moments, or exact receive counts; client connections or wake-up
+    // proxies alone are not enough (an unchanged service's clients churn).
+    let works_more = (cpu_growth >= 0.03 && cpu_delta >= MIN_DELTA) || idle_down;
     let mut count_ratio: f64 = 1.0;
-    if clients_up {
+    if clients_up && works_more {
         count_ratio = count_ratio.max(ratio(&cl_b, &cl_i));
     }
     if calls_up {
         count_ratio = count_ratio.max(ratio(&calls_b, &calls_i));
-    } else if req_up {
+    } else if req_up && works_more {
         count_ratio = count_ratio.max(ratio(&req_b, &req_i));
     }
     let count_score = if count_ratio > 1.0 {
@@ -313,6 +317,152 @@ pub(super) fn no_change(
         culprits: Vec::new(),
         evidence,
         comparisons,
+        confidence: conf,
+    }
+}
+
+/// Without a baseline, entry threads on a CPU at least this share of their
+/// time are saturated by their own work.
+pub const ALONE_SATURATED: f64 = 0.85;
+
+/// Without a baseline: the entry threads are saturated by their own work
+/// (on-CPU nearly all the time, no contended wait), or None.
+pub(super) fn busy_alone(m: &Model, i: &[WinRef], roles: &[usize]) -> Option<Verdict> {
+    let (mut cpu, mut obs) = (0u64, 0u64);
+    for w in i {
+        for r in roles {
+            let c = m.cell(*w, *r);
+            cpu += c.cats[Category::OnCpu.index()];
+            obs += c.observed_ns;
+        }
+    }
+    if obs == 0 {
+        return None;
+    }
+    let share = cpu as f64 / obs as f64;
+    let per_window: Vec<f64> = i
+        .iter()
+        .filter_map(|w| {
+            let (mut c, mut o) = (0u64, 0u64);
+            for r in roles {
+                let cell = m.cell(*w, *r);
+                c += cell.cats[Category::OnCpu.index()];
+                o += cell.observed_ns;
+            }
+            (o > 0).then(|| c as f64 / o as f64)
+        })
+        .collect();
+    let significant = share >= ALONE_SATURATED;
+    let cpu_s = |c: &crate::model::RoleWindow| c.cats[Category::OnCpu.index()] as f64 / 1e9;
+    let names: Vec<String> = roles.iter().map(|r| m.roles[*r].name.clone()).collect();
+    let rate = mean(&m.rates(i, roles, cpu_s));
+    Some(Verdict {
+        kind: VerdictKind::MoreLoad,
+        score: if significant { 0.6 + 0.4 * share } else { 0.3 * share },
+        significant,
+        summary: format!(
+            "the service is busy with its own work: its entry threads ({}) run on a CPU {} of their time ({rate:.2} CPU-s/s) and no wait holds them up; requests queue behind each other (load, not contention)",
+            names.join(", "),
+            pct(share)
+        ),
+        role: names.first().cloned(),
+        culprits: vec![Named {
+            kind: NamedKind::Clients,
+            name: "clients".into(),
+            ids: Vec::new(),
+            detail: format!("keep the entry threads on-CPU {} of the time", pct(share)),
+        }],
+        evidence: vec![format!(
+            "entry threads on a CPU {} of their time; saturation is ≥ {} (no baseline: judged alone)",
+            pct(share),
+            pct(ALONE_SATURATED)
+        )],
+        comparisons: vec![Comparison::new(
+            "entry threads on a CPU",
+            "fraction of thread time",
+            &[],
+            &per_window,
+        )],
+        confidence: super::confidence_alone(&per_window),
+    })
+}
+
+/// Without a baseline, when no hold-up passes its threshold: "nothing is
+/// holding it up", with the largest waits for the record.
+pub(super) fn nothing_holds_it_up(
+    m: &Model,
+    i: &[WinRef],
+    roles: &[usize],
+    strongest: f64,
+    others: &[Verdict],
+) -> Verdict {
+    let mut shares: Vec<Growth> = roles
+        .iter()
+        .flat_map(|r| CauseFamily::ALL.map(|f| assess_alone(m, i, *r, f)))
+        .filter(|g| g.share_after >= 0.01)
+        .collect();
+    shares.sort_by(|x, y| y.share_after.total_cmp(&x.share_after));
+    let names: Vec<String> = roles.iter().map(|r| m.roles[*r].name.clone()).collect();
+    let mut evidence: Vec<String> = shares
+        .iter()
+        .take(3)
+        .map(|g| {
+            format!(
+                "{} {}: {} of its busy time (a cause needs {})",
+                m.roles[g.role].name,
+                g.family.words(),
+                pct(g.share_after),
+                pct(alone_threshold(g.family))
+            )
+        })
+        .collect();
+    let cpu = |c: &crate::model::RoleWindow| c.cats[Category::OnCpu.index()] as f64 / 1e9;
+    evidence.push(format!(
+        "entry threads' CPU use {:.2} CPU-s/s",
+        mean(&m.rates(i, roles, cpu))
+    ));
+    for o in others.iter().filter(|o| o.score > 0.1) {
+        evidence.push(format!(
+            "below its threshold: {} ({})",
+            o.kind.title(),
+            o.summary
+        ));
+    }
+    let largest = shares
+        .first()
+        .map(|g| {
+            format!(
+                "; its largest wait is {} ({} of busy time)",
+                g.family.words(),
+                pct(g.share_after)
+            )
+        })
+        .unwrap_or_default();
+    let per_window = shares
+        .first()
+        .map(|g| g.basis_after.clone())
+        .unwrap_or_default();
+    let mut conf = super::confidence_alone(&per_window);
+    conf.text = format!(
+        "{} windows judged alone (no baseline); no hold-up took its threshold's share of the busy time",
+        i.len()
+    );
+    Verdict {
+        kind: VerdictKind::NothingHoldsItUp,
+        score: (1.0 - strongest).max(0.5),
+        significant: false,
+        summary: format!(
+            "nothing is holding {} up: no wait takes a large share of its busy time{largest}",
+            if names.is_empty() {
+                "the service".to_string()
+            } else {
+                names.join(", ")
+            }
+        ),
+        role: names.first().cloned(),
+        culprits: Vec::new(),
+        evidence,
+        comparisons: Vec::new(),
         confidence: conf,
     }
 }

@@ -84,11 +84,9 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
             }
         };
         v.evidence.push(format!(
-            "{label}: waited {} → {}, {} per blocking wait → {} (p99 {})",
-            ms(f.ns[0] / bs),
-            ms(f.ns[1] / is),
-            fmt_us(per_wait(0)),
-            fmt_us(per_wait(1)),
+            "{label}: waited {}, {} per blocking wait (p99 {})",
+            ba(g.alone, ms(f.ns[0] / bs), ms(f.ns[1] / is)),
+            ba(g.alone, fmt_us(per_wait(0)), fmt_us(per_wait(1))),
             hist_q(&f.hist, 0.99).map(fmt_us).unwrap_or_default()
         ));
         let same = holders.keys().all(|h| waiter_comms.contains_key(h));
@@ -113,7 +111,7 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
                 Some(FutexKey::Private { tgid, .. }) => vec![tgid],
                 _ => f.waiter_pids.iter().copied().collect(),
             },
-            detail: format!("waited {} → {}", ms(f.ns[0] / bs), ms(f.ns[1] / is)),
+            detail: format!("waited {}", ba(g.alone, ms(f.ns[0] / bs), ms(f.ns[1] / is))),
         });
         let mut roles_named: BTreeSet<String> = BTreeSet::new();
         let mut threads: BTreeMap<&String, (BTreeSet<u32>, bool, bool)> = BTreeMap::new();
@@ -165,4 +163,82 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
         verdict: v,
         leads_to,
     }
+}
+
+/// The role whose threads end `role`'s lock waits (the holders, who wake the
+/// next waiter when they release), by the sleep time they ended.
+fn holder_role(m: &Model, i: &[WinRef], role: usize) -> usize {
+    let mut by_role: BTreeMap<usize, u64> = BTreeMap::new();
+    for w in i {
+        let f = m.facts(*w);
+        for e in &m.snapshot(*w).wakeups {
+            if e.wait_kind != Some(WaitKind::Futex)
+                || m.role_of_thread(*w, e.wakee_tid) != Some(role)
+            {
+                continue;
+            }
+            if let Waker::Thread { tid, .. } = &e.waker {
+                if f.are_kin(*tid, e.wakee_tid) {
+                    if let Some(r) = m.role_of_thread(*w, *tid) {
+                        *by_role.entry(r).or_default() += e.sleep_ns;
+                    }
+                }
+            }
+        }
+    }
+    by_role
+        .into_iter()
+        .max_by_key(|(_, ns)| *ns)
+        .map_or(role, |(r, _)| r)
+}
+
+/// Families that can hold a lock's holder up while it holds the lock and
+/// explain the lock wait (its own sleeps and hand-offs are part of the
+/// critical section's work, not a cause outside it).
+const HOLDER_CAUSES: [CauseFamily; 3] =
+    [CauseFamily::Disk, CauseFamily::Cpu, CauseFamily::External];
+
+/// What holds the holders of `role`'s locks up while they hold them, when
+/// that is a cause of its own: the growth (or, without a baseline, the share
+/// of the holders' busy time outside lock waits) and its candidate verdict.
+pub(super) fn holders_held_up(
+    m: &Model,
+    b: &[WinRef],
+    i: &[WinRef],
+    role: usize,
+    alone: bool,
+    missing: &mut Vec<String>,
+) -> Option<(Growth, Candidate)> {
+    let holders = holder_role(m, i, role);
+    let mut best: Option<Growth> = None;
+    for family in HOLDER_CAUSES {
+        let g = if alone {
+            let mut g = assess_alone(m, i, holders, family);
+            let cats: Vec<Category> = family.categories().collect();
+            let (mut part, mut busy) = (0u64, 0u64);
+            for w in i {
+                let c = m.cell(*w, holders);
+                part += c.sum(&cats);
+                busy += c.busy_ns().saturating_sub(c.sum(&[Category::FutexLock]));
+            }
+            g.share_after = if busy > 0 {
+                part as f64 / busy as f64
+            } else {
+                0.0
+            };
+            g.impact = g.share_after;
+            let threshold = alone_threshold(family);
+            g.score = (g.share_after / threshold).min(2.0) / 2.0;
+            g.significant = g.share_after >= threshold && part > 0;
+            g
+        } else {
+            assess(m, b, i, holders, family)
+        };
+        if g.significant && best.as_ref().is_none_or(|x| g.score > x.score) {
+            best = Some(g);
+        }
+    }
+    let g = best?;
+    let c = super::candidate(m, b, i, &g, missing)?;
+    Some((g, c))
 }

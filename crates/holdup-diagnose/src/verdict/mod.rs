@@ -27,7 +27,8 @@ use crate::model::{Model, WinRef};
 use crate::states::{Category, CauseFamily, Direction, FutexKey, FutexUse};
 use crate::stats::{cliffs_delta, mean, Dist};
 use crate::text::{
-    change, comm_list, fmt_bytes_rate, fmt_rate, fmt_us, hist_q, ms, named_with_ids, pct, time_line,
+    self, ba, change, comm_list, fmt_bytes_rate, fmt_rate, fmt_us, hist_q, ms, named_with_ids, pct,
+    time_line,
 };
 use holdup_model::{Histogram, Resource, WaitKind, Waker};
 use serde::Serialize;
@@ -55,6 +56,9 @@ pub enum VerdictKind {
     MoreLoad,
     /// Nothing that holds the service up changed.
     NoSignificantChange,
+    /// Judged without a baseline: no hold-up takes a large share of the
+    /// service's busy time.
+    NothingHoldsItUp,
     /// Not enough data to compare.
     InsufficientData,
 }
@@ -72,6 +76,7 @@ impl VerdictKind {
             VerdictKind::OtherWait => "more sleeping in other system calls",
             VerdictKind::MoreLoad => "more load",
             VerdictKind::NoSignificantChange => "no significant change",
+            VerdictKind::NothingHoldsItUp => "nothing is holding it up",
             VerdictKind::InsufficientData => "not enough data",
         }
     }
@@ -201,6 +206,32 @@ pub(super) fn confidence(b: &[f64], i: &[f64], pct: bool) -> Confidence {
     }
 }
 
+/// Confidence of a judgement without a baseline: how many windows, and how
+/// steady the per-window values are.
+pub(super) fn confidence_alone(i: &[f64]) -> Confidence {
+    let d = Dist::of(i);
+    let n = i.len();
+    let steady = d.p10 > 0.0 && d.p90 <= 3.0 * d.p10;
+    let level = if n >= 5 && steady {
+        Level::High
+    } else if n >= 3 {
+        Level::Medium
+    } else {
+        Level::Low
+    };
+    Confidence {
+        level,
+        baseline_windows: 0,
+        incident_windows: n,
+        cliffs_delta: 0.0,
+        text: format!(
+            "{n} windows judged alone (no baseline); per-window p10-p90 {:.0}%-{:.0}%",
+            d.p10 * 100.0,
+            d.p90 * 100.0
+        ),
+    }
+}
+
 /// A ranked cause.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Verdict {
@@ -261,9 +292,43 @@ pub(super) struct Candidate {
 }
 
 /// Runs the tracking and produces the verdicts.
-pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef]) -> Outcome {
+/// How the verdicts are reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Baseline against incident: what grew.
+    Compare,
+    /// The incident alone: what takes the entry threads' busy time, against
+    /// stated thresholds ([`alone_threshold`]).
+    IncidentOnly,
+}
+
+/// Runs the tracking and produces the verdicts. With [`Mode::IncidentOnly`]
+/// `b` is ignored.
+pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode) -> Outcome {
+    let alone = mode == Mode::IncidentOnly;
+    let b: &[WinRef] = if alone { &[] } else { b };
     let mut missing = Vec::new();
-    if b.len() < 2 || i.len() < 2 {
+    if alone && i.is_empty() {
+        missing.push("no windows to judge".into());
+        let verdict = Verdict {
+            kind: VerdictKind::InsufficientData,
+            score: 1.0,
+            significant: false,
+            summary: "not enough data: no windows in the incident".into(),
+            role: None,
+            culprits: Vec::new(),
+            evidence: Vec::new(),
+            comparisons: Vec::new(),
+            confidence: confidence(&[], &[], true),
+        };
+        return Outcome {
+            verdicts: vec![verdict],
+            path: Vec::new(),
+            missing,
+        };
+    }
+    if !alone && (b.len() < 2 || i.len() < 2) {
         let what = if b.is_empty() && i.is_empty() {
             "no windows at all".to_string()
         } else {
@@ -321,7 +386,13 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef]) -> Outcome {
         }
         let growths: Vec<Growth> = CauseFamily::ALL
             .iter()
-            .map(|f| assess(m, b, i, role, *f))
+            .map(|f| {
+                if alone {
+                    assess_alone(m, i, role, *f)
+                } else {
+                    assess(m, b, i, role, *f)
+                }
+            })
             .collect();
         let mut best: Option<(&Growth, String)> = None;
         for g in &growths {
@@ -346,6 +417,41 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef]) -> Outcome {
             candidates.push(c);
         }
         let threads = m.thread_count(i, role);
+        // Follow the holder: a lock whose holders are themselves held up
+        // while they hold it (waiting for the disk, a CPU, a peer) is a
+        // symptom; what holds the holders up is the cause.
+        let mut holder_step = None;
+        if let Some((g, _)) = best
+            .as_ref()
+            .filter(|(g, _)| g.family == CauseFamily::Lock && g.significant)
+        {
+            if let Some((hg, hc)) = lock::holders_held_up(m, b, i, role, alone, &mut missing) {
+                let mut hc = hc;
+                hc.verdict.score = hc.verdict.score.max(g.score * weight) + 0.01;
+                hc.verdict.significant = true;
+                hc.verdict.evidence.insert(
+                    0,
+                    format!(
+                        "{} waits for a lock ({}); its holders ({}) wait {} while they hold it: {}",
+                        m.roles[role].name,
+                        text::change(g),
+                        m.roles[hg.role].name,
+                        hg.family.words(),
+                        text::change(&hg)
+                    ),
+                );
+                holder_step = Some(PathStep {
+                    role: format!("{} (lock holders)", m.roles[hg.role].name),
+                    entry: m.roles[hg.role].entry,
+                    threads: m.thread_count(i, hg.role),
+                    wait: hg.family.words().to_string(),
+                    baseline: mean(&hg.before),
+                    incident: mean(&hg.after),
+                    leads_to: hc.leads_to.clone(),
+                });
+                candidates.push(hc);
+            }
+        }
         if let Some((g, leads_to)) = best {
             if g.significant || path.is_empty() {
                 path.push(PathStep {
@@ -355,14 +461,23 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef]) -> Outcome {
                     wait: g.family.words().to_string(),
                     baseline: mean(&g.before),
                     incident: mean(&g.after),
-                    leads_to,
+                    leads_to: if holder_step.is_some() {
+                        "the lock's holders".into()
+                    } else {
+                        leads_to
+                    },
                 });
             }
         }
+        path.extend(holder_step);
     }
 
     // Load.
-    let load = load::more_load(m, b, i, &start_roles);
+    let load = if alone {
+        load::busy_alone(m, i, &start_roles)
+    } else {
+        load::more_load(m, b, i, &start_roles)
+    };
 
     // Merge candidates per kind: keep the strongest.
     let mut by_kind: BTreeMap<VerdictKind, Verdict> = BTreeMap::new();
@@ -389,7 +504,11 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef]) -> Outcome {
     let any_significant = verdicts.iter().any(|v| v.significant);
     if !any_significant {
         let strongest = verdicts.iter().map(|v| v.score).fold(0.0, f64::max);
-        verdicts.push(load::no_change(m, b, i, &start_roles, strongest, &verdicts));
+        verdicts.push(if alone {
+            load::nothing_holds_it_up(m, i, &start_roles, strongest, &verdicts)
+        } else {
+            load::no_change(m, b, i, &start_roles, strongest, &verdicts)
+        });
     }
     verdicts.sort_by(|x, y| y.score.total_cmp(&x.score));
 
@@ -489,7 +608,11 @@ pub(super) fn base_verdict(kind: VerdictKind, m: &Model, g: &Growth) -> Verdict 
                 &g.after,
             ),
         ],
-        confidence: confidence(&g.basis_before, &g.basis_after, is_pct),
+        confidence: if g.alone {
+            confidence_alone(&g.basis_after)
+        } else {
+            confidence(&g.basis_before, &g.basis_after, is_pct)
+        },
     }
 }
 

@@ -79,14 +79,17 @@ pub(super) fn candidate(
             name: peer.clone(),
             ids: Vec::new(),
             detail: format!(
-                "waited {} → {}; {} → {} per wait (p99 {}), {:.0} → {:.0} waits/s",
-                ms(p.ns[0] / bs),
-                ms(p.ns[1] / is),
-                fmt_us(per(0)),
-                fmt_us(per(1)),
-                hist_q(&p.hist[1], 0.99).map(fmt_us).unwrap_or_default(),
-                p.waits[0] / bs,
-                p.waits[1] / is
+                "waited {}; {} per wait{}, {} waits/s",
+                ba(g.alone, ms(p.ns[0] / bs), ms(p.ns[1] / is)),
+                ba(g.alone, fmt_us(per(0)), fmt_us(per(1))),
+                hist_q(&p.hist[1], 0.99)
+                    .map(|q| format!(" (p99 {})", fmt_us(q)))
+                    .unwrap_or_default(),
+                ba(
+                    g.alone,
+                    format!("{:.0}", p.waits[0] / bs),
+                    format!("{:.0}", p.waits[1] / is)
+                )
             ),
         });
     }
@@ -102,11 +105,10 @@ pub(super) fn candidate(
             }
         };
         v.summary = format!(
-            "{role} waits for the peer {}: {}, {} → {} per request",
+            "{role} waits for the peer {}: {}, {} per request",
             c.name,
             change(g),
-            fmt_us(per(0)),
-            fmt_us(per(1))
+            ba(g.alone, fmt_us(per(0)), fmt_us(per(1)))
         );
     } else {
         v.summary = format!(
