@@ -294,6 +294,7 @@ mod tests {
             disks: vec![],
             loss: Loss::default(),
             overhead: vec![],
+            runtimes: Vec::new(),
         }
     }
 

@@ -537,6 +537,7 @@ impl Collector {
             disks,
             loss,
             overhead,
+            runtimes: Vec::new(),
         })
     }
 

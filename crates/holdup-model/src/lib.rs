@@ -584,6 +584,29 @@ pub struct Snapshot {
     pub loss: Loss,
     /// holdup's own cost per BPF program.
     pub overhead: Vec<ProgCost>,
+    /// Target processes whose language runtime holdup recognised (absent in
+    /// recordings made before holdup looked).
+    #[serde(default)]
+    pub runtimes: Vec<ProcessRuntime>,
+}
+
+/// A language runtime that changes what a process's waits mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    /// Go: goroutines block in the runtime, not on OS futexes; a thread
+    /// waiting on a futex is an idle M parked by the scheduler (contention
+    /// on a sync.Mutex does not block threads).
+    Go,
+}
+
+/// A target process and its recognised runtime.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRuntime {
+    /// Process.
+    pub tgid: u32,
+    /// Its runtime.
+    pub runtime: Runtime,
 }
 
 impl Snapshot {

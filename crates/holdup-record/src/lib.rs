@@ -1162,6 +1162,7 @@ mod tests {
             disks: vec![],
             loss: Loss::default(),
             overhead: vec![],
+            runtimes: Vec::new(),
         }
     }
 

@@ -996,6 +996,7 @@ mod tests {
                     disks: vec![],
                     loss: Loss::default(),
                     overhead: vec![],
+                    runtimes: Vec::new(),
                 }
             })
             .collect();

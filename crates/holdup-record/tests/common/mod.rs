@@ -183,6 +183,7 @@ pub fn snapshot(i: u64) -> Snapshot {
             ..Loss::default()
         },
         overhead: vec![
+        runtimes: Vec::new(),
             ProgCost {
                 name: "handle_switch".into(),
                 run_cnt: 1000,
