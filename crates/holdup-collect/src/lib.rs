@@ -9,6 +9,7 @@
 
 mod convert;
 pub mod preflight;
+pub mod runtime;
 pub mod target;
 
 use holdup_bpf::{types, HoldupSkel, HoldupSkelBuilder};
@@ -138,6 +139,7 @@ pub struct Collector {
     prev_prog: HashMap<String, (u64, u64)>,
     cgroup_names: target::CgroupNames,
     disk_names: HashMap<u32, String>,
+    runtimes: runtime::RuntimeCache,
 }
 
 impl Collector {
@@ -231,6 +233,7 @@ impl Collector {
             child: None,
             root_pid,
             index: 0,
+            runtimes: runtime::RuntimeCache::default(),
             window_start_ns: 0,
             window_wall_ms: 0,
             interval: opts.interval,
@@ -523,6 +526,11 @@ impl Collector {
         let disks = self.drain_disks(old_slot);
         let loss = self.read_loss();
         let overhead = self.read_prog_costs();
+        let tgids: std::collections::BTreeSet<u32> = threads.iter().map(|t| t.tgid).collect();
+        let runtimes = self.runtimes.runtimes(tgids.iter().copied());
+        if self.index.is_multiple_of(64) {
+            self.runtimes.retain(&tgids);
+        }
 
         self.index += 1;
         self.window_start_ns = end;
@@ -537,7 +545,7 @@ impl Collector {
             disks,
             loss,
             overhead,
-            runtimes: Vec::new(),
+            runtimes,
         })
     }
 

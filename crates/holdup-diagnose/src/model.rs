@@ -105,7 +105,10 @@ impl<'a> Model<'a> {
         for (si, (src, facts)) in sources.iter().enumerate() {
             for t in src.windows.iter().flat_map(|s| &s.threads) {
                 let e = flags
-                    .entry((facts.process_name(t.tgid), name_pattern(&t.comm)))
+                    .entry((
+                        name_pattern(&facts.process_name(t.tgid)),
+                        name_pattern(&t.comm),
+                    ))
                     .or_default();
                 let entry = facts.is_entry(t.tid);
                 e.0.insert((si, entry));
@@ -124,7 +127,8 @@ impl<'a> Model<'a> {
                     if thread_key.contains_key(&(si, t.tid)) {
                         continue;
                     }
-                    let process = facts.process_name(t.tgid);
+                    // Prefork workers named worker-1, worker-2 are one role.
+                    let process = name_pattern(&facts.process_name(t.tgid));
                     let pattern = name_pattern(&t.comm);
                     let pk = (process.clone(), pattern.clone());
                     let entry = if mixed_within_source(&pk) {

@@ -10,7 +10,7 @@
 //! ports the service listens on, which futexes are locks, which threads are
 //! entry points) are in [`SourceFacts`].
 
-use holdup_model::{Resource, Snapshot, SocketAddrs, ThreadWindow, WaitKind, Waker};
+use holdup_model::{Resource, Runtime, Snapshot, SocketAddrs, ThreadWindow, WaitKind, Waker};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -297,6 +297,9 @@ pub struct SourceFacts {
     pub futex_use: HashMap<FutexKey, FutexUse>,
     /// Role kinship of every thread seen (target threads and wakers).
     pub kin: HashMap<u32, Kin>,
+    /// Processes running on the Go runtime: their threads wait on futexes
+    /// when idle (goroutines block in the runtime, not on futexes).
+    pub go_tgids: BTreeSet<u32>,
     /// Entry-point threads (tid) and why.
     pub entry_threads: BTreeMap<u32, String>,
     /// Whether per-call socket counting was on (some recv/send calls seen).
@@ -330,6 +333,11 @@ impl SourceFacts {
         // tid -> (tgid, comm), for the kinship of waiters and wakers
         let mut comm_of: HashMap<u32, (u32, String)> = HashMap::new();
         for s in windows {
+            for p in &s.runtimes {
+                if p.runtime == Runtime::Go {
+                    f.go_tgids.insert(p.tgid);
+                }
+            }
             for t in &s.threads {
                 f.tgids.insert(t.tgid);
                 if t.tid == t.tgid {
@@ -402,7 +410,8 @@ impl SourceFacts {
                 .get(tgid)
                 .cloned()
                 .unwrap_or_else(|| format!("pid {tgid}"));
-            f.kin.insert(*tid, (process, name_pattern(comm)));
+            f.kin
+                .insert(*tid, (name_pattern(&process), name_pattern(comm)));
         }
         // A futex is a lock when most of its wake-ups come from peers of its
         // waiters' roles (or from its waiters themselves).
@@ -585,6 +594,11 @@ pub fn breakdown(s: &Snapshot, t: &ThreadWindow, f: &SourceFacts) -> Breakdown {
     let mut file_ns = 0u64;
     for w in &t.waits {
         match w.kind {
+            WaitKind::Futex if f.go_tgids.contains(&t.tgid) => {
+                // An idle M parked by the Go scheduler: goroutines that wait
+                // (for a lock, a channel, the network) do not block threads.
+                sleep_parts[Category::WaitForWork.index()] += w.ns;
+            }
             WaitKind::Futex => {
                 let (mut lock, mut other) = (0u64, 0u64);
                 for r in s

@@ -15,6 +15,10 @@ fn runq_hist(m: &Model, period: &[WinRef], role: usize) -> Histogram {
     h
 }
 
+/// Without a baseline, run-queue wait behind the service's own threads is
+/// CPU saturation only above this share of its busy time.
+pub const ALONE_OWN_RUNQ: f64 = 0.40;
+
 pub(super) fn candidate(
     m: &Model,
     b: &[WinRef],
@@ -103,6 +107,17 @@ pub(super) fn candidate(
     };
     let mut v = base_verdict(kind, m, g);
     v.evidence.push(time_line(m, g));
+    if g.alone && saturation && g.share_after < ALONE_OWN_RUNQ {
+        // Without a baseline, threads of one service queueing for the CPUs
+        // behind each other is how a busy service runs on few cores; only a
+        // large share is a hold-up of its own.
+        v.significant = false;
+        v.score = v.score.min(0.3);
+        v.evidence.push(format!(
+            "the service's own threads ran instead: below the {} threshold for its own run-queue wait",
+            pct(ALONE_OWN_RUNQ)
+        ));
+    }
     let (hb, hi) = (runq_hist(m, b, g.role), runq_hist(m, i, g.role));
     if let (Some(b50), Some(b99), Some(i50), Some(i99)) = (
         hist_q(&hb, 0.5),

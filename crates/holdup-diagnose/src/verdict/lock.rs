@@ -5,14 +5,14 @@ use super::*;
 pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Candidate {
     let role = m.roles[g.role].name.clone();
     // futex label -> ([wait ns b, i], [waits b, i], waiters (src, tid), per-window wait/waits, hist i)
-    #[derive(Default)]
+    #[derive(Clone, Default)]
     struct F {
         ns: [f64; 2],
         waits: [f64; 2],
         waiters: BTreeSet<(usize, u32)>,
         waiter_pids: BTreeSet<u32>,
         hist: Histogram,
-        key: Option<FutexKey>,
+        keys: BTreeSet<FutexKey>,
     }
     let mut futexes: BTreeMap<String, F> = BTreeMap::new();
     for (which, period) in [(0usize, b), (1usize, i)] {
@@ -30,7 +30,7 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
                     continue;
                 }
                 let e = futexes.entry(r.resource.to_string()).or_default();
-                e.key = Some(key);
+                e.keys.insert(key);
                 e.ns[which] += r.wait_ns as f64;
                 e.waits[which] += r.waits as f64;
                 if which == 1 {
@@ -42,14 +42,41 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
         }
     }
     let (bs, is) = (m.period_secs(b), m.period_secs(i));
-    let top = futexes.iter().max_by(|x, y| {
-        (x.1.ns[1] / is - x.1.ns[0] / bs).total_cmp(&(y.1.ns[1] / is - y.1.ns[0] / bs))
-    });
+    let growth = |f: &F| f.ns[1] / is - f.ns[0] / bs;
+    let mut top = futexes
+        .iter()
+        .max_by(|x, y| growth(x.1).total_cmp(&growth(y.1)))
+        .map(|(l, f)| (l.clone(), f.clone()));
+    // A lock manager puts each waiter on a semaphore or condition variable
+    // of its own: no single futex carries the wait. Name them together.
+    let total: f64 = futexes.values().map(|f| growth(f).max(0.0)).sum();
+    let spread: Vec<&F> = futexes.values().filter(|f| growth(f) > 0.0).collect();
+    if let Some((_, t)) = &top {
+        if spread.len() >= 3 && growth(t) < PER_WAITER_SHARE * total {
+            let mut all = F::default();
+            for f in &spread {
+                for k in 0..2 {
+                    all.ns[k] += f.ns[k];
+                    all.waits[k] += f.waits[k];
+                }
+                all.waiters.extend(f.waiters.iter().copied());
+                all.waiter_pids.extend(f.waiter_pids.iter().copied());
+                all.hist.merge(&f.hist);
+                all.keys.extend(f.keys.iter().copied());
+            }
+            let label = format!(
+                "{} per-waiter futexes (a lock manager's wait queue)",
+                spread.len()
+            );
+            top = Some((label, all));
+        }
+    }
     let mut v = base_verdict(VerdictKind::LockContention, m, g);
     v.evidence.push(time_line(m, g));
     let mut culprits = Vec::new();
     let mut leads_to = "a lock".to_string();
-    if let Some((label, f)) = top {
+    if let Some((label, f)) = &top {
+        let label = label.clone();
         leads_to = label.clone();
         // Holders: who woke waiters of this futex in the incident.
         let mut holders: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
@@ -57,7 +84,7 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
             let s = m.snapshot(*w);
             for fw in &s.futex_wakes {
                 {
-                    if FutexKey::of(&fw.futex) == f.key {
+                    if FutexKey::of(&fw.futex).is_some_and(|k| f.keys.contains(&k)) {
                         let comm = s
                             .thread(fw.waker_tid)
                             .map(|t| t.comm.clone())
@@ -107,8 +134,8 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
         culprits.push(Named {
             kind: NamedKind::Futex,
             name: label.clone(),
-            ids: match f.key {
-                Some(FutexKey::Private { tgid, .. }) => vec![tgid],
+            ids: match f.keys.iter().next() {
+                Some(FutexKey::Private { tgid, .. }) if f.keys.len() == 1 => vec![*tgid],
                 _ => f.waiter_pids.iter().copied().collect(),
             },
             detail: format!("waited {}", ba(g.alone, ms(f.ns[0] / bs), ms(f.ns[1] / is))),
@@ -198,6 +225,14 @@ fn holder_role(m: &Model, i: &[WinRef], role: usize) -> usize {
 const HOLDER_CAUSES: [CauseFamily; 3] =
     [CauseFamily::Disk, CauseFamily::Cpu, CauseFamily::External];
 
+/// When the futex with the most growth carries less than this share of it
+/// (and at least 3 share it), the waits are on per-waiter futexes.
+pub const PER_WAITER_SHARE: f64 = 0.5;
+
+/// Without a baseline, a cause holds a lock's holders up when it takes this
+/// many times its own threshold of their busy time outside lock waits.
+pub const HOLDER_FACTOR: f64 = 2.0;
+
 /// What holds the holders of `role`'s locks up while they hold them, when
 /// that is a cause of its own: the growth (or, without a baseline, the share
 /// of the holders' busy time outside lock waits) and its candidate verdict.
@@ -227,7 +262,9 @@ pub(super) fn holders_held_up(
                 0.0
             };
             g.impact = g.share_after;
-            let threshold = alone_threshold(family);
+            // The holders' wait must dominate what they do outside the lock
+            // to explain the lock wait on its own.
+            let threshold = (HOLDER_FACTOR * alone_threshold(family)).min(0.8);
             g.score = (g.share_after / threshold).min(2.0) / 2.0;
             g.significant = g.share_after >= threshold && part > 0;
             g

@@ -13,7 +13,7 @@
 //! [`load`] (more load, and the quiet verdicts); [`growth`] measures a cause
 //! family in a role, with the thresholds that make it significant.
 
-mod cpu;
+pub mod cpu;
 mod disk;
 pub mod growth;
 mod handoff;
