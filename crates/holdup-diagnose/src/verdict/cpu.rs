@@ -17,7 +17,7 @@ fn runq_hist(m: &Model, period: &[WinRef], role: usize) -> Histogram {
 
 /// Without a baseline, run-queue wait behind the service's own threads is
 /// CPU saturation only above this share of its busy time.
-pub const ALONE_OWN_RUNQ: f64 = 0.40;
+pub const ALONE_OWN_RUNQ: f64 = 0.50;
 
 pub(super) fn candidate(
     m: &Model,

@@ -89,10 +89,17 @@ pub(super) fn more_load(m: &Model, b: &[WinRef], i: &[WinRef], roles: &[usize]) 
     if cpu_growth <= 0.0 && count_score == 0.0 {
         return None;
     }
-    let score = cpu_score.max(count_score);
-    let significant = cpu_significant || count_score > 0.0;
     let busy_after = 1.0 - mean(&idle_i);
     let saturated = busy_after >= 0.85;
+    // More work only holds requests up when it eats the spare capacity: the
+    // entry threads idle less, or are saturated. With idle time steady or
+    // up, the service absorbed it (a closed-loop client simply got faster).
+    let holds_up = idle_down || saturated;
+    let mut score = cpu_score.max(count_score);
+    let significant = (cpu_significant || count_score > 0.0) && holds_up;
+    if !holds_up {
+        score = score.min(0.3);
+    }
     let names: Vec<String> = roles.iter().map(|r| m.roles[*r].name.clone()).collect();
     let mut evidence = vec![format!(
         "the entry threads ({}) used {:.2} → {:.2} CPU-seconds per second",
