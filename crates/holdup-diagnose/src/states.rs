@@ -583,9 +583,12 @@ pub fn breakdown(s: &Snapshot, t: &ThreadWindow, f: &SourceFacts) -> Breakdown {
 
     // Wake-ups of this thread, by what it waited on.
     let edges: Vec<_> = s.wakeups.iter().filter(|e| e.wakee_tid == t.tid).collect();
-    let waker_is_upstream = |w: &Waker| match w {
-        Waker::Thread { tid, .. } => f.is_entry(*tid),
-        _ => false,
+    let waker_of = |w: &Waker| match w {
+        // A peer of its own role signals it: it waited for something they
+        // share (a lock, or a latch a lock manager sets on release).
+        Waker::Thread { tid, .. } if f.are_kin(*tid, t.tid) => WakerRole::Kin,
+        Waker::Thread { tid, .. } if f.is_entry(*tid) => WakerRole::Upstream,
+        _ => WakerRole::Other,
     };
 
     // The sleeping part (interruptible) to distribute.
@@ -616,16 +619,17 @@ pub fn breakdown(s: &Snapshot, t: &ThreadWindow, f: &SourceFacts) -> Breakdown {
                 }
                 let (lock, other) = scale_pair(lock, other, w.ns);
                 sleep_parts[Category::FutexLock.index()] += lock;
+                // Wakes by its own role are the lock futexes', counted above.
                 let fedges: Vec<_> = edges
                     .iter()
-                    .filter(|e| e.wait_kind == Some(WaitKind::Futex))
+                    .filter(|e| {
+                        e.wait_kind == Some(WaitKind::Futex) && waker_of(&e.waker) != WakerRole::Kin
+                    })
                     .collect();
                 split_handoff(
                     other,
                     is_entry,
-                    fedges
-                        .iter()
-                        .map(|e| (waker_is_upstream(&e.waker), e.sleep_ns)),
+                    fedges.iter().map(|e| (waker_of(&e.waker), e.sleep_ns)),
                     &mut sleep_parts,
                 );
             }
@@ -652,9 +656,7 @@ pub fn breakdown(s: &Snapshot, t: &ThreadWindow, f: &SourceFacts) -> Breakdown {
                 split_handoff(
                     pipe,
                     is_entry,
-                    pedges
-                        .iter()
-                        .map(|e| (waker_is_upstream(&e.waker), e.sleep_ns)),
+                    pedges.iter().map(|e| (waker_of(&e.waker), e.sleep_ns)),
                     &mut sleep_parts,
                 );
             }
@@ -680,7 +682,8 @@ pub fn breakdown(s: &Snapshot, t: &ThreadWindow, f: &SourceFacts) -> Breakdown {
             WaitKind::Accept => sleep_parts[Category::Accept.index()] += w.ns,
             WaitKind::Connect => sleep_parts[Category::Connect.index()] += w.ns,
             WaitKind::Mux => {
-                let (mut client, mut peer, mut thread_up, mut thread_other) = (0, 0, 0, 0);
+                let (mut client, mut peer, mut thread_up, mut thread_other, mut kin) =
+                    (0, 0, 0, 0, 0);
                 for e in edges.iter().filter(|e| e.wait_kind == Some(WaitKind::Mux)) {
                     match &e.waker {
                         Waker::Socket(sock) => {
@@ -694,6 +697,8 @@ pub fn breakdown(s: &Snapshot, t: &ThreadWindow, f: &SourceFacts) -> Breakdown {
                             if !f.tgids.contains(tgid) {
                                 // A client process writing to us over loopback.
                                 client += e.sleep_ns
+                            } else if f.are_kin(*tid, t.tid) {
+                                kin += e.sleep_ns
                             } else if f.is_entry(*tid) {
                                 thread_up += e.sleep_ns
                             } else {
@@ -703,20 +708,22 @@ pub fn breakdown(s: &Snapshot, t: &ThreadWindow, f: &SourceFacts) -> Breakdown {
                         Waker::Kernel => client += e.sleep_ns,
                     }
                 }
-                let total = client + peer + thread_up + thread_other;
+                let total = client + peer + thread_up + thread_other + kin;
                 if total == 0 {
                     sleep_parts[Category::PollClient.index()] += w.ns;
                 } else {
                     let part = |x: u64| ((w.ns as u128 * x as u128) / total as u128) as u64;
-                    let (p, tu, to) = (part(peer), part(thread_up), part(thread_other));
+                    let (p, tu, to, k) =
+                        (part(peer), part(thread_up), part(thread_other), part(kin));
                     sleep_parts[Category::PollPeer.index()] += p;
+                    sleep_parts[Category::FutexLock.index()] += k;
                     if is_entry {
                         sleep_parts[Category::Handoff.index()] += tu + to;
                     } else {
                         sleep_parts[Category::WaitForWork.index()] += tu;
                         sleep_parts[Category::Handoff.index()] += to;
                     }
-                    sleep_parts[Category::PollClient.index()] += w.ns - p - tu - to;
+                    sleep_parts[Category::PollClient.index()] += w.ns - p - tu - to - k;
                 }
             }
             WaitKind::Other => sleep_parts[Category::OtherSleep.index()] += w.ns,
@@ -759,23 +766,29 @@ fn scale_pair(a: u64, b: u64, total: u64) -> (u64, u64) {
 fn split_handoff(
     ns: u64,
     is_entry: bool,
-    edges: impl Iterator<Item = (bool, u64)>,
+    edges: impl Iterator<Item = (WakerRole, u64)>,
     out: &mut [u64; NCAT],
 ) {
+    if ns == 0 {
+        return;
+    }
+    let (mut up, mut kin, mut other) = (0u64, 0u64, 0u64);
+    for (role, sleep) in edges {
+        match role {
+            WakerRole::Upstream => up += sleep,
+            WakerRole::Kin => kin += sleep,
+            WakerRole::Other => other += sleep,
+        }
+    }
+    // Woken by its own role's peers: a lock (or latch); the rest as before.
+    let (k, ns) = scale_pair(kin, up + other, ns);
+    out[Category::FutexLock.index()] += k;
     if ns == 0 {
         return;
     }
     if is_entry {
         out[Category::Handoff.index()] += ns;
         return;
-    }
-    let (mut up, mut other) = (0u64, 0u64);
-    for (upstream, sleep) in edges {
-        if upstream {
-            up += sleep;
-        } else {
-            other += sleep;
-        }
     }
     if up + other == 0 {
         // Blocked all window with nobody waking it: an idle worker.
@@ -785,6 +798,17 @@ fn split_handoff(
     let (w, h) = scale_pair(up, other, ns);
     out[Category::WaitForWork.index()] += w;
     out[Category::Handoff.index()] += h;
+}
+
+/// Who signalled a thread, relative to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WakerRole {
+    /// A peer of its own role.
+    Kin,
+    /// An entry thread of another role (work handed down).
+    Upstream,
+    /// Anyone else.
+    Other,
 }
 
 /// Thread name with digit runs replaced by `*`: the pattern shared by a pool.

@@ -183,7 +183,24 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
             comm_list(waiter_comms.keys())
         );
     } else {
-        v.summary = format!("{role} waits for locks: {}", change(g));
+        // No lock futex: the waits end when a peer of the role signals the
+        // waiter some other way (a latch: a signal or a pipe ending a poll).
+        let holders = holder_role(m, i, g.role);
+        let holder_name = m.roles[holders].name.clone();
+        culprits.push(Named {
+            kind: NamedKind::Role,
+            name: holder_name.clone(),
+            ids: Vec::new(),
+            detail: "its threads end the waits when they release (they signal the next waiter)"
+                .into(),
+        });
+        v.evidence.push(format!(
+            "{role} sleeps until a peer of its own role ({holder_name}) signals it: a lock whose waiters sleep on a latch (poll, pipe or signal) rather than a futex"
+        ));
+        v.summary = format!(
+            "{role} waits for a lock: {}; the waits are ended by {holder_name} releasing it",
+            change(g)
+        );
     }
     v.culprits = culprits;
     Candidate {
@@ -199,9 +216,7 @@ fn holder_role(m: &Model, i: &[WinRef], role: usize) -> usize {
     for w in i {
         let f = m.facts(*w);
         for e in &m.snapshot(*w).wakeups {
-            if e.wait_kind != Some(WaitKind::Futex)
-                || m.role_of_thread(*w, e.wakee_tid) != Some(role)
-            {
+            if m.role_of_thread(*w, e.wakee_tid) != Some(role) {
                 continue;
             }
             if let Waker::Thread { tid, .. } = &e.waker {
