@@ -30,6 +30,7 @@ fn level(l: Level) -> &'static str {
 /// Renders the diagnosis.
 pub fn render(d: &Diagnosis) -> String {
     let mut o = String::new();
+    let alone = d.mode == crate::Mode::IncidentOnly;
     let _ = writeln!(
         o,
         "holdup diagnose: {} ({} windows of {} ms)",
@@ -126,12 +127,11 @@ pub fn render(d: &Diagnosis) -> String {
             .iter()
             .map(|p| {
                 format!(
-                    "{}{} [{} {:.0}% → {:.0}%]",
+                    "{}{} [{} {}]",
                     p.role,
                     if p.entry { " (entry)" } else { "" },
                     p.wait,
-                    p.baseline * 100.0,
-                    p.incident * 100.0
+                    ba(alone, pct(p.baseline), pct(p.incident))
                 )
             })
             .collect();
@@ -162,7 +162,15 @@ pub fn render(d: &Diagnosis) -> String {
         cols.sort_by(|a, b| b.1.total_cmp(&a.1));
         cols.truncate(STATE_COLUMNS);
         cols.sort_by_key(|(c, _)| c.index());
-        let _ = writeln!(o, "\nthread states (% of thread time, baseline→incident):");
+        let _ = writeln!(
+            o,
+            "\nthread states (% of thread time, {}):",
+            if alone {
+                "incident"
+            } else {
+                "baseline→incident"
+            }
+        );
         let _ = write!(o, "  {:<24} {:>4}", "ROLE", "THR");
         for (c, _) in &cols {
             let _ = write!(o, " {:>11}", c.label());
@@ -185,7 +193,12 @@ pub fn render(d: &Diagnosis) -> String {
                     .iter()
                     .find(|s| s.category == *c)
                     .map_or((0.0, 0.0), |s| (s.baseline, s.incident));
-                let _ = write!(o, " {:>11}", format!("{:.0}→{:.0}", b * 100.0, i * 100.0));
+                let cell = if alone {
+                    format!("{:.0}", i * 100.0)
+                } else {
+                    format!("{:.0}→{:.0}", b * 100.0, i * 100.0)
+                };
+                let _ = write!(o, " {cell:>11}");
             }
             let _ = writeln!(o);
         }
