@@ -51,6 +51,8 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
     // of its own: no single futex carries the wait. Name them together.
     let total: f64 = futexes.values().map(|f| growth(f).max(0.0)).sum();
     let spread: Vec<&F> = futexes.values().filter(|f| growth(f) > 0.0).collect();
+    // The member futexes when the waits are grouped, largest first.
+    let mut members: Vec<(&String, &F)> = Vec::new();
     if let Some((_, t)) = &top {
         if spread.len() >= 3 && growth(t) < PER_WAITER_SHARE * total {
             let mut all = F::default();
@@ -69,6 +71,8 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
                 spread.len()
             );
             top = Some((label, all));
+            members = futexes.iter().filter(|(_, f)| growth(f) > 0.0).collect();
+            members.sort_by(|x, y| growth(y.1).total_cmp(&growth(x.1)));
         }
     }
     let mut v = base_verdict(VerdictKind::LockContention, m, g);
@@ -140,6 +144,17 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
             },
             detail: format!("waited {}", ba(g.alone, ms(f.ns[0] / bs), ms(f.ns[1] / is))),
         });
+        for (name, mf) in members.iter().take(3) {
+            culprits.push(Named {
+                kind: NamedKind::Futex,
+                name: (*name).clone(),
+                ids: mf.waiter_pids.iter().copied().collect(),
+                detail: format!(
+                    "one waiter's futex: waited {}",
+                    ba(g.alone, ms(mf.ns[0] / bs), ms(mf.ns[1] / is))
+                ),
+            });
+        }
         let mut roles_named: BTreeSet<String> = BTreeSet::new();
         let mut threads: BTreeMap<&String, (BTreeSet<u32>, bool, bool)> = BTreeMap::new();
         for (comm, tids) in &waiter_comms {
