@@ -176,55 +176,18 @@ impl TargetArgs {
 }
 
 /// Parses "10s", "500ms", "2m", "1h" or a plain number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 10s, 500ms, 2m)"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" | "" => v,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?} is not a valid duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    holdup_format::parse_duration(s)
 }
 
+/// A flag set by SIGINT or SIGTERM: long runs stop cleanly and keep what they collected.
 fn stop_flag() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        let _ = signal_hook_register(sig, stop.clone());
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Every flag registered fires: a second call gets a working flag too.
+        let _ = signal_hook::flag::register(sig, stop.clone());
     }
     stop
-}
-
-/// Sets `flag` when `sig` arrives (a minimal async-signal-safe handler).
-fn signal_hook_register(sig: i32, flag: Arc<AtomicBool>) -> std::io::Result<()> {
-    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-    let _ = FLAG.set(flag);
-    extern "C" fn handler(_: i32) {
-        if let Some(f) = FLAG.get() {
-            f.store(true, Ordering::SeqCst);
-        }
-    }
-    // SAFETY: the handler only does an atomic store.
-    let rc = unsafe { libc::signal(sig, handler as *const () as libc::sighandler_t) };
-    if rc == libc::SIG_ERR {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn main() {

@@ -68,14 +68,6 @@ fn ms(ns: u64) -> String {
     }
 }
 
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n.saturating_sub(1)).collect::<String>() + "~"
-    }
-}
-
 /// One text frame for a window.
 pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
     let win = s.window.duration_ns().max(1);
@@ -123,7 +115,7 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
         let _ = writeln!(
             o,
             "{:<16} {:>8} {:>6.1} {:>6.1} {:>6.1} {:>6.1} {:>6.1}  {bar}  {top_wait}{}",
-            truncate(&t.comm, 16),
+            holdup_format::truncate(&t.comm, 16),
             t.tid,
             pct(st.on_cpu_ns, win),
             pct(st.runq_ns, win),
@@ -156,7 +148,7 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
                 o,
                 "  {:<10} {:<48} {:>9}  {:>6} waits  {} thread(s)",
                 kind,
-                truncate(name, 48),
+                holdup_format::truncate(name, 48),
                 ms(*ns),
                 waits,
                 nthreads
@@ -215,7 +207,7 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
             let _ = writeln!(
                 o,
                 "  {:<56} {:>7} wake-ups  {:>9}",
-                truncate(k, 56),
+                holdup_format::truncate(k, 56),
                 n,
                 ms(*ns)
             );
@@ -229,7 +221,7 @@ pub fn render(s: &Snapshot, target: &str, rows: usize) -> String {
                 o,
                 "  {:<8} {:<16} pid {:<8} {:>6} req {:>10.1} MiB  share {:>5.1}%  {}",
                 d.disk,
-                truncate(&d.comm, 16),
+                holdup_format::truncate(&d.comm, 16),
                 d.tgid,
                 d.requests,
                 d.bytes as f64 / 1048576.0,

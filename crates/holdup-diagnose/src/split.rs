@@ -19,26 +19,7 @@ pub struct TimeRange {
 
 /// Parses "10s", "500ms", "2m", "1h" or a plain number of seconds.
 fn parse_secs(s: &str) -> Result<f64, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a time (e.g. 20s, 500ms, 2m)"))?;
-    let mult = match unit {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    Ok(v * mult)
+    holdup_format::parse_duration(s).map(|d| d.as_secs_f64())
 }
 
 impl TimeRange {

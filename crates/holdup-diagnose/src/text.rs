@@ -8,6 +8,7 @@ use crate::stats::mean;
 use crate::verdict::Growth;
 use crate::verdict::Level;
 use crate::Diagnosis;
+use holdup_format as fmt;
 use holdup_model::Histogram;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -131,7 +132,7 @@ pub fn render(d: &Diagnosis) -> String {
                     p.role,
                     if p.entry { " (entry)" } else { "" },
                     p.wait,
-                    ba(alone, pct(p.baseline), pct(p.incident))
+                    ba(alone, fmt::pct(p.baseline), fmt::pct(p.incident))
                 )
             })
             .collect();
@@ -218,28 +219,18 @@ pub fn render(d: &Diagnosis) -> String {
 /// "19% → 43% of its busy time, ~+57% per request".
 pub(crate) fn change(g: &Growth) -> String {
     if g.alone {
-        return format!("{} of its busy time", pct(g.share_after));
+        return format!("{} of its busy time", fmt::pct(g.share_after));
     }
     format!(
         "{} → {} of its busy time{}",
-        pct(g.share_before),
-        pct(g.share_after),
+        fmt::pct(g.share_before),
+        fmt::pct(g.share_after),
         if g.per_work_before.is_some() && g.impact.abs() >= 0.005 {
             format!(", ≈{:+.0}% time per request", g.impact * 100.0)
         } else {
             String::new()
         }
     )
-}
-
-pub(crate) fn fmt_rate(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
 }
 
 /// "1, 2, 3 and 4 more".
@@ -283,30 +274,6 @@ pub(crate) fn named_with_ids(name: &str, ids: &[u32]) -> String {
     }
 }
 
-pub(crate) fn ms(ns_per_s: f64) -> String {
-    format!("{:.0} ms/s", ns_per_s / 1e6)
-}
-
-pub(crate) fn pct(v: f64) -> String {
-    format!("{:.0}%", v * 100.0)
-}
-
-pub(crate) fn fmt_us(us: f64) -> String {
-    if us >= 1000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
-}
-
-pub(crate) fn fmt_bytes_rate(b: f64) -> String {
-    if b >= 1048576.0 {
-        format!("{:.1} MiB/s", b / 1048576.0)
-    } else {
-        format!("{:.0} KiB/s", b / 1024.0)
-    }
-}
-
 pub(crate) fn hist_q(h: &Histogram, q: f64) -> Option<f64> {
     h.quantile_us(q).map(|v| v as f64)
 }
@@ -318,9 +285,9 @@ pub(crate) fn time_line(m: &Model, g: &Growth) -> String {
             m.roles[g.role].name,
             g.family.words(),
             change(g),
-            pct(mean(&g.after)),
-            pct(crate::verdict::alone_threshold(g.family)),
-            pct(g.delta)
+            fmt::pct(mean(&g.after)),
+            fmt::pct(crate::verdict::alone_threshold(g.family)),
+            fmt::pct(g.delta)
         );
     }
     let mut line = format!(
@@ -328,8 +295,8 @@ pub(crate) fn time_line(m: &Model, g: &Growth) -> String {
         m.roles[g.role].name,
         g.family.words(),
         change(g),
-        pct(mean(&g.before)),
-        pct(mean(&g.after))
+        fmt::pct(mean(&g.before)),
+        fmt::pct(mean(&g.after))
     );
     if let (Some(b), Some(i)) = (g.per_work_before, g.per_work_after) {
         line += &format!("; {b:.2} → {i:.2} ms waited per ms of CPU work");

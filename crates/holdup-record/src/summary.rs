@@ -4,6 +4,7 @@
 //! compact plain text, and it serializes to JSON for scripts.
 
 use crate::{ReadStatus, RecordingHeader};
+use holdup_format as human;
 use holdup_model::{Loss, Resource, Snapshot, StateTimes, ThreadState, WaitKind};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -453,66 +454,6 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// A duration in the most readable unit.
-fn human_ns(ns: f64) -> String {
-    if ns >= 1e9 {
-        format!("{:.2} s", ns / 1e9)
-    } else if ns >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e3 {
-        format!("{:.1} us", ns / 1e3)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
-
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// Unix ms as "YYYY-MM-DD HH:MM:SS UTC".
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Cuts a name to `n` characters for a table column.
-fn cut(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n.saturating_sub(1)).chain(['~']).collect()
-    }
-}
-
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "holdup recording: {} windows", self.windows)?;
@@ -523,7 +464,11 @@ impl fmt::Display for Summary {
             write!(f, " (windows {a}-{b}) spanning {:.1} s", secs(self.span_ns))?;
         }
         if self.started_unix_ms > 0 {
-            write!(f, ", started {}", utc(self.started_unix_ms))?;
+            write!(
+                f,
+                ", started {}",
+                human::utc_ms(i64::try_from(self.started_unix_ms).unwrap_or(i64::MAX))
+            )?;
         }
         writeln!(f)?;
         if let Some(st) = &self.status {
@@ -549,21 +494,24 @@ impl fmt::Display for Summary {
                 self.thread_count,
                 self.threads.len()
             )?;
-            write!(f, "  {:>8}  {:<16}", "TID", "COMM")?;
-            for s in ThreadState::ALL {
-                write!(f, "  {:>14}", s.label().to_uppercase())?;
-            }
-            writeln!(f)?;
-            for t in &self.threads {
-                write!(f, "  {:>8}  {:<16}", t.tid, cut(&t.comm, 16))?;
-                for s in ThreadState::ALL {
-                    write!(f, "  {:>8.3} {:>4.0}%", secs(t.states.get(s)), t.percent(s))?;
+            let mut header = vec!["TID".to_string(), "COMM".to_string()];
+            header.extend(ThreadState::ALL.iter().map(|s| s.label().to_uppercase()));
+            let header: Vec<&str> = header.iter().map(String::as_str).collect();
+            let right: Vec<usize> = (0..header.len()).filter(|c| *c != 1).collect();
+            let mut t = human::table(&header, &right);
+            for th in &self.threads {
+                let mut row = vec![th.tid.to_string(), human::truncate(&th.comm, 16)];
+                row.extend(
+                    ThreadState::ALL.iter().map(|s| {
+                        format!("{:.3} {:>4.0}%", secs(th.states.get(*s)), th.percent(*s))
+                    }),
+                );
+                if th.exited {
+                    row.push("(exited)".into());
                 }
-                if t.exited {
-                    write!(f, "  (exited)")?;
-                }
-                writeln!(f)?;
+                t.add_row(row);
             }
+            f.write_str(&human::indented(&t, 2))?;
         }
 
         writeln!(f)?;
@@ -576,22 +524,17 @@ impl fmt::Display for Summary {
                 self.resources.len(),
                 self.resource_count
             )?;
-            writeln!(
-                f,
-                "  {:<10}  {:>10}  {:>8}  {:>4}  RESOURCE",
-                "KIND", "WAIT s", "WAITS", "THR"
-            )?;
+            let mut t = human::table(&["KIND", "WAIT s", "WAITS", "THR", "RESOURCE"], &[1, 2, 3]);
             for r in &self.resources {
-                writeln!(
-                    f,
-                    "  {:<10}  {:>10.3}  {:>8}  {:>4}  {}",
-                    r.kind.label(),
-                    secs(r.wait_ns),
-                    r.waits,
-                    r.threads,
-                    r.resource
-                )?;
+                t.add_row(vec![
+                    r.kind.label().to_string(),
+                    format!("{:.3}", secs(r.wait_ns)),
+                    r.waits.to_string(),
+                    r.threads.to_string(),
+                    r.resource.to_string(),
+                ]);
             }
+            f.write_str(&human::indented(&t, 2))?;
         }
 
         writeln!(f)?;
@@ -604,22 +547,17 @@ impl fmt::Display for Summary {
                 self.culprits.len(),
                 self.culprit_count
             )?;
-            writeln!(
-                f,
-                "  {:>8}  {:<16}  {:>10}  {:>7}  CGROUP",
-                "PID", "COMM", "TIME s", "VICTIMS"
-            )?;
+            let mut t = human::table(&["PID", "COMM", "TIME s", "VICTIMS", "CGROUP"], &[0, 2, 3]);
             for c in &self.culprits {
-                writeln!(
-                    f,
-                    "  {:>8}  {:<16}  {:>10.3}  {:>7}  {}",
-                    c.tgid,
-                    cut(&c.comm, 16),
-                    secs(c.ns),
-                    c.victims,
-                    c.cgroup
-                )?;
+                t.add_row(vec![
+                    c.tgid.to_string(),
+                    human::truncate(&c.comm, 16),
+                    format!("{:.3}", secs(c.ns)),
+                    c.victims.to_string(),
+                    c.cgroup.clone(),
+                ]);
             }
+            f.write_str(&human::indented(&t, 2))?;
         }
 
         writeln!(f)?;
@@ -632,30 +570,30 @@ impl fmt::Display for Summary {
                 self.disks.len(),
                 self.disk_count
             )?;
-            writeln!(
-                f,
-                "  {:<8}  {:>8}  {:<16}  {:>10}  {:>6}  {:>8}  {:>10}",
-                "DISK", "PID", "COMM", "BYTES", "SHARE", "REQS", "MEAN LAT"
-            )?;
+            let mut t = human::table(
+                &[
+                    "DISK", "PID", "COMM", "BYTES", "SHARE", "REQS", "MEAN LAT", "",
+                ],
+                &[1, 3, 4, 5, 6],
+            );
             for d in &self.disks {
                 let lat = if d.requests == 0 {
                     0.0
                 } else {
                     d.latency_ns as f64 / d.requests as f64
                 };
-                writeln!(
-                    f,
-                    "  {:<8}  {:>8}  {:<16}  {:>10}  {:>5.1}%  {:>8}  {:>10}{}",
-                    cut(&d.disk, 8),
-                    d.tgid,
-                    cut(&d.comm, 16),
-                    human_bytes(d.bytes),
-                    d.share * 100.0,
-                    d.requests,
-                    human_ns(lat),
-                    if d.is_target { "  (target)" } else { "" }
-                )?;
+                t.add_row(vec![
+                    human::truncate(&d.disk, 8),
+                    d.tgid.to_string(),
+                    human::truncate(&d.comm, 16),
+                    human::bytes(d.bytes),
+                    format!("{:.1}%", d.share * 100.0),
+                    d.requests.to_string(),
+                    human::ns(lat),
+                    if d.is_target { "(target)" } else { "" }.to_string(),
+                ]);
             }
+            f.write_str(&human::indented(&t, 2))?;
         }
 
         writeln!(f)?;
@@ -678,44 +616,24 @@ impl fmt::Display for Summary {
         write!(
             f,
             "BPF overhead: {} per window on average",
-            human_ns(o.mean_ns_per_window as f64)
+            human::ns(o.mean_ns_per_window as f64)
         )?;
         if o.cpu_fraction > 0.0 {
             write!(f, " ({:.3}% of one CPU)", o.cpu_fraction * 100.0)?;
         }
         writeln!(f)?;
-        for p in &o.programs {
-            writeln!(
-                f,
-                "  {:<28}  {:>12} runs  {:>10}/run  {:>10} total",
-                cut(&p.name, 28),
-                p.run_cnt,
-                human_ns(p.ns_per_run),
-                human_ns(p.run_time_ns as f64)
-            )?;
+        if !o.programs.is_empty() {
+            let mut t = human::table(&["PROGRAM", "RUNS", "PER RUN", "TOTAL"], &[1, 2, 3]);
+            for p in &o.programs {
+                t.add_row(vec![
+                    human::truncate(&p.name, 28),
+                    p.run_cnt.to_string(),
+                    human::ns(p.ns_per_run),
+                    human::ns(p.run_time_ns as f64),
+                ]);
+            }
+            f.write_str(&human::indented(&t, 2))?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_formats_known_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_700_000_000_123), "2023-11-14 22:13:20 UTC");
-    }
-
-    #[test]
-    fn human_units() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
-        assert_eq!(human_ns(1500.0), "1.5 us");
-        assert_eq!(human_ns(2.5e9), "2.50 s");
-        assert_eq!(cut("abcdefgh", 4), "abc~");
-        assert_eq!(cut("abc", 4), "abc");
     }
 }

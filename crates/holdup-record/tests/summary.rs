@@ -89,7 +89,7 @@ fn totals_add_up_over_windows() {
         "noisy",
         "75.0%",
         "loss: 2 (ringbuf_drops 2)",
-        "BPF overhead: 250.0 us per window",
+        "BPF overhead: 250.0 µs per window",
         "handle_switch",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");

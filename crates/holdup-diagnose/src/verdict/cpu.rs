@@ -96,7 +96,7 @@ pub(super) fn candidate(
             ids: r.4.clone(),
             detail: format!(
                 "held the CPU {} while {role} waited",
-                ba(g.alone, ms(r.1), ms(r.2))
+                ba(g.alone, fmt::ms_per_s(r.1), fmt::ms_per_s(r.2))
             ),
         })
         .collect();
@@ -115,7 +115,7 @@ pub(super) fn candidate(
         v.score = v.score.min(0.3);
         v.evidence.push(format!(
             "the service's own threads ran instead: below the {} threshold for its own run-queue wait",
-            pct(ALONE_OWN_RUNQ)
+            fmt::pct(ALONE_OWN_RUNQ)
         ));
     }
     let (hb, hi) = (runq_hist(m, b, g.role), runq_hist(m, i, g.role));
@@ -127,8 +127,8 @@ pub(super) fn candidate(
     ) {
         v.evidence.push(format!(
             "run-queue latency p50 {}, p99 {} (log2 histogram bucket bounds)",
-            ba(g.alone, fmt_us(b50), fmt_us(i50)),
-            ba(g.alone, fmt_us(b99), fmt_us(i99))
+            ba(g.alone, fmt::us(b50), fmt::us(i50)),
+            ba(g.alone, fmt::us(b99), fmt::us(i99))
         ));
     }
     for c in &culprits {
@@ -141,7 +141,7 @@ pub(super) fn candidate(
             format!(
                 "{} ({})",
                 c.name,
-                ms(rows.iter().find(|r| r.0 == c.name).map_or(0.0, |r| r.2))
+                fmt::ms_per_s(rows.iter().find(|r| r.0 == c.name).map_or(0.0, |r| r.2))
             )
         })
         .collect();
@@ -172,8 +172,8 @@ pub(super) fn candidate(
         v.significant = v.significant && v.score >= 0.2;
         v.evidence.push(format!(
             "who ran instead explains only {} of the {} more run-queue wait",
-            ms(culprit_growth),
-            ms(runq_growth)
+            fmt::ms_per_s(culprit_growth),
+            fmt::ms_per_s(runq_growth)
         ));
     }
     if runq[1] > 0 && unattributed[1] as f64 > 0.3 * runq[1] as f64 {

@@ -70,7 +70,7 @@ pub(super) fn candidate(
         v.evidence.push(format!(
             "{role} blocked on {}: {}",
             f.0,
-            ba(g.alone, ms(f.1), ms(f.2))
+            ba(g.alone, fmt::ms_per_s(f.1), fmt::ms_per_s(f.2))
         ));
     }
     // The disk the service uses most in the incident.
@@ -86,24 +86,24 @@ pub(super) fn candidate(
         let share_i = if x[3] > 0.0 { x[2] / x[3] } else { 0.0 };
         v.evidence.push(format!(
             "disk {disk}: the service's share of its bytes {} (service {}, all submitters {})",
-            ba(g.alone, pct(share_b), pct(share_i)),
+            ba(g.alone, fmt::pct(share_b), fmt::pct(share_i)),
             ba(
                 g.alone,
-                fmt_bytes_rate(x[0] / bs),
-                fmt_bytes_rate(x[2] / is)
+                fmt::bytes_rate(x[0] / bs),
+                fmt::bytes_rate(x[2] / is)
             ),
             ba(
                 g.alone,
-                fmt_bytes_rate(x[1] / bs),
-                fmt_bytes_rate(x[3] / is)
+                fmt::bytes_rate(x[1] / bs),
+                fmt::bytes_rate(x[3] / is)
             ),
         ));
         if lat[0][1] > 0.0 && lat[1][1] > 0.0 {
             let (lb, li) = (lat[0][0] / lat[0][1] / 1e3, lat[1][0] / lat[1][1] / 1e3);
-            let p99 = |h: &Histogram| hist_q(h, 0.99).map(fmt_us).unwrap_or_default();
+            let p99 = |h: &Histogram| hist_q(h, 0.99).map(fmt::us).unwrap_or_default();
             v.evidence.push(format!(
                 "the service's disk requests took {} on average (p99 {})",
-                ba(g.alone, fmt_us(lb), fmt_us(li)),
+                ba(g.alone, fmt::us(lb), fmt::us(li)),
                 ba(g.alone, p99(&lat_hist[0]), p99(&lat_hist[1]))
             ));
         }
@@ -127,8 +127,8 @@ pub(super) fn candidate(
                 ids: r.3.clone(),
                 detail: format!(
                     "wrote/read {} on {disk} ({} of the disk's bytes in the incident)",
-                    ba(g.alone, fmt_bytes_rate(r.1), fmt_bytes_rate(r.2)),
-                    pct(share)
+                    ba(g.alone, fmt::bytes_rate(r.1), fmt::bytes_rate(r.2)),
+                    fmt::pct(share)
                 ),
             });
         }
@@ -142,7 +142,7 @@ pub(super) fn candidate(
             ids: Vec::new(),
             detail: format!(
                 "the service's share {}",
-                ba(g.alone, pct(share_b), pct(share_i))
+                ba(g.alone, fmt::pct(share_b), fmt::pct(share_i))
             ),
         });
     } else if g.significant {
@@ -155,7 +155,10 @@ pub(super) fn candidate(
             kind: NamedKind::File,
             name: f.0.clone(),
             ids: Vec::new(),
-            detail: format!("blocked {}", ba(g.alone, ms(f.1), ms(f.2))),
+            detail: format!(
+                "blocked {}",
+                ba(g.alone, fmt::ms_per_s(f.1), fmt::ms_per_s(f.2))
+            ),
         });
     }
     let first = culprits

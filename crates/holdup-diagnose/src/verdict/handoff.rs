@@ -29,11 +29,11 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
             Some(w) if w.significant => format!(
                 "{name} itself is held up {}: {}",
                 w.family.words(),
-                ba(g.alone, pct(mean(&w.before)), pct(mean(&w.after)))
+                ba(g.alone, fmt::pct(mean(&w.before)), fmt::pct(mean(&w.after)))
             ),
             _ => format!(
                 "{name} works: on-CPU {} of its time",
-                ba(g.alone, pct(mean(&cpu_b)), pct(mean(&cpu_i)))
+                ba(g.alone, fmt::pct(mean(&cpu_b)), fmt::pct(mean(&cpu_i)))
             ),
         };
         v.evidence.push(stage_note.clone());

@@ -109,8 +109,8 @@ pub(super) fn more_load(m: &Model, b: &[WinRef], i: &[WinRef], roles: &[usize]) 
     )];
     evidence.push(format!(
         "their idle time (waiting for clients or work) {} → {}",
-        pct(mean(&idle_b)),
-        pct(mean(&idle_i))
+        fmt::pct(mean(&idle_b)),
+        fmt::pct(mean(&idle_i))
     ));
     if mean(&cl_b) + mean(&cl_i) > 0.0 {
         evidence.push(format!(
@@ -162,8 +162,8 @@ pub(super) fn more_load(m: &Model, b: &[WinRef], i: &[WinRef], roles: &[usize]) 
     if what.is_empty() && idle_down {
         what.push(format!(
             "idle time {} → {}",
-            pct(mean(&idle_b)),
-            pct(mean(&idle_i))
+            fmt::pct(mean(&idle_b)),
+            fmt::pct(mean(&idle_i))
         ));
     }
     let work = if cpu_growth >= 0.03 {
@@ -189,7 +189,7 @@ pub(super) fn more_load(m: &Model, b: &[WinRef], i: &[WinRef], roles: &[usize]) 
         if saturated {
             format!(
                 "; they were busy {} of the time, so extra requests queue (saturation by the service's own load)",
-                pct(busy_after)
+                fmt::pct(busy_after)
             )
         } else {
             String::new()
@@ -370,19 +370,19 @@ pub(super) fn busy_alone(m: &Model, i: &[WinRef], roles: &[usize]) -> Option<Ver
         summary: format!(
             "the service is busy with its own work: its entry threads ({}) run on a CPU {} of their time ({rate:.2} CPU-s/s) and no wait holds them up; requests queue behind each other (load, not contention)",
             names.join(", "),
-            pct(share)
+            fmt::pct(share)
         ),
         role: names.first().cloned(),
         culprits: vec![Named {
             kind: NamedKind::Clients,
             name: "clients".into(),
             ids: Vec::new(),
-            detail: format!("keep the entry threads on-CPU {} of the time", pct(share)),
+            detail: format!("keep the entry threads on-CPU {} of the time", fmt::pct(share)),
         }],
         evidence: vec![format!(
             "entry threads on a CPU {} of their time; saturation is ≥ {} (no baseline: judged alone)",
-            pct(share),
-            pct(ALONE_SATURATED)
+            fmt::pct(share),
+            fmt::pct(ALONE_SATURATED)
         )],
         comparisons: vec![Comparison::new(
             "entry threads on a CPU",
@@ -418,8 +418,8 @@ pub(super) fn nothing_holds_it_up(
                 "{} {}: {} of its busy time (a cause needs {})",
                 m.roles[g.role].name,
                 g.family.words(),
-                pct(g.share_after),
-                pct(alone_threshold(g.family))
+                fmt::pct(g.share_after),
+                fmt::pct(alone_threshold(g.family))
             )
         })
         .collect();
@@ -441,7 +441,7 @@ pub(super) fn nothing_holds_it_up(
             format!(
                 "; its largest wait is {} ({} of busy time)",
                 g.family.words(),
-                pct(g.share_after)
+                fmt::pct(g.share_after)
             )
         })
         .unwrap_or_default();

@@ -116,9 +116,13 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
         };
         v.evidence.push(format!(
             "{label}: waited {}, {} per blocking wait (p99 {})",
-            ba(g.alone, ms(f.ns[0] / bs), ms(f.ns[1] / is)),
-            ba(g.alone, fmt_us(per_wait(0)), fmt_us(per_wait(1))),
-            hist_q(&f.hist, 0.99).map(fmt_us).unwrap_or_default()
+            ba(
+                g.alone,
+                fmt::ms_per_s(f.ns[0] / bs),
+                fmt::ms_per_s(f.ns[1] / is)
+            ),
+            ba(g.alone, fmt::us(per_wait(0)), fmt::us(per_wait(1))),
+            hist_q(&f.hist, 0.99).map(fmt::us).unwrap_or_default()
         ));
         let same = holders.keys().all(|h| waiter_comms.contains_key(h));
         v.evidence.push(format!(
@@ -142,7 +146,14 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
                 Some(FutexKey::Private { tgid, .. }) if f.keys.len() == 1 => vec![*tgid],
                 _ => f.waiter_pids.iter().copied().collect(),
             },
-            detail: format!("waited {}", ba(g.alone, ms(f.ns[0] / bs), ms(f.ns[1] / is))),
+            detail: format!(
+                "waited {}",
+                ba(
+                    g.alone,
+                    fmt::ms_per_s(f.ns[0] / bs),
+                    fmt::ms_per_s(f.ns[1] / is)
+                )
+            ),
         });
         for (name, mf) in members.iter().take(3) {
             culprits.push(Named {
@@ -151,7 +162,11 @@ pub(super) fn candidate(m: &Model, b: &[WinRef], i: &[WinRef], g: &Growth) -> Ca
                 ids: mf.waiter_pids.iter().copied().collect(),
                 detail: format!(
                     "one waiter's futex: waited {}",
-                    ba(g.alone, ms(mf.ns[0] / bs), ms(mf.ns[1] / is))
+                    ba(
+                        g.alone,
+                        fmt::ms_per_s(mf.ns[0] / bs),
+                        fmt::ms_per_s(mf.ns[1] / is)
+                    )
                 ),
             });
         }
@@ -299,7 +314,15 @@ pub(super) fn holders_held_up(
             g.significant = g.share_after >= threshold && part > 0;
             g
         } else {
-            assess(m, b, i, holders, family)
+            // The lock wait grows in the same threads and inflates their busy
+            // time, so the holders' share of it may stay flat while their
+            // wait per unit of CPU work climbs: judge them by the latter.
+            let mut g = assess(m, b, i, holders, family);
+            g.significant = g.per_work_before.is_some()
+                && g.impact >= MIN_IMPACT
+                && g.delta >= MIN_DELTA
+                && g.score >= 0.2;
+            g
         };
         if g.significant && best.as_ref().is_none_or(|x| g.score > x.score) {
             best = Some(g);

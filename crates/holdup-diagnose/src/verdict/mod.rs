@@ -14,22 +14,20 @@
 //! family in a role, with the thresholds that make it significant.
 
 pub mod cpu;
-mod disk;
+pub mod disk;
 pub mod growth;
-mod handoff;
-mod load;
-mod lock;
-mod peer;
+pub mod handoff;
+pub mod load;
+pub mod lock;
+pub mod peer;
 
 pub use growth::*;
 
 use crate::model::{Model, WinRef};
 use crate::states::{Category, CauseFamily, Direction, FutexKey, FutexUse};
 use crate::stats::{cliffs_delta, mean, Dist};
-use crate::text::{
-    self, ba, change, comm_list, fmt_bytes_rate, fmt_rate, fmt_us, hist_q, ms, named_with_ids, pct,
-    time_line,
-};
+use crate::text::{self, ba, change, comm_list, hist_q, named_with_ids, time_line};
+use holdup_format as fmt;
 use holdup_model::{Histogram, Resource, WaitKind, Waker};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -186,7 +184,7 @@ pub(super) fn confidence(b: &[f64], i: &[f64], pct: bool) -> Confidence {
         if pct {
             format!("{:.0}%", v * 100.0)
         } else {
-            fmt_rate(v)
+            fmt::rate(v)
         }
     };
     let text = format!(

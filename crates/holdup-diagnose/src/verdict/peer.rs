@@ -80,10 +80,14 @@ pub(super) fn candidate(
             ids: Vec::new(),
             detail: format!(
                 "waited {}; {} per wait{}, {} waits/s",
-                ba(g.alone, ms(p.ns[0] / bs), ms(p.ns[1] / is)),
-                ba(g.alone, fmt_us(per(0)), fmt_us(per(1))),
+                ba(
+                    g.alone,
+                    fmt::ms_per_s(p.ns[0] / bs),
+                    fmt::ms_per_s(p.ns[1] / is)
+                ),
+                ba(g.alone, fmt::us(per(0)), fmt::us(per(1))),
                 hist_q(&p.hist[1], 0.99)
-                    .map(|q| format!(" (p99 {})", fmt_us(q)))
+                    .map(|q| format!(" (p99 {})", fmt::us(q)))
                     .unwrap_or_default(),
                 ba(
                     g.alone,
@@ -108,7 +112,7 @@ pub(super) fn candidate(
             "{role} waits for the peer {}: {}, {} per request",
             c.name,
             change(g),
-            ba(g.alone, fmt_us(per(0)), fmt_us(per(1)))
+            ba(g.alone, fmt::us(per(0)), fmt::us(per(1)))
         );
     } else {
         v.summary = format!(

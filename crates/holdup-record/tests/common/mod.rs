@@ -183,7 +183,6 @@ pub fn snapshot(i: u64) -> Snapshot {
             ..Loss::default()
         },
         overhead: vec![
-        runtimes: Vec::new(),
             ProgCost {
                 name: "handle_switch".into(),
                 run_cnt: 1000,
@@ -195,6 +194,7 @@ pub fn snapshot(i: u64) -> Snapshot {
                 run_time_ns: 50_000,
             },
         ],
+        runtimes: Vec::new(),
     }
 }
 
