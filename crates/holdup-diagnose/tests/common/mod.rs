@@ -233,52 +233,114 @@ pub fn names(d: &Diagnosis, kind: NamedKind) -> Vec<String> {
 /// Thread-per-connection workers "w-0".."w-3" that receive on client
 /// sockets; `lock_ms` of their time waits on the futex 0xaa00 they all take.
 pub fn workers(s: &mut Snapshot, i: u64, lock_ms: u64, peer_ms: u64) {
+    pool(
+        s,
+        i,
+        &Pool {
+            lock_ms,
+            peer_ms,
+            ..Pool::default()
+        },
+    );
+}
+
+/// Four workers that each receive on a client socket (ms per window; each
+/// worker's run queue gets a jitter on top and the rest of the second is
+/// spent receiving from its client). The defaults are [`workers`]'.
+pub struct Pool {
+    /// On-CPU.
+    pub cpu: u64,
+    /// Run queue (before the jitter).
+    pub runq: u64,
+    /// iowait, writing the file "wal".
+    pub iowait: u64,
+    /// Futex wait.
+    pub lock_ms: u64,
+    /// Wait for the peer 10.1.1.1:5432.
+    pub peer_ms: u64,
+    /// Process of worker k.
+    pub tgid: fn(u32) -> u32,
+    /// Thread id of worker k.
+    pub tid: fn(u32) -> u32,
+    /// Thread name of worker k.
+    pub comm: fn(u32) -> String,
+    /// The futex worker k waits on.
+    pub futex: fn(u32) -> Resource,
+    /// (tgid, tid) of the thread that wakes worker k from its futex.
+    pub waker: fn(u32) -> (u32, u32),
+}
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool {
+            cpu: 100,
+            runq: 20,
+            iowait: 0,
+            lock_ms: 0,
+            peer_ms: 0,
+            tgid: |_| SVC,
+            tid: |k| 300 + k,
+            comm: |k| format!("w-{k}"),
+            futex: |_| Resource::Futex {
+                tgid: SVC,
+                uaddr: 0xaa00,
+            },
+            waker: |k| (SVC, 300 + (k + 1) % 4),
+        }
+    }
+}
+
+/// Adds a [`Pool`]'s four workers to a window.
+pub fn pool(s: &mut Snapshot, i: u64, p: &Pool) {
     for k in 0..4u32 {
-        let tid = 300 + k;
-        let mut t = thread(
-            tid,
-            &format!("w-{k}"),
-            [100, 20 + jitter(i, u64::from(k)), 0, 0],
-        );
-        let client = 1000 - 120 - jitter(i, u64::from(k)) - lock_ms - peer_ms;
-        add_wait(&mut t, WaitKind::SockRecv, client + peer_ms, 500);
+        let (tgid, tid) = ((p.tgid)(k), (p.tid)(k));
+        let j = jitter(i, u64::from(k));
+        let mut t = thread(tid, &(p.comm)(k), [p.cpu, p.runq + j, p.iowait, 0]);
+        t.tgid = tgid;
+        let mut push = |r: ResourceWait| s.resources.push(ResourceWait { tgid, ..r });
+        let client = 1000 - p.cpu - p.runq - j - p.iowait - p.lock_ms - p.peer_ms;
+        add_wait(&mut t, WaitKind::SockRecv, client + p.peer_ms, 500);
         let cs = sock("127.0.0.1:8080", &format!("127.0.0.1:{}", 51000 + k));
-        s.resources.push(resource(
+        push(resource(
             tid,
             WaitKind::SockRecv,
             Resource::Socket(cs),
             client,
             500,
         ));
-        if peer_ms > 0 {
+        if p.peer_ms > 0 {
             let ps = sock(&format!("127.0.0.1:{}", 41000 + k), "10.1.1.1:5432");
-            s.resources.push(resource(
+            push(resource(
                 tid,
                 WaitKind::SockRecv,
                 Resource::Socket(ps),
-                peer_ms,
+                p.peer_ms,
                 400,
             ));
         }
-        if lock_ms > 0 {
-            add_wait(&mut t, WaitKind::Futex, lock_ms, 300);
-            s.resources.push(resource(
+        if p.iowait > 0 {
+            add_wait(&mut t, WaitKind::FileWrite, p.iowait, 200);
+            push(resource(
                 tid,
-                WaitKind::Futex,
-                Resource::Futex {
-                    tgid: SVC,
-                    uaddr: 0xaa00,
+                WaitKind::FileWrite,
+                Resource::File {
+                    dev: 254 << 20,
+                    ino: 13,
+                    file_type: "file".into(),
+                    name: "wal".into(),
                 },
-                lock_ms,
-                300,
+                p.iowait,
+                200,
             ));
+        }
+        if p.lock_ms > 0 {
+            add_wait(&mut t, WaitKind::Futex, p.lock_ms, 300);
+            push(resource(tid, WaitKind::Futex, (p.futex)(k), p.lock_ms, 300));
+            let (waker_tgid, waker_tid) = (p.waker)(k);
             s.futex_wakes.push(FutexWake {
-                waker_tgid: SVC,
-                waker_tid: 300 + (k + 1) % 4,
-                futex: Resource::Futex {
-                    tgid: SVC,
-                    uaddr: 0xaa00,
-                },
+                waker_tgid,
+                waker_tid,
+                futex: (p.futex)(k),
                 calls: 300,
                 woken: 300,
             });
