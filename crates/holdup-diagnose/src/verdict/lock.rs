@@ -290,7 +290,7 @@ pub(super) fn holders_held_up(
     missing: &mut Vec<String>,
 ) -> Option<(Growth, Candidate)> {
     let holders = holder_role(m, i, role);
-    let mut best: Option<Growth> = None;
+    let mut best: Option<(Growth, Candidate)> = None;
     for family in HOLDER_CAUSES {
         let g = if alone {
             let mut g = assess_alone(m, i, holders, family);
@@ -317,18 +317,36 @@ pub(super) fn holders_held_up(
             // The lock wait grows in the same threads and inflates their busy
             // time, so the holders' share of it may stay flat while their
             // wait per unit of CPU work climbs: judge them by the latter.
+            // When the lock cuts throughput, every other wait grows per unit
+            // of CPU work; the holders must also spend more of their time in
+            // it.
             let mut g = assess(m, b, i, holders, family);
+            let (before, after) = (mean(&g.before), mean(&g.after));
             g.significant = g.per_work_before.is_some()
                 && g.impact >= MIN_IMPACT
                 && g.delta >= MIN_DELTA
-                && g.score >= 0.2;
+                && g.score >= 0.2
+                && after >= HOLDER_TIME_GROWTH * before + 0.005;
             g
         };
-        if g.significant && best.as_ref().is_none_or(|x| g.score > x.score) {
-            best = Some(g);
+        if !g.significant {
+            continue;
+        }
+        let Some(c) = super::candidate(m, b, i, &g, missing) else {
+            continue;
+        };
+        // Holders queueing for the CPUs behind the service's own threads is
+        // the lock's own load, not a cause outside it.
+        if c.verdict.kind == VerdictKind::CpuSaturation || !c.verdict.significant {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(x, _)| g.score > x.score) {
+            best = Some((g, c));
         }
     }
-    let g = best?;
-    let c = super::candidate(m, b, i, &g, missing)?;
-    Some((g, c))
+    best
 }
+
+/// In compare mode, the holders' time in a cause must grow by this factor
+/// (of their thread time) for it to explain a lock's growth.
+pub const HOLDER_TIME_GROWTH: f64 = 1.1;
