@@ -7,13 +7,13 @@
 use super::{parse_duration, stop_flag, TargetArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use holdup_collect::windows::End;
 use holdup_collect::Collector;
 use holdup_diagnose::{SloSeries, SplitRequest, TimeRange};
 use holdup_model::Snapshot;
 use holdup_record::{ReadStatus, Recorder, Recording, RecordingHeader};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Live collection length when `--duration` is not given.
 const DEFAULT_LIVE: Duration = Duration::from_secs(60);
@@ -189,31 +189,22 @@ fn collect(args: &DiagnoseArgs) -> Result<(Vec<Snapshot>, String)> {
         None => None,
     };
     let stop = stop_flag();
-    let started = Instant::now();
     eprintln!(
         "holdup: watching {} for {:?} (windows of {:?}); Ctrl-C stops early and diagnoses what was collected",
         c.target(),
         duration,
         interval
     );
-    let mut windows = Vec::new();
-    loop {
-        let snap = c.next_window(&stop)?;
-        if let Some(r) = &mut rec {
-            r.write_window(&snap)?;
-        }
-        windows.push(snap);
-        if stop.load(Ordering::Relaxed) || started.elapsed() + Duration::from_millis(5) >= duration
-        {
-            break;
-        }
-        if !c.target_alive() {
-            eprintln!(
-                "holdup: the target {} exited; diagnosing what was collected",
-                c.target()
-            );
-            break;
-        }
+    let mut windows: Vec<Snapshot> = Vec::new();
+    let end = match rec.as_mut() {
+        Some(r) => crate::sink::drive(&mut c, &stop, Some(duration), &mut [&mut windows, r])?,
+        None => crate::sink::drive(&mut c, &stop, Some(duration), &mut [&mut windows])?,
+    };
+    if end == End::TargetExited {
+        eprintln!(
+            "holdup: the target {} exited; diagnosing what was collected",
+            c.target()
+        );
     }
     let target = c.target().to_string();
     if let Some(r) = rec {

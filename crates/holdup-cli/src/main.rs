@@ -1,18 +1,20 @@
 //! `holdup`: what is holding your threads up, and who is causing it.
 
 mod diagnose;
+mod sink;
 mod top;
 mod wb;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use holdup_collect::windows::End;
 use holdup_collect::{Collector, Options, TargetSpec};
 use holdup_record::{Recorder, Recording, RecordingHeader};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -296,7 +298,6 @@ fn record(
     );
     let mut rec = Recorder::create(&output, &header)?;
     let stop = stop_flag();
-    let started = Instant::now();
     eprintln!(
         "holdup: recording {} to {} every {:?}{}; Ctrl-C to stop",
         c.target(),
@@ -304,19 +305,8 @@ fn record(
         c.interval(),
         duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
     );
-    loop {
-        let snap = c.next_window(&stop)?;
-        rec.write_window(&snap)?;
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        if duration.is_some_and(|d| started.elapsed() + Duration::from_millis(5) >= d) {
-            break;
-        }
-        if !c.target_alive() {
-            eprintln!("holdup: the target {} exited; stopping", c.target());
-            break;
-        }
+    if sink::drive(&mut c, &stop, duration, &mut [&mut rec])? == End::TargetExited {
+        eprintln!("holdup: the target {} exited; stopping", c.target());
     }
     let n = rec.finish()?;
     eprintln!("holdup: wrote {n} windows to {}", output.display());

@@ -1,16 +1,43 @@
 //! `holdup top`: a plain-terminal live view (works over ssh, no curses), or
 //! one JSON object per window with `--json`.
 
+use crate::sink::{drive, Sink};
 use anyhow::Result;
+use holdup_collect::windows::End;
 use holdup_collect::Collector;
 use holdup_model::{Snapshot, ThreadState, Waker};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 const BAR: usize = 30;
+
+/// The live view: a frame (or a JSON line) per window on stdout.
+struct View {
+    json: bool,
+    tty: bool,
+    target: String,
+    rows: usize,
+}
+
+impl Sink for View {
+    fn window(&mut self, snap: &Snapshot) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer(&mut out, snap)?;
+            writeln!(out)?;
+        } else {
+            if self.tty {
+                write!(out, "\x1b[H\x1b[2J")?;
+            }
+            write!(out, "{}", render(snap, &self.target, self.rows))?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
 
 /// Runs the live view until stopped, the duration passes, or the target exits.
 pub fn run(
@@ -20,8 +47,6 @@ pub fn run(
     duration: Option<Duration>,
     rows: usize,
 ) -> Result<()> {
-    let started = Instant::now();
-    let tty = std::io::stdout().is_terminal();
     if !json {
         eprintln!(
             "holdup: watching {} every {:?}; Ctrl-C to stop",
@@ -29,27 +54,16 @@ pub fn run(
             c.interval()
         );
     }
-    loop {
-        let snap = c.next_window(stop)?;
-        let mut out = std::io::stdout().lock();
-        if json {
-            serde_json::to_writer(&mut out, &snap)?;
-            writeln!(out)?;
-        } else {
-            if tty {
-                write!(out, "\x1b[H\x1b[2J")?;
-            }
-            write!(out, "{}", render(&snap, &c.target().to_string(), rows))?;
-        }
-        out.flush()?;
-        if stop.load(Ordering::Relaxed) || duration.is_some_and(|d| started.elapsed() >= d) {
-            return Ok(());
-        }
-        if !c.target_alive() {
-            eprintln!("holdup: the target {} exited", c.target());
-            return Ok(());
-        }
+    let mut view = View {
+        json,
+        tty: std::io::stdout().is_terminal(),
+        target: c.target().to_string(),
+        rows,
+    };
+    if drive(c, stop, duration, &mut [&mut view])? == End::TargetExited {
+        eprintln!("holdup: the target {} exited", c.target());
     }
+    Ok(())
 }
 
 fn pct(ns: u64, of: u64) -> f64 {

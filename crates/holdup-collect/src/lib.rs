@@ -7,10 +7,13 @@
 //! task iterator so every in-flight state is accounted up to the boundary,
 //! then drains the old slot. See docs/ARCHITECTURE.md.
 
+#![warn(missing_docs)]
+
 mod convert;
 pub mod preflight;
 pub mod runtime;
 pub mod target;
+pub mod windows;
 
 use holdup_bpf::{types, HoldupSkel, HoldupSkelBuilder};
 use holdup_model::{

@@ -2,6 +2,8 @@
 //! sink (live view, recording, diagnosis) consumes. Pure data, no I/O, so a
 //! snapshot read back from a recording is indistinguishable from a live one.
 
+#![warn(missing_docs)]
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

@@ -171,7 +171,7 @@ pub enum RecordError {
     /// complete window, so nothing more is written to it.
     #[error(
         "recording {} is no longer written after an earlier write error; {windows} complete windows are safely in it; \
-         start a new recording with another -o path",
+         start a new recording at another path",
         path.display()
     )]
     Stopped {
@@ -391,7 +391,9 @@ fn create_advice(path: &Path, e: &io::Error) -> (String, String) {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| ".".to_string(), |p| p.display().to_string());
-    let other = "choose another path with -o (e.g. -o /tmp/holdup.rec)";
+    // No flag names here: `record -o`, `diagnose --record` and the
+    // workbench all create recordings; each says which flag it read.
+    let other = "choose another path (e.g. /tmp/holdup.rec)";
     match e.kind() {
         io::ErrorKind::NotFound => (
             format!("directory {dir} does not exist"),
@@ -407,7 +409,7 @@ fn create_advice(path: &Path, e: &io::Error) -> (String, String) {
         io::ErrorKind::IsADirectory => (
             "it is a directory".to_string(),
             format!(
-                "give a file name inside it (e.g. -o {}/holdup.rec)",
+                "give a file name inside it (e.g. {}/holdup.rec)",
                 path.display()
             ),
         ),
