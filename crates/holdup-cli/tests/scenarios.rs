@@ -11,112 +11,20 @@
 //! Run them with `cargo test -p holdup-cli --test scenarios -- --test-threads=1`;
 //! add `--nocapture` to see each diagnosis.
 
-use holdup_testkit::{bpf_setup, workload_bin, Workload};
+use holdup_testkit::scenario::{
+    culprits, describe, diagnose_file, free_port, have_tools, quiet, top, wait_until, Guard,
+    KERNEL_AND_HOLDUP,
+};
+use holdup_testkit::{bpf_setup, workload_bin, TempDir, Workload};
 use serde_json::Value;
-use std::io::Read;
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Length of each diagnosis run.
 const DIAGNOSE_SECS: u64 = 30;
 /// When the change happens, from the start of the scenario's processes.
 const CHANGE_AT: Duration = Duration::from_secs(14);
-
-/// A process started by a scenario, in its own process group; the whole
-/// group is killed when this is dropped (also when a test fails).
-struct Guard {
-    child: Child,
-    name: String,
-}
-
-impl Guard {
-    fn spawn(name: &str, cmd: &mut Command) -> Guard {
-        let child = cmd
-            .process_group(0)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        Guard {
-            child,
-            name: name.into(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // SAFETY: signalling the process group this guard created.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        let _ = self.child.wait();
-        eprintln!("scenario: stopped {}", self.name);
-    }
-}
-
-/// A scratch directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(base: &str, tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p =
-            PathBuf::from(base).join(format!("holdup-scn-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Whether the external programs a scenario needs exist; skips (or fails
-/// with CI=true) when they do not.
-fn have_tools(what: &str, tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| {
-            !Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("{what} needs {} (run scripts/setup.sh)", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true: {msg}");
-    }
-    eprintln!("skipping {msg}");
-    false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn quiet(cmd: &mut Command) -> &mut Command {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null())
-}
 
 /// A private redis-server on 127.0.0.1, pinned to CPU 1.
 fn start_redis(dir: &TempDir, extra: &[&str]) -> (Guard, u16) {
@@ -163,150 +71,50 @@ fn start_benchmark(port: u16, args: &[&str]) -> Guard {
     Guard::spawn("redis-benchmark", quiet(&mut cmd))
 }
 
-/// A running `holdup diagnose --json`.
-struct Diagnose {
-    child: Child,
-    started: Instant,
-    name: String,
-}
-
 /// Where a scenario keeps its recording and diagnosis, for a look afterwards.
 fn artifact(name: &str, ext: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("scenario-{name}.{ext}"))
 }
 
+/// A running `holdup diagnose --pid P --duration 30s --json`.
+struct Diagnose(holdup_testkit::scenario::Diagnose);
+
 impl Diagnose {
     /// Starts `holdup diagnose` on `pid`; `name` names the kept recording
     /// (target/tmp/scenario-NAME.rec) and diagnosis (.json).
     fn start(pid: u32, name: &str) -> Diagnose {
-        let child = Command::new(env!("CARGO_BIN_EXE_holdup"))
-            .args(["diagnose", "--pid", &pid.to_string(), "--duration"])
-            .arg(format!("{DIAGNOSE_SECS}s"))
-            .arg("--json")
-            .arg("--record")
-            .arg(artifact(name, "rec"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start holdup diagnose");
-        Diagnose {
-            child,
-            started: Instant::now(),
-            name: name.into(),
-        }
+        let args = [
+            "--pid".to_string(),
+            pid.to_string(),
+            "--duration".into(),
+            format!("{DIAGNOSE_SECS}s"),
+            "--record".into(),
+            artifact(name, "rec").display().to_string(),
+        ];
+        Diagnose(holdup_testkit::scenario::Diagnose::start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_holdup")),
+            &args,
+            Duration::from_secs(DIAGNOSE_SECS + 40),
+            Some(artifact(name, "json")),
+            false,
+        ))
     }
 
     /// Waits for the diagnosis (with a deadline) and parses it.
-    fn finish(mut self) -> Value {
-        let deadline = self.started + Duration::from_secs(DIAGNOSE_SECS + 40);
-        loop {
-            if self.child.try_wait().expect("wait for holdup").is_some() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("holdup diagnose did not finish in time");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut out = String::new();
-        let mut err = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "holdup diagnose failed: {status}\n{err}");
-        let _ = std::fs::write(artifact(&self.name, "json"), &out);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{out}\n{err}"))
+    fn finish(self) -> Value {
+        self.0.finish()
     }
-}
-
-impl Drop for Diagnose {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sleeps until `at` after `t0`.
-fn wait_until(t0: Instant, at: Duration) {
-    let now = t0.elapsed();
-    if at > now {
-        std::thread::sleep(at - now);
-    }
-}
-
-/// One line per verdict, for failure messages and --nocapture.
-fn describe(d: &Value) -> String {
-    let mut s = format!(
-        "split: {} | baseline {} windows, incident {} windows\n",
-        d["split"]["detail"], d["split"]["baseline"]["windows"], d["split"]["incident"]["windows"]
-    );
-    for v in d["verdicts"].as_array().into_iter().flatten() {
-        s += &format!(
-            "  {} score {:.2} significant {}: {}\n",
-            v["kind"].as_str().unwrap_or("?"),
-            v["score"].as_f64().unwrap_or(0.0),
-            v["significant"],
-            v["summary"].as_str().unwrap_or("")
-        );
-        for e in v["evidence"].as_array().into_iter().flatten().take(5) {
-            s += &format!("      - {}\n", e.as_str().unwrap_or(""));
-        }
-    }
-    for m in d["missing"].as_array().into_iter().flatten() {
-        s += &format!("  missing: {}\n", m.as_str().unwrap_or(""));
-    }
-    s
-}
-
-/// Checks the top verdict's kind and returns it.
-fn top<'a>(d: &'a Value, scenario: &str, kind: &str) -> &'a Value {
-    let text = describe(d);
-    println!("scenario {scenario}:\n{text}");
-    let v = &d["verdicts"][0];
-    assert_eq!(v["kind"], kind, "{scenario}: wrong top verdict\n{text}");
-    v
 }
 
 /// Processes a scenario starts (or the kernel runs for it): anything else
 /// named as a culprit is another job on this shared machine.
-const OURS: &[&str] = &[
-    "redis-server",
-    "redis-benchmark",
-    "stress-ng",
-    "hw-",
-    "holdup",
-    "kworker",
-    "ksoftirqd",
-    "[kernel]",
-];
+const OURS: &[&str] = &["redis-server", "redis-benchmark", "stress-ng", "hw-"];
 
 /// A process the diagnosis blames that the scenario did not start: on a
 /// shared machine another job took the CPU or the disk during the run.
 fn foreign_culprit(d: &Value) -> Option<String> {
-    d["verdicts"]
-        .as_array()?
-        .iter()
-        .filter(|v| v["significant"] == true)
-        .filter(|v| {
-            matches!(
-                v["kind"].as_str(),
-                Some("cpu_contention" | "cpu_saturation" | "disk_contention")
-            )
-        })
-        .flat_map(|v| culprits(v, "process"))
-        .next()
-        .filter(|name| !OURS.iter().any(|o| name.starts_with(o)))
+    let ours: Vec<&str> = OURS.iter().chain(KERNEL_AND_HOLDUP).copied().collect();
+    holdup_testkit::scenario::foreign_culprit(d, &ours)
 }
 
 /// Runs a scenario, and once more when the first run's premise was broken by
@@ -336,17 +144,6 @@ fn run_scenario(name: &str, expect: &str, run: impl Fn() -> Value) -> Value {
     }
 }
 
-/// Names of the top verdict's culprits of one kind.
-fn culprits(v: &Value, kind: &str) -> Vec<String> {
-    v["culprits"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["kind"] == kind)
-        .map(|c| c["name"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
 const REDIS_TOOLS: &[&str] = &["redis-server", "redis-benchmark", "redis-cli", "taskset"];
 
 #[test]
@@ -359,7 +156,7 @@ fn redis_with_a_cpu_hog_on_its_cpu_is_cpu_contention_naming_the_hog() {
         return;
     }
     let d = run_scenario(NAME, "cpu_contention", || {
-        let dir = TempDir::new("/tmp", "cpu");
+        let dir = TempDir::under("/tmp", "scn-cpu");
         let (redis, port) = start_redis(&dir, &["--appendonly", "no"]);
         let t0 = Instant::now();
         let _bench = start_benchmark(port, &["-c", "20", "-t", "get,set"]);
@@ -389,7 +186,7 @@ fn redis_with_a_second_load_generator_is_more_load_not_contention() {
         return;
     }
     let d = run_scenario(NAME, "more_load", || {
-        let dir = TempDir::new("/tmp", "load");
+        let dir = TempDir::under("/tmp", "scn-load");
         let (redis, port) = start_redis(&dir, &["--appendonly", "no"]);
         let t0 = Instant::now();
         // A light, paced load: 4 connections, one PING per ms each.
@@ -441,13 +238,13 @@ fn redis_fsync_with_a_heavy_disk_writer_is_disk_contention_naming_the_writer() {
     }
     let d = run_scenario(NAME, "disk_contention", || {
         // /var/tmp is disk-backed (not tmpfs) on the machines this runs on.
-        let dir = TempDir::new("/var/tmp", "disk");
+        let dir = TempDir::under("/var/tmp", "scn-disk");
         let (redis, port) = start_redis(&dir, &["--appendonly", "yes", "--appendfsync", "always"]);
         let t0 = Instant::now();
         let _bench = start_benchmark(port, &["-c", "10", "-t", "set"]);
         let diag = Diagnose::start(redis.pid(), NAME);
         wait_until(t0, CHANGE_AT);
-        let writer_dir = TempDir::new("/var/tmp", "writer");
+        let writer_dir = TempDir::under("/var/tmp", "scn-writer");
         let mut cmd = Command::new(workload_bin());
         cmd.args(["disk", "--secs", "40", "--block-kb", "1024", "--dir"])
             .arg(&writer_dir.0);
@@ -581,18 +378,11 @@ fn slower_backend_is_slow_external_service_naming_its_address() {
 
 /// `holdup diagnose FILE --json`.
 fn replay(file: &std::path::Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_holdup"))
-        .arg("diagnose")
-        .arg(file)
-        .arg("--json")
-        .output()
-        .expect("run holdup diagnose on a recording");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    diagnose_file(
+        std::path::Path::new(env!("CARGO_BIN_EXE_holdup")),
+        file,
+        &[],
+    )
 }
 
 #[test]

@@ -1,7 +1,10 @@
 //! What holdup's integration tests share: the policy for tests that load
 //! BPF (run as root; skip otherwise, except with CI=true where not being root
 //! fails), one lock so such tests run one at a time, and `holdup-workload`,
-//! the program with known behaviour they measure.
+//! the program with known behaviour they measure; and in [`scenario`], what
+//! the scenario tests of `holdup diagnose` share.
+
+pub mod scenario;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -87,8 +90,22 @@ pub struct Workload {
 impl Workload {
     /// Starts a scenario (`args` as on its command line) and reads its startup line.
     pub fn start(args: &[&str]) -> Workload {
-        let mut child = Command::new(workload_bin())
-            .args(args)
+        Self::spawn(Command::new(workload_bin()).args(args))
+    }
+
+    /// Like [`Workload::start`], with all its threads on CPU `cpu` (through
+    /// taskset, which execs it: the pid is the workload's).
+    pub fn start_on_cpu(cpu: usize, args: &[&str]) -> Workload {
+        Self::spawn(
+            Command::new("taskset")
+                .args(["-c", &cpu.to_string()])
+                .arg(workload_bin())
+                .args(args),
+        )
+    }
+
+    fn spawn(cmd: &mut Command) -> Workload {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .spawn()
             .expect("start holdup-workload");
@@ -148,6 +165,17 @@ impl TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!("holdup-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create a scratch directory");
+        TempDir(p)
+    }
+
+    /// A new, empty directory named after `tag` under `base` (e.g.
+    /// /var/tmp, which is disk-backed where /tmp may be tmpfs).
+    pub fn under(base: &str, tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = PathBuf::from(base).join(format!("holdup-test-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("create a scratch directory");
         TempDir(p)

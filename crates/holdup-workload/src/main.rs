@@ -16,8 +16,10 @@
 
 mod cpu;
 mod disk;
+mod etcd;
 mod futex;
 mod lock;
+mod lockmgr;
 mod net;
 mod pipe;
 mod service;
@@ -214,6 +216,50 @@ enum Cmd {
         #[arg(long, value_parser = parse_secs)]
         serialise_after_secs: Option<f64>,
     },
+    /// A service built like a database's lock manager: --workers workers
+    /// "hw-lm-w-N" each serve one client connection at a time; per 16-byte
+    /// request a worker busy-works --work-us, takes a row lock (a random row
+    /// of --rows; row 0 for every request from --hot-after-secs after the
+    /// first request on), busy-works --hold-work-us and sleeps --hold-io-us holding it,
+    /// releases it and replies. Waiters queue in the lock table and sleep
+    /// on their own semaphore (a futex word each, addresses printed as
+    /// waiter_sem_addrs); the releasing holder wakes the next one. With
+    /// --prefork the workers are processes sharing the table in a memfd
+    /// (process-shared futexes); their pids are printed as worker_pids.
+    Lockmgr {
+        #[command(flatten)]
+        secs: Secs,
+        /// Port to listen on (0: an ephemeral port, printed as server_port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// Workers (threads, or processes with --prefork); give the load
+        /// generator as many connections.
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=i64::from(lockmgr::MAX_WORKERS)))]
+        workers: u32,
+        /// Rows in the lock table.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=i64::from(lockmgr::MAX_ROWS)))]
+        rows: u32,
+        /// Busy work per request before taking the row lock, in microseconds.
+        #[arg(long, default_value_t = 50)]
+        work_us: u64,
+        /// Busy work while holding the row lock, in microseconds.
+        #[arg(long, default_value_t = 50)]
+        hold_work_us: u64,
+        /// Sleep while holding the row lock (the update's storage call), in
+        /// microseconds.
+        #[arg(long, default_value_t = 300)]
+        hold_io_us: u64,
+        /// Every request takes row 0 from this many seconds after the first
+        /// request on (default: never).
+        #[arg(long, value_parser = parse_secs)]
+        hot_after_secs: Option<f64>,
+        /// Workers are forked processes sharing the lock table in shared memory.
+        #[arg(long)]
+        prefork: bool,
+    },
     /// Closed-loop load: --connections threads "hw-load-N", each sending a
     /// 16-byte request to --server, waiting for the reply, then pausing
     /// --think-us. With --latency-log FILE, writes "unix_second p99_us" lines
@@ -232,8 +278,13 @@ enum Cmd {
         think_us: u64,
         /// Send the Redis inline command PING and expect +PONG (to load a
         /// redis-server) instead of 16-byte echo requests.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "etcd_put")]
         redis_ping: bool,
+        /// Send etcd puts over keep-alive HTTP/1.1 (`POST /v3/kv/put` to the
+        /// v3 JSON gateway, 64 keys per connection, 96-byte values) and
+        /// expect 200 answers; --server is etcd's client URL's host:port.
+        #[arg(long)]
+        etcd_put: bool,
         /// Write per-second p99 latencies here at the end.
         #[arg(long)]
         latency_log: Option<PathBuf>,
@@ -385,12 +436,38 @@ fn main_inner(cmd: Cmd) -> Result<()> {
                 },
             )?],
         ),
+        Cmd::Lockmgr {
+            secs,
+            port,
+            bind,
+            workers,
+            rows,
+            work_us,
+            hold_work_us,
+            hold_io_us,
+            hot_after_secs,
+            prefork,
+        } => {
+            let p = lockmgr::LockMgrParams {
+                workers,
+                rows,
+                work: Duration::from_micros(work_us),
+                hold_work: Duration::from_micros(hold_work_us),
+                hold_io: Duration::from_micros(hold_io_us),
+                hot: service::Knob {
+                    after: hot_after_secs.map(Duration::from_secs_f64),
+                },
+                prefork,
+            };
+            ("lockmgr", secs, vec![lockmgr::lockmgr(bind, port, &p)?])
+        }
         Cmd::Loadgen {
             secs,
             server,
             connections,
             think_us,
             redis_ping,
+            etcd_put,
             latency_log,
         } => (
             "loadgen",
@@ -399,7 +476,13 @@ fn main_inner(cmd: Cmd) -> Result<()> {
                 server,
                 connections,
                 Duration::from_micros(think_us),
-                redis_ping,
+                if etcd_put {
+                    service::Protocol::EtcdPut
+                } else if redis_ping {
+                    service::Protocol::RedisPing
+                } else {
+                    service::Protocol::Echo
+                },
                 latency_log,
             )?],
         ),

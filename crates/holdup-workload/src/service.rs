@@ -36,11 +36,11 @@ pub struct Knob {
 }
 
 impl Knob {
-    fn turned(&self, started: Instant) -> bool {
+    pub(crate) fn turned(&self, started: Instant) -> bool {
         self.after.is_some_and(|a| started.elapsed() >= a)
     }
 
-    fn secs(&self) -> Option<f64> {
+    pub(crate) fn secs(&self) -> Option<f64> {
         self.after.map(|a| a.as_secs_f64())
     }
 }
@@ -330,41 +330,127 @@ fn unix_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// What a load generator's connection speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// 16-byte requests echoed back (the servers of this crate).
+    Echo,
+    /// The Redis inline command PING, answered +PONG.
+    RedisPing,
+    /// Keep-alive HTTP/1.1 `POST /v3/kv/put` to etcd's JSON gateway.
+    EtcdPut,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Echo => "echo",
+            Protocol::RedisPing => "redis-ping",
+            Protocol::EtcdPut => "etcd-put",
+        }
+    }
+}
+
+/// One connection's request/reply exchange.
+enum Exchange {
+    Fixed {
+        request: &'static [u8],
+        reply: [u8; REQUEST_BYTES],
+        reply_len: usize,
+    },
+    Etcd(crate::etcd::PutClient),
+}
+
+impl Exchange {
+    fn new(protocol: Protocol, conn: u32, server: SocketAddr) -> Exchange {
+        match protocol {
+            Protocol::Echo => Exchange::Fixed {
+                request: &[0u8; REQUEST_BYTES],
+                reply: [0; REQUEST_BYTES],
+                reply_len: REQUEST_BYTES,
+            },
+            Protocol::RedisPing => Exchange::Fixed {
+                request: b"PING\r\n",
+                reply: [0; REQUEST_BYTES],
+                reply_len: b"+PONG\r\n".len(),
+            },
+            Protocol::EtcdPut => {
+                Exchange::Etcd(crate::etcd::PutClient::new(conn, &server.to_string()))
+            }
+        }
+    }
+
+    /// One request and its reply; Ok(false) when the server answered with an
+    /// error (etcd: not 200).
+    fn once(&mut self, conn: &mut TcpStream) -> io::Result<bool> {
+        match self {
+            Exchange::Fixed {
+                request,
+                reply,
+                reply_len,
+            } => {
+                conn.write_all(request)?;
+                conn.read_exact(&mut reply[..*reply_len])?;
+                Ok(true)
+            }
+            Exchange::Etcd(c) => c.put(conn),
+        }
+    }
+
+    fn first_error(&self) -> Option<String> {
+        match self {
+            Exchange::Fixed { .. } => None,
+            Exchange::Etcd(c) => c.first_error.clone(),
+        }
+    }
+}
+
 /// `loadgen`: `connections` threads "hw-load-N", each a closed loop on its
 /// own connection: send a request, wait for the reply, pause `think`.
-/// Requests are 16 bytes echoed back, or with `redis_ping` the Redis inline
-/// command "PING" answered "+PONG" (a light, paced load for redis-server).
+/// Requests are 16 bytes echoed back, the Redis inline command "PING"
+/// answered "+PONG" (a light, paced load for redis-server), or etcd puts
+/// (see [`Protocol`]). A connection stops at its first transport error (its
+/// reason is in the final line); error answers are counted and it goes on.
 /// With `latency_log`, writes "unix_second p99_us" for every second at the end.
 pub fn loadgen(
     server: SocketAddr,
     connections: u32,
     think: Duration,
-    redis_ping: bool,
+    protocol: Protocol,
     latency_log: Option<PathBuf>,
 ) -> Result<Part> {
-    let (request, reply_len): (&'static [u8], usize) = if redis_ping {
-        (b"PING\r\n", b"+PONG\r\n".len())
-    } else {
-        (&[0u8; REQUEST_BYTES], REQUEST_BYTES)
-    };
     let requests = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let error_answers = Arc::new(AtomicU64::new(0));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let log: LatencyLog = Arc::new(Mutex::new(BTreeMap::new()));
     let mut workers = Vec::new();
     for i in 0..connections {
         let mut conn = TcpStream::connect(server).ctx(format!("connect({server})"))?;
         conn.set_nodelay(true).ctx("setsockopt(TCP_NODELAY)")?;
-        let (reqs, errs, log) = (Arc::clone(&requests), Arc::clone(&errors), Arc::clone(&log));
+        let (reqs, errs, answers, first, log) = (
+            Arc::clone(&requests),
+            Arc::clone(&errors),
+            Arc::clone(&error_answers),
+            Arc::clone(&first_error),
+            Arc::clone(&log),
+        );
+        let mut exchange = Exchange::new(protocol, i, server);
         workers.push(spawn_worker(&format!("hw-load-{i}"), move |deadline| {
-            let mut buf = [0u8; REQUEST_BYTES];
             let mut mine: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+            let mut failure = None;
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                if conn.write_all(request).is_err()
-                    || conn.read_exact(&mut buf[..reply_len]).is_err()
-                {
-                    errs.fetch_add(1, Ordering::Relaxed);
-                    break;
+                match exchange.once(&mut conn) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        answers.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        errs.fetch_add(1, Ordering::Relaxed);
+                        failure = Some(format!("connection {i}: {e}"));
+                        break;
+                    }
                 }
                 let us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 mine.entry(unix_secs()).or_default().push(us);
@@ -372,6 +458,12 @@ pub fn loadgen(
                 if !think.is_zero() {
                     std::thread::sleep(think);
                 }
+            }
+            if let Some(f) = failure.or_else(|| exchange.first_error()) {
+                first
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(f);
             }
             let mut all = log.lock().unwrap_or_else(|e| e.into_inner());
             for (sec, v) in mine {
@@ -386,7 +478,7 @@ pub fn loadgen(
             "server" => server.to_string(),
             "connections" => connections,
             "think_us" => think.as_micros() as u64,
-            "protocol" => if redis_ping { "redis-ping" } else { "echo" },
+            "protocol" => protocol.name(),
         },
         finish: Box::new(move || {
             let all = std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()));
@@ -407,6 +499,8 @@ pub fn loadgen(
             obj! {
                 "requests" => requests.load(Ordering::Relaxed),
                 "errors" => errors.load(Ordering::Relaxed),
+                "error_answers" => error_answers.load(Ordering::Relaxed),
+                "first_error" => first_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
                 "latency_log" => written,
             }
         }),
