@@ -108,13 +108,27 @@ fn syscall_name(nr: u64) -> &'static str {
     }
 }
 
+/// A futex from its kernel description: tgid 0 marks a shared futex keyed
+/// by its backing object (futex.bpf.c, futex_key).
+pub fn futex(d: &types::res_desc) -> Resource {
+    if d.id2 == 0 {
+        Resource::SharedFutex {
+            dev: u64::from(d.dev),
+            ino: d.ino,
+            offset: d.offset,
+        }
+    } else {
+        Resource::Futex {
+            tgid: d.id2 as u32,
+            uaddr: d.id1,
+        }
+    }
+}
+
 /// Names the resource of a wait from its kernel description.
 pub fn resource(kind: WaitKind, d: &types::res_desc) -> Resource {
     match kind {
-        WaitKind::Futex => Resource::Futex {
-            tgid: d.id2 as u32,
-            uaddr: d.id1,
-        },
+        WaitKind::Futex => futex(d),
         WaitKind::SockRecv | WaitKind::SockSend | WaitKind::Accept | WaitKind::Connect => {
             Resource::Socket(socket(&d.sock))
         }

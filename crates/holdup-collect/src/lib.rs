@@ -615,10 +615,7 @@ impl Collector {
                 wakes.push(FutexWake {
                     waker_tgid: r.tgid,
                     waker_tid: key.tid,
-                    futex: holdup_model::Resource::Futex {
-                        tgid: key.id2 as u32,
-                        uaddr: key.id1,
-                    },
+                    futex: convert::futex(&r.desc),
                     calls: r.calls,
                     woken: r.woken,
                 });

@@ -269,6 +269,72 @@ fn futex_contention_names_the_lock_and_its_wakers() {
 }
 
 #[test]
+fn shared_futex_waits_and_wakes_of_two_processes_meet_on_one_resource() {
+    let Some(_g) = setup() else { return };
+    let w = Workload::start(&["shmfutex", "--secs", "6", "--threads", "2"]);
+    let (pid, child) = (w.pid(), w.u64("child_pid") as u32);
+    let tids = [w.tid("hw-shf-0"), w.tid("hw-shf-1"), child];
+    // The kernel's dev_t of the memfd's filesystem (major << 20 | minor).
+    let dev = (w.u64("futex_dev_major") << 20) | w.u64("futex_dev_minor");
+    let lock = Resource::SharedFutex {
+        dev,
+        ino: w.u64("futex_ino"),
+        offset: w.u64("futex_offset"),
+    };
+    let lock_id = lock.futex_wake_id().unwrap();
+    let windows = measure(TargetSpec::Pid(pid), 3);
+    let mut wait_ns = std::collections::BTreeMap::<u32, u64>::new();
+    let mut woken_by = std::collections::BTreeMap::<u32, u64>::new();
+    let (mut cross_edges, mut edges) = (0u64, 0u64);
+    for s in &windows {
+        for r in s.resources.iter().filter(|r| r.kind == WaitKind::Futex) {
+            if tids.contains(&r.tid) {
+                assert_eq!(
+                    r.resource, lock,
+                    "a futex wait of the lock threads is not on the shared lock"
+                );
+                *wait_ns.entry(r.tgid).or_default() += r.wait_ns;
+            }
+        }
+        for f in &s.futex_wakes {
+            if tids.contains(&f.waker_tid) {
+                assert_eq!(f.futex, lock, "a wake by a lock thread is not on the lock");
+                *woken_by.entry(f.waker_tgid).or_default() += f.woken;
+            }
+        }
+        for e in s.wakeups.iter().filter(|e| tids.contains(&e.wakee_tid)) {
+            if e.wait_kind != Some(WaitKind::Futex) {
+                continue;
+            }
+            assert_eq!(e.resource_id, lock_id, "wake edge not keyed by the lock");
+            edges += e.count;
+            if matches!(&e.waker, Waker::Thread { tgid, .. } if *tgid != e.wakee_tgid) {
+                cross_edges += e.count;
+            }
+        }
+    }
+    let fin = w.finish();
+    assert_eq!(fin["child_ok"], true, "the workload's child failed: {fin}");
+    // Three lockers, 1 ms sections: each process waits for most of 3 s.
+    for p in [pid, child] {
+        let ns = wait_ns.get(&p).copied().unwrap_or(0);
+        assert!(
+            ns >= SEC / 2,
+            "process {p} waited only {ns} ns on the shared lock: {wait_ns:?}"
+        );
+        let woken = woken_by.get(&p).copied().unwrap_or(0);
+        assert!(
+            woken >= 100,
+            "process {p} woke only {woken} waiters of the lock: {woken_by:?}"
+        );
+    }
+    assert!(
+        edges >= 300 && cross_edges >= edges / 5,
+        "{cross_edges} of {edges} wake-ups of lock waiters came from the other process"
+    );
+}
+
+#[test]
 fn pipe_reader_blocks_on_its_pipe_and_names_the_writer() {
     let Some(_g) = setup() else { return };
     let w = Workload::start(&["pipe", "--secs", "6", "--delay-us", "2000"]);

@@ -301,6 +301,34 @@ pub enum Resource {
     },
 }
 
+impl Resource {
+    /// The one-u64 name of a shared futex, as [`WakeEdge::resource_id`] carries
+    /// it: the collector's BPF computes this same mix of (dev, ino, offset)
+    /// (futex.bpf.c, `shared_futex_id`), so a wake edge joins a
+    /// [`Resource::SharedFutex`] wait by `resource_id == shared_futex_id(..)`.
+    pub fn shared_futex_id(dev: u64, ino: u64, offset: u64) -> u64 {
+        let mut x = ino.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(offset);
+        x ^= x >> 31;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9).wrapping_add(dev);
+        x ^= x >> 29;
+        x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 32)
+    }
+
+    /// The value a [`WakeEdge::resource_id`] has for a futex wait on this
+    /// resource (the address of a private futex; [`Resource::shared_futex_id`]
+    /// of a shared one); None for other resources.
+    pub fn futex_wake_id(&self) -> Option<u64> {
+        match *self {
+            Resource::Futex { uaddr, .. } => Some(uaddr),
+            Resource::SharedFutex { dev, ino, offset } => {
+                Some(Resource::shared_futex_id(dev, ino, offset))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -399,7 +427,8 @@ pub struct WakeEdge {
     pub wakee_tid: u32,
     /// What the wakee waited on (None: not in a classified syscall).
     pub wait_kind: Option<WaitKind>,
-    /// Resource id of the wait (futex address, inode, socket) for joining with [`ResourceWait`].
+    /// Resource id of the wait (futex address, inode, socket) for joining with
+    /// [`ResourceWait`]; for a futex, [`Resource::futex_wake_id`] of the wait's resource.
     pub resource_id: u64,
     /// Who or what woke it.
     pub waker: Waker,

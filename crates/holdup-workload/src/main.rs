@@ -23,6 +23,7 @@ mod lockmgr;
 mod net;
 mod pipe;
 mod service;
+mod shmfutex;
 mod sys;
 mod worker;
 
@@ -289,6 +290,23 @@ enum Cmd {
         #[arg(long)]
         latency_log: Option<PathBuf>,
     },
+    /// Process-shared lock: threads "hw-shf-0".."hw-shf-{K-1}" and a forked
+    /// child process "hw-shf-child" contend for one mutex on a shared (not
+    /// private) futex in a MAP_SHARED memfd (its inode and the word's offset
+    /// printed as futex_ino and futex_offset; the child as child_pid).
+    Shmfutex {
+        #[command(flatten)]
+        secs: Secs,
+        /// Contending threads in the parent process (K).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+        threads: u32,
+        /// Busy-spin this many microseconds while holding the lock.
+        #[arg(long, default_value_t = 1000)]
+        hold_us: u64,
+        /// Busy-spin this many microseconds after unlocking.
+        #[arg(long, default_value_t = 100)]
+        pause_us: u64,
+    },
     /// Smoke-test mix: "hw-spin" spinning, "hw-lock-0"/"hw-lock-1" contending
     /// on a futex (hold 1000 us, pause 100 us), "hw-pipe-a"/"hw-pipe-b"
     /// ping-ponging with a 1000 us delay.
@@ -484,6 +502,20 @@ fn main_inner(cmd: Cmd) -> Result<()> {
                     service::Protocol::Echo
                 },
                 latency_log,
+            )?],
+        ),
+        Cmd::Shmfutex {
+            secs,
+            threads,
+            hold_us,
+            pause_us,
+        } => (
+            "shmfutex",
+            secs,
+            vec![shmfutex::shmfutex(
+                threads,
+                Duration::from_micros(hold_us),
+                Duration::from_micros(pause_us),
             )?],
         ),
         Cmd::Mixed { secs } => {

@@ -44,6 +44,20 @@
  * window's totals into the thread_stats map for user space (and a dying
  * thread copies its own).
  */
+/*
+ * The last shared-futex key a thread looked up: valid while its address space
+ * saw no mmap write (mm_lock_seq unchanged), so a thread that keeps waiting on
+ * one shared lock pays for bpf_find_vma once, not per wait.
+ */
+struct futex_key_cache {
+	__u64 uaddr;
+	__u64 mm;
+	__u64 ino;
+	__u64 offset;
+	__u32 seq;
+	__u32 dev;
+};
+
 struct thread_state {
 	__u64 since;     /* start of the current state */
 	__u64 acct;      /* time up to which this state is already accounted */
@@ -52,6 +66,7 @@ struct thread_state {
 	__u32 wait_kind; /* enum wait_kind, when asleep */
 	__u32 _pad;
 	struct res_desc res;
+	struct futex_key_cache fkey;
 	struct thread_stats stats[2]; /* per window slot */
 };
 
@@ -391,12 +406,13 @@ __hidden void net_describe_sock(struct sock *sk, struct res_desc *desc);
 /* net.bpf.c: syscall -> socket wait kind; 0 when not a socket syscall */
 __hidden __u32 net_classify(struct task_struct *t, long nr, __u64 fd, struct res_desc *desc);
 
-/* futex.bpf.c: is this a futex wait? fills desc (uaddr, tgid) */
+/* futex.bpf.c: is this a futex wait? fills desc: (uaddr, tgid), or for a
+ * shared futex in shared memory (shared_futex_id, 0) and dev/ino/offset */
 __hidden __u32 futex_classify(struct task_struct *t, struct pt_regs *regs, long nr,
-			      struct res_desc *desc);
-/* futex.bpf.c: waker side of a wakeup (metric 8) */
-__hidden void futex_note_wake(struct task_struct *waker, __u32 slot, __u64 wakee_uaddr,
-			      __u32 wakee_tgid);
+			      struct res_desc *desc, struct futex_key_cache *cache);
+/* futex.bpf.c: waker side of a wakeup (metric 8), on the wakee's futex */
+__hidden void futex_note_wake(struct task_struct *waker, __u32 slot,
+			      const struct res_desc *wakee_res);
 
 /* mux.bpf.c: epoll/poll/select wait; fills desc */
 __hidden __u32 mux_classify(struct task_struct *t, long nr, __u64 fd, struct res_desc *desc);

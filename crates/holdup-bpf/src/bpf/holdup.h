@@ -69,10 +69,13 @@ struct sock_desc {
 
 /* What a wait is on: enough to name the resource in user space. */
 struct res_desc {
-	__u64 id1; /* futex: uaddr; file: inode; socket: sock pointer; mux: epoll inode */
-	__u64 id2; /* futex: tgid; file: device; socket: inode */
+	__u64 id1; /* futex: uaddr; shared futex: shared_futex_id(); file: inode;
+		    * socket: sock pointer; mux: epoll file */
+	__u64 id2; /* futex: tgid (0: a shared futex); file: device; socket: inode */
 	__u32 file_mode; /* S_IFMT bits of the inode */
-	__u32 _pad;
+	__u32 dev;       /* shared futex: kernel dev_t of the backing inode */
+	__u64 ino;       /* shared futex: backing inode */
+	__u64 offset;    /* shared futex: byte offset of the word in the backing object */
 	struct sock_desc sock;
 	char name[NAME_LEN];
 };

@@ -189,7 +189,7 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 	__sync_fetch_and_add(&w->sleep_ns, dur);
 
 	if (ts->wait_kind == WAIT_FUTEX && wk.cause == CAUSE_THREAD)
-		futex_note_wake(waker, slot, ts->res.id1, ts->tgid);
+		futex_note_wake(waker, slot, &ts->res);
 }
 
 /* What is this sleeping task blocked on? Reads its saved user registers. */
@@ -212,7 +212,7 @@ static __always_inline void classify_wait(struct task_struct *t, struct thread_s
 		return; /* not in a syscall: a page fault, or preempted in user space */
 	fd = regs->di;
 
-	kind = futex_classify(t, regs, nr, &ts->res);
+	kind = futex_classify(t, regs, nr, &ts->res, &ts->fkey);
 	if (!kind)
 		kind = mux_classify(t, nr, fd, &ts->res);
 	if (!kind)
