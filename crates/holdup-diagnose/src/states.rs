@@ -597,9 +597,12 @@ pub fn breakdown(s: &Snapshot, t: &ThreadWindow, f: &SourceFacts) -> Breakdown {
     let mut file_ns = 0u64;
     for w in &t.waits {
         match w.kind {
-            WaitKind::Futex if f.go_tgids.contains(&t.tgid) => {
-                // An idle M parked by the Go scheduler: goroutines that wait
-                // (for a lock, a channel, the network) do not block threads.
+            WaitKind::Futex
+                if f.go_tgids.contains(&t.tgid) || parks_for_a_task_scheduler(&t.comm) =>
+            {
+                // An idle worker parked by a user-space scheduler (Go's Ms,
+                // tokio, ForkJoin): tasks that wait (for a lock, a channel,
+                // the network) do not block threads.
                 sleep_parts[Category::WaitForWork.index()] += w.ns;
             }
             WaitKind::Futex => {
@@ -809,6 +812,23 @@ enum WakerRole {
     Upstream,
     /// Anyone else.
     Other,
+}
+
+/// Worker threads of user-space task schedulers, by their default names (as
+/// the kernel keeps them: 15 characters): they park on a futex when out of
+/// work and are woken by their peers when work arrives, and a task waiting
+/// for an async lock never blocks one of them.
+pub const TASK_SCHEDULER_WORKERS: &[&str] = &[
+    "tokio-runtime-w", // tokio
+    "ForkJoinPool",    // Java's fork/join and virtual-thread carriers
+    "rayon-",          // rayon
+    "actix-rt",        // actix
+    "async-std",       // async-std
+];
+
+/// Whether a thread is a worker of a user-space task scheduler.
+pub fn parks_for_a_task_scheduler(comm: &str) -> bool {
+    TASK_SCHEDULER_WORKERS.iter().any(|p| comm.starts_with(p))
 }
 
 /// Thread name with digit runs replaced by `*`: the pattern shared by a pool.

@@ -370,6 +370,12 @@ fn a_lock_whose_holders_wait_for_a_cpu_is_cpu_contention() {
 /// netpoller and park on futexes 500 ms a second (idle Ms), woken by each
 /// other.
 fn go_service(s: &mut Snapshot, i: u64, go: bool) {
+    pooled_service(s, i, go, "gosvc");
+}
+
+/// Eight workers named `comm` that park on futexes of their own, woken by
+/// each other, and poll client sockets; in a Go process when `go`.
+fn pooled_service(s: &mut Snapshot, i: u64, go: bool, comm: &str) {
     if go {
         s.runtimes.push(ProcessRuntime {
             tgid: SVC,
@@ -379,7 +385,7 @@ fn go_service(s: &mut Snapshot, i: u64, go: bool) {
     for k in 0..8u32 {
         let tid = SVC + k;
         let j = jitter(i, u64::from(k));
-        let mut t = thread(tid, "gosvc", [200 + j, 10, 0, 0]);
+        let mut t = thread(tid, comm, [200 + j, 10, 0, 0]);
         let fx = Resource::Futex {
             tgid: SVC,
             uaddr: 0xc000_0000 + u64::from(k) * 8,
@@ -397,7 +403,7 @@ fn go_service(s: &mut Snapshot, i: u64, go: bool) {
         s.wakeups.push(edge(
             tid,
             WaitKind::Futex,
-            th(SVC + (k + 1) % 8, "gosvc"),
+            th(SVC + (k + 1) % 8, comm),
             200,
             500,
         ));
@@ -455,4 +461,24 @@ fn a_go_service_with_parked_threads_is_not_lock_contention() {
         "{}",
         render(&d)
     );
+}
+
+#[test]
+fn tokio_workers_parked_on_futexes_are_idle_not_a_lock() {
+    // Same pattern as Go's, in a native process: tokio's default worker
+    // name marks a user-space scheduler's idle parking.
+    let w = steady(12, |i, s| pooled_service(s, i, false, "tokio-runtime-w"));
+    let facts = SourceFacts::learn(&w);
+    let b = breakdown(&w[3], w[3].thread(SVC).unwrap(), &facts);
+    assert_eq!(b[Category::WaitForWork.index()], 500 * MS);
+    let d = diag_alone(&w, None);
+    assert_eq!(
+        top_kind(&d),
+        VerdictKind::NothingHoldsItUp,
+        "{}",
+        render(&d)
+    );
+    // the same pool under another name parks on what looks like a lock
+    let w = steady(12, |i, s| pooled_service(s, i, false, "app-worker"));
+    assert_eq!(top_kind(&diag_alone(&w, None)), VerdictKind::LockContention);
 }
