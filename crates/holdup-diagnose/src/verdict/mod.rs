@@ -307,49 +307,40 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode) -> Outcome {
     let alone = mode == Mode::IncidentOnly;
     let b: &[WinRef] = if alone { &[] } else { b };
     let mut missing = Vec::new();
-    if alone && i.is_empty() {
-        missing.push("no windows to judge".into());
-        let verdict = Verdict {
-            kind: VerdictKind::InsufficientData,
-            score: 1.0,
-            significant: false,
-            summary: "not enough data: no windows in the incident".into(),
-            role: None,
-            culprits: Vec::new(),
-            evidence: Vec::new(),
-            comparisons: Vec::new(),
-            confidence: confidence(&[], &[], true),
-        };
+    let too_few = if alone {
+        i.is_empty().then(|| {
+            (
+                "no windows to judge".to_string(),
+                "not enough data: no windows in the incident".to_string(),
+            )
+        })
+    } else {
+        (b.len() < 2 || i.len() < 2).then(|| {
+            let what = if b.is_empty() && i.is_empty() {
+                "no windows at all".to_string()
+            } else {
+                format!("{} baseline and {} incident window(s)", b.len(), i.len())
+            };
+            (
+                format!("{what}: a comparison needs at least 2 windows on each side (collect longer, e.g. --duration 60s, or give --baseline/--incident ranges)"),
+                format!("not enough data to compare: {what}; holdup needs a baseline and an incident period"),
+            )
+        })
+    };
+    if let Some((why, summary)) = too_few {
+        missing.push(why);
         return Outcome {
-            verdicts: vec![verdict],
-            path: Vec::new(),
-            missing,
-        };
-    }
-    if !alone && (b.len() < 2 || i.len() < 2) {
-        let what = if b.is_empty() && i.is_empty() {
-            "no windows at all".to_string()
-        } else {
-            format!("{} baseline and {} incident window(s)", b.len(), i.len())
-        };
-        missing.push(format!(
-            "{what}: a comparison needs at least 2 windows on each side (collect longer, e.g. --duration 60s, or give --baseline/--incident ranges)"
-        ));
-        let verdict = Verdict {
-            kind: VerdictKind::InsufficientData,
-            score: 1.0,
-            significant: false,
-            summary: format!(
-                "not enough data to compare: {what}; holdup needs a baseline and an incident period"
-            ),
-            role: None,
-            culprits: Vec::new(),
-            evidence: Vec::new(),
-            comparisons: Vec::new(),
-            confidence: confidence(&[], &[], true),
-        };
-        return Outcome {
-            verdicts: vec![verdict],
+            verdicts: vec![Verdict {
+                kind: VerdictKind::InsufficientData,
+                score: 1.0,
+                significant: false,
+                summary,
+                role: None,
+                culprits: Vec::new(),
+                evidence: Vec::new(),
+                comparisons: Vec::new(),
+                confidence: confidence(&[], &[], true),
+            }],
             path: Vec::new(),
             missing,
         };
