@@ -135,6 +135,14 @@ impl Diagnosis {
     }
 }
 
+/// An automatic watch with fewer active windows than this, in which the
+/// split finds no significant change, is judged alone (each side of a split
+/// would have under 6 windows).
+pub const MIN_AUTO_COMPARE_WINDOWS: usize = 12;
+
+/// Fewer windows than this are not enough to judge, even alone.
+pub const MIN_ALONE_WINDOWS: usize = 2;
+
 /// Most roles listed in [`Diagnosis::roles`].
 pub const MAX_ROLES: usize = 8;
 
@@ -272,8 +280,11 @@ pub fn diagnose(input: &Input) -> Diagnosis {
             .collect();
         let (active, _) = split::active_windows(&m, &all, &roles);
         let alone = verdict::decide(&m, &[], &active, Mode::IncidentOnly);
-        if alone.verdicts[0].significant {
-            let why = if periods.report.method == split::SplitMethod::None {
+        // A short watch has too few windows on each side for "no change" to
+        // mean much: what it shows is judged alone, healthy or not.
+        let short = (MIN_ALONE_WINDOWS..MIN_AUTO_COMPARE_WINDOWS).contains(&active.len());
+        if alone.verdicts[0].significant || short {
+            let why = if periods.report.method == split::SplitMethod::None || short {
                 "too few windows to compare"
             } else {
                 "no significant change between the stretches of the watch"
@@ -288,8 +299,13 @@ pub fn diagnose(input: &Input) -> Diagnosis {
                 },
                 incident: split::period_info(&m, &active),
                 detail: format!(
-                    "{why} ({}), so the active windows were judged alone: the hold-up was there all along",
-                    periods.report.detail
+                    "{why} ({}), so the active windows were judged alone{}",
+                    periods.report.detail,
+                    if alone.verdicts[0].significant {
+                        ": the hold-up was there all along"
+                    } else {
+                        ""
+                    }
                 ),
                 slo: None,
             };

@@ -297,7 +297,13 @@ fn steady_run_is_no_significant_change() {
 
 #[test]
 fn too_few_windows_says_what_is_missing() {
+    // Three windows are too few to compare, but are judged alone (a short
+    // attach during an incident); one window is not enough for either.
     let w = run(3, |_, _, s| event_loop(s, 300, 30, 0, 10, 5000));
+    let d = diag(&w);
+    assert_eq!(top_kind(&d), VerdictKind::NothingHoldsItUp);
+    assert_eq!(d.mode, holdup_diagnose::Mode::IncidentOnly);
+    let w = run(1, |_, _, s| event_loop(s, 300, 30, 0, 10, 5000));
     let d = diag(&w);
     assert_eq!(top_kind(&d), VerdictKind::InsufficientData);
     assert!(
