@@ -135,10 +135,13 @@ impl Diagnosis {
     }
 }
 
-/// An automatic watch with fewer active windows than this, in which the
-/// split finds no significant change, is judged alone (each side of a split
-/// would have under 6 windows).
+/// An automatic watch with fewer active windows than this is judged alone:
+/// each side of a split would have under 6 windows.
 pub const MIN_AUTO_COMPARE_WINDOWS: usize = 12;
+
+/// Under a weak automatic split, verdicts scoring less than this are weak
+/// signals, not causes.
+pub const WEAK_SPLIT_MIN_SCORE: f64 = 0.5;
 
 /// Fewer windows than this are not enough to judge, even alone.
 pub const MIN_ALONE_WINDOWS: usize = 2;
@@ -245,6 +248,7 @@ pub fn diagnose(input: &Input) -> Diagnosis {
                 },
                 detail: "no windows".into(),
                 slo: None,
+                explained: None,
             },
         }
     } else {
@@ -256,7 +260,13 @@ pub fn diagnose(input: &Input) -> Diagnosis {
     } else {
         Mode::Compare
     };
-    let mut outcome = verdict::decide(&m, &periods.baseline, &periods.incident, mode);
+    // A weak automatic split may be noise: only a strong verdict counts.
+    let weak = periods
+        .report
+        .explained
+        .is_some_and(|e| e < split::WEAK_SPLIT);
+    let min_score = if weak { WEAK_SPLIT_MIN_SCORE } else { 0.0 };
+    let mut outcome = verdict::decide(&m, &periods.baseline, &periods.incident, mode, min_score);
     let mut mode = mode;
     // No change in the watch (the automatic split found none that matters,
     // or the run is too short to split): it may have been attached during
@@ -270,7 +280,10 @@ pub fn diagnose(input: &Input) -> Diagnosis {
         outcome.verdicts[0].kind,
         VerdictKind::NoSignificantChange | VerdictKind::InsufficientData
     );
-    if mode == Mode::Compare && auto && quiet && !m.sources.is_empty() {
+    let short_watch = auto
+        && (MIN_ALONE_WINDOWS..MIN_AUTO_COMPARE_WINDOWS)
+            .contains(&(periods.baseline.len() + periods.incident.len()));
+    if mode == Mode::Compare && auto && (quiet || short_watch) && !m.sources.is_empty() {
         let mut roles = m.entry_roles();
         if roles.is_empty() {
             roles = (0..m.roles.len()).collect();
@@ -279,7 +292,7 @@ pub fn diagnose(input: &Input) -> Diagnosis {
             .map(|idx| WinRef { src: 0, idx })
             .collect();
         let (active, _) = split::active_windows(&m, &all, &roles);
-        let alone = verdict::decide(&m, &[], &active, Mode::IncidentOnly);
+        let alone = verdict::decide(&m, &[], &active, Mode::IncidentOnly, 0.0);
         // A short watch has too few windows on each side for "no change" to
         // mean much: what it shows is judged alone, healthy or not.
         let short = (MIN_ALONE_WINDOWS..MIN_AUTO_COMPARE_WINDOWS).contains(&active.len());
@@ -308,6 +321,7 @@ pub fn diagnose(input: &Input) -> Diagnosis {
                     }
                 ),
                 slo: None,
+                explained: None,
             };
             periods.baseline = Vec::new();
             periods.incident = active;

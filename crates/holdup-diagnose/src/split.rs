@@ -181,7 +181,13 @@ pub struct SplitReport {
     pub detail: String,
     /// The SLO series, when given.
     pub slo: Option<SloComparison>,
+    /// Automatic split: the share of the states' variance it explains
+    /// (under [`WEAK_SPLIT`] the run may have no real change).
+    pub explained: Option<f64>,
 }
+
+/// An automatic split explaining less of the variance than this is weak.
+pub const WEAK_SPLIT: f64 = 0.3;
 
 /// What the user asked for.
 #[derive(Clone, Debug, Default)]
@@ -437,20 +443,27 @@ pub const RAMP_LEVEL: f64 = 0.6;
 /// idle or ramping stretch is never the baseline of a contention verdict.
 /// Returns the active windows and a note on what was left out ("" if none).
 pub fn active_windows(m: &Model, windows: &[WinRef], roles: &[usize]) -> (Vec<WinRef>, String) {
-    let activity: Vec<f64> = windows
+    // Idle: no busy (not idle) time at all, hold-ups included (a stalled
+    // service is busy waiting, not idle). Ramp: little CPU work yet (busy
+    // time would rise with the incident's hold-ups, not with the load).
+    let per_s = |w: &WinRef, f: &dyn Fn(&crate::model::RoleWindow) -> u64| {
+        roles.iter().map(|r| f(m.cell(*w, *r))).sum::<u64>() as f64 / 1e9 / m.window_secs(*w)
+    };
+    let activity: Vec<f64> = windows.iter().map(|w| per_s(w, &|c| c.busy_ns())).collect();
+    let work: Vec<f64> = windows
         .iter()
-        .map(|w| {
-            let busy: u64 = roles.iter().map(|r| m.cell(*w, *r).busy_ns()).sum();
-            busy as f64 / 1e9 / m.window_secs(*w)
-        })
+        .map(|w| per_s(w, &|c| c.cats[Category::OnCpu.index()]))
         .collect();
     if activity.is_empty() {
         return (Vec::new(), String::new());
     }
-    // The loaded level: the median of the busier half of the windows.
-    let mut sorted = activity.clone();
-    sorted.sort_by(f64::total_cmp);
-    let level = sorted[sorted.len() / 2..][(sorted.len() - sorted.len() / 2) / 2];
+    // A loaded level: the median of the busier half of the windows.
+    let level_of = |v: &[f64]| {
+        let mut sorted = v.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2..][(sorted.len() - sorted.len() / 2) / 2]
+    };
+    let (level, work_level) = (level_of(&activity), level_of(&work));
     let idle = |a: f64| a < IDLE_FLOOR.max(IDLE_LEVEL * level);
     let mut first = activity
         .iter()
@@ -458,7 +471,7 @@ pub fn active_windows(m: &Model, windows: &[WinRef], roles: &[usize]) -> (Vec<Wi
         .unwrap_or(activity.len());
     let lead_idle = first;
     if lead_idle > 0 {
-        while first < activity.len() && activity[first] < RAMP_LEVEL * level {
+        while first < activity.len() && work[first] < RAMP_LEVEL * work_level {
             first += 1;
         }
     }
@@ -523,6 +536,7 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
                     incident: period_info(m, &incident),
                     detail,
                     slo,
+                    explained: None,
                 },
                 baseline,
                 incident,
@@ -673,13 +687,15 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
             let detail = format!(
                 "automatic: {shape} in {what} (hold-up shares of busy time, and load); it explains {:.0}% of their variance{}{left_out}",
                 explained * 100.0,
-                if explained < 0.3 {
+                if explained < WEAK_SPLIT {
                     " (weak: the run may have no real change)"
                 } else {
                     ""
                 }
             );
-            finish(b, i, SplitMethod::ChangePoint, detail)
+            let mut p = finish(b, i, SplitMethod::ChangePoint, detail);
+            p.report.explained = Some(explained);
+            p
         }
         None => {
             let n = windows.len();

@@ -179,7 +179,10 @@ pub fn assess_alone(m: &Model, i: &[WinRef], role: usize, family: CauseFamily) -
     } else {
         (share / threshold).min(2.0) / 2.0 * (0.5 + 0.5 * steady)
     };
-    let significant = enough_work && share >= threshold && steady >= 0.5;
+    // Sleeps the service chose (nanosleep, wait4) are listed, never a cause
+    // on their own: without a baseline nothing says they are not its work.
+    let significant =
+        enough_work && share >= threshold && steady >= 0.5 && family != CauseFamily::OtherSleep;
     Growth {
         role,
         family,

@@ -289,7 +289,6 @@ pub(super) struct Candidate {
     pub(super) leads_to: String,
 }
 
-/// Runs the tracking and produces the verdicts.
 /// How the verdicts are reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -302,8 +301,8 @@ pub enum Mode {
 }
 
 /// Runs the tracking and produces the verdicts. With [`Mode::IncidentOnly`]
-/// `b` is ignored.
-pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode) -> Outcome {
+/// `b` is ignored. Verdicts scoring under `min_score` are weak signals, not causes.
+pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64) -> Outcome {
     let alone = mode == Mode::IncidentOnly;
     let b: &[WinRef] = if alone { &[] } else { b };
     let mut missing = Vec::new();
@@ -484,6 +483,9 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode) -> Outcome {
     }
     let mut verdicts: Vec<Verdict> = by_kind.into_values().collect();
     for v in &mut verdicts {
+        if v.score < min_score {
+            v.significant = false;
+        }
         if !v.significant {
             v.score = v.score.min(0.4);
         }

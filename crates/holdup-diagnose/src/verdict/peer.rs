@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// A peer is slower when its answers take at least this factor longer per wait.
+pub const PEER_SLOWER: f64 = 1.15;
+
 pub(super) fn candidate(
     m: &Model,
     b: &[WinRef],
@@ -114,6 +117,17 @@ pub(super) fn candidate(
             change(g),
             ba(g.alone, fmt::us(per(0)), fmt::us(per(1)))
         );
+        if !g.alone && per(0) > 0.0 && per(1) < PEER_SLOWER * per(0) {
+            // A slow peer answers more slowly; more waits at the old speed
+            // is more calls (or noise), not a slower service.
+            v.significant = false;
+            v.score = v.score.min(0.3);
+            v.evidence.push(format!(
+                "the peer answers as fast as before ({} → {} per wait): not slower",
+                fmt::us(per(0)),
+                fmt::us(per(1))
+            ));
+        }
     } else {
         v.summary = format!(
             "{role} waits on outgoing connections: {}; the peer address was not resolved",
