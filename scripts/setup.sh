@@ -9,6 +9,7 @@ PKGS=(
   redis-server redis-tools                             # demo, benchmarks, scenario tests
   stress-ng fio procps                                 # load and contention generators
   haproxy etcd-server etcd-client util-linux coreutils # real-service matrix (tests/services.rs)
+  postgresql postgresql-contrib                        # ... PostgreSQL and pgbench
   chromium chromium-driver fonts-dejavu-core           # the workbench UI's browser test
 )
 missing=()
