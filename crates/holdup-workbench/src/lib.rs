@@ -438,7 +438,7 @@ impl Workbench {
         }
         runs::interrupt_stale(&mut conn)?;
         Self::flush_refusals(&mut conn)?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let users: i64 = tx.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
         let mut admin_token = None;
         if users == 0 {
@@ -633,7 +633,7 @@ impl Workbench {
         let key = format!("{actor}\n{action}");
         let every = AUTH_FAILURE_EVERY.as_secs() as i64;
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let row: Option<(i64, i64)> = tx
             .query_row(
                 "SELECT pending, last_logged FROM refusals WHERE key = ?1",
@@ -667,7 +667,7 @@ impl Workbench {
     /// Writes the refusals counted but not yet audited (at start: those a
     /// previous server process counted before it stopped).
     fn flush_refusals(conn: &mut Connection) -> rusqlite::Result<()> {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let rows: Vec<(String, String, String, String, i64)> = {
             let mut st = tx.prepare(
                 "SELECT key, actor, action, reason, pending FROM refusals WHERE pending > 0",
@@ -707,7 +707,7 @@ impl Workbench {
         }
         let token = new_token().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "UPDATE users SET token_hash = ?1 WHERE name = ?2",
             params![sha256_hex(token.as_bytes()), name],
@@ -737,7 +737,7 @@ impl Workbench {
     ) -> WbResult<User> {
         validate_name(name)?;
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let cur: Option<(String, bool)> = tx
             .query_row(
                 "SELECT role, disabled FROM users WHERE name = ?1",
@@ -792,7 +792,7 @@ impl Workbench {
         }
         let token = new_token().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM users WHERE name = ?1)",
             [name],
@@ -860,7 +860,7 @@ impl Workbench {
         self.check_incident(&input)?;
         let id = {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             self.check_note_quota(&tx, &actor.name, input.notes.len(), 0)?;
             tx.execute(
                 "INSERT INTO incidents (title, service, host, start_time, end_time, notes, created_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -889,7 +889,7 @@ impl Workbench {
         self.check_incident(&input)?;
         {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let owner: Option<(String, i64)> = tx
                 .query_row(
                     "SELECT created_by, length(notes) FROM incidents WHERE id = ?1",
@@ -932,7 +932,7 @@ impl Workbench {
 
     pub fn delete_incident(&self, actor: &User, id: i64) -> WbResult<()> {
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = tx.execute("DELETE FROM incidents WHERE id = ?1", [id])?;
         if n == 0 {
             return Err(Error::not_found(format!("no incident {id}")));
@@ -1030,7 +1030,7 @@ impl Workbench {
         }
         {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             if !incident_exists(&tx, incident)? {
                 return Err(Error::not_found(format!("no incident {incident}")));
             }
@@ -1120,7 +1120,7 @@ impl Workbench {
         data: &[u8],
     ) -> WbResult<String> {
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if !incident_exists(&tx, incident)? {
             return Err(Error::not_found(format!("no incident {incident}")));
         }
@@ -1176,7 +1176,7 @@ impl Workbench {
         let report_json = serde_json::to_value(&report).unwrap_or_default();
         let id = {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO scripts (name, body, sha256, status, report, submitted_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![name, body, sha, status, report_json.to_string(), actor.name, now()],
@@ -1222,7 +1222,7 @@ impl Workbench {
         let sha = sha256_hex(body.as_bytes());
         {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
                 "UPDATE scripts SET body = ?1, sha256 = ?2, status = ?3, report = ?4 WHERE id = ?5",
                 params![
@@ -1442,7 +1442,7 @@ impl Workbench {
         };
         let id = {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO requests (probe, script_id, script_sha256, target_kind, target, host, duration_s, purpose, requester, status, created, incident_id, max_runs, approval_expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![input.probe, script.as_ref().map(|s| s.0), script.as_ref().map(|s| s.1.clone()), input.target_kind, input.target, input.host, input.duration_s as i64, input.purpose, actor.name, status, now(), input.incident_id, max_runs, expires],
@@ -1510,7 +1510,7 @@ impl Workbench {
         }
         {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let req = load_request(&tx, id)?;
             if req.requester == actor.name {
                 return Err(Error::forbidden(format!(

@@ -179,7 +179,7 @@ pub(crate) fn interrupt_stale(conn: &mut Connection) -> anyhow::Result<()> {
         } else {
             "the server stopped while this run was running; its process was already gone at restart"
         };
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE runs SET status = 'interrupted', ended_at = ?2, reason = ?3 WHERE id = ?1",
             params![id, now(), reason],
@@ -565,7 +565,7 @@ impl Workbench {
         let deadline = started + req.input.duration_s as i64;
         let (cleared, run_id) = {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let cleared = match self.gate(&tx, actor, id) {
                 Ok(c) => c,
                 Err(e) => {
@@ -602,7 +602,7 @@ impl Workbench {
     /// Marks a reserved run whose probe could not be started as failed.
     fn end_unstarted(&self, run_id: i64, why: &str) -> WbResult<()> {
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE runs SET status = 'failed', ended_at = ?2, reason = ?3 WHERE id = ?1",
             params![
@@ -711,7 +711,7 @@ impl Workbench {
         let limit = self.policy.overhead_budget_percent.for_class(class);
         {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
                 "UPDATE runs SET pid = ?2, pgid = ?2, proc_start = ?3 WHERE id = ?1",
                 params![run_id, pid, start],
@@ -906,7 +906,15 @@ impl Workbench {
                 }
                 None => buf.lock().unwrap_or_else(|e| e.into_inner()).concat(),
             };
-            let res = wb.store_end(&w, &out, status, &reason, code, bpf, cpu_percent);
+            // A busy store (another process writing) must not lose the end.
+            let mut res = wb.store_end(&w, &out, status, &reason, code, bpf, cpu_percent);
+            for _ in 0..3 {
+                if res.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                res = wb.store_end(&w, &out, status, &reason, code, bpf, cpu_percent);
+            }
             // Only now: until the end is stored, readers see the live output.
             wb.active
                 .lock()
@@ -937,7 +945,7 @@ impl Workbench {
         cpu_percent: Option<f64>,
     ) -> WbResult<()> {
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let sha = crate::sha256_hex(out);
         // The incident may have been deleted meanwhile: then there is
         // nothing to attach to.

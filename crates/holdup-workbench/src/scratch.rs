@@ -76,3 +76,29 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_fresh_and_never_reused() {
+        let a = Scratch::new().unwrap();
+        let b = Scratch::new().unwrap();
+        assert_ne!(a.path(), b.path());
+        let md = std::fs::symlink_metadata(a.path()).unwrap();
+        assert_eq!(md.mode() & 0o777, 0o700);
+        let d = a.create_dir("run-1").unwrap();
+        assert!(a.create_dir("run-1").is_err(), "an existing name is never reused");
+        let f = d.join("script.bt");
+        write_new(&f, b"x").unwrap();
+        assert!(write_new(&f, b"y").is_err());
+        // a symlink planted at the name is not followed
+        let g = d.join("planted");
+        std::os::unix::fs::symlink("/dev/null", &g).unwrap();
+        assert!(write_new(&g, b"z").is_err());
+        let p = a.path().to_path_buf();
+        drop(a);
+        assert!(!p.exists());
+    }
+}
