@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh   # a no-op when every package is already there
 cargo build --workspace --all-targets
+# The tracer alone, without the workbench server (no axum, tokio, SQLite).
+cargo build -p holdup-cli --no-default-features --all-targets
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e

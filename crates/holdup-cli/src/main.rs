@@ -3,6 +3,7 @@
 mod diagnose;
 mod sink;
 mod top;
+#[cfg(feature = "workbench")]
 mod wb;
 
 use anyhow::{bail, Context, Result};
@@ -61,12 +62,14 @@ enum Cmd {
     /// evidence, live (`--pid P --duration 60s`) or from a recording.
     Diagnose(diagnose::DiagnoseArgs),
     /// The governed-probes server: catalog, review, approval, policy, audit.
+    #[cfg(feature = "workbench")]
     Workbench {
         #[command(subcommand)]
-        cmd: WorkbenchCmd,
+        cmd: wb::WorkbenchCmd,
     },
     /// The workbench client: incidents, scripts, requests, approval, runs,
     /// audit (`--server`/HOLDUP_WB_URL, `--token`/HOLDUP_WB_TOKEN).
+    #[cfg(feature = "workbench")]
     Wb(wb::WbArgs),
     /// Summarise a recording.
     Inspect {
@@ -75,37 +78,6 @@ enum Cmd {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum WorkbenchCmd {
-    /// Serve the HTTP API. The first start creates an admin and prints its token once.
-    Serve {
-        /// SQLite store (created with its schema on first start).
-        #[arg(long, default_value = "holdup-workbench.db")]
-        db: PathBuf,
-        /// Policy file (TOML); default: the built-in conservative policy.
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:7420")]
-        listen: std::net::SocketAddr,
-    },
-    /// The audit log.
-    Audit {
-        #[command(subcommand)]
-        cmd: AuditCmd,
-    },
-}
-
-#[derive(Subcommand)]
-enum AuditCmd {
-    /// Check the hash chain: reports the first edited, deleted or reordered entry.
-    Verify {
-        /// SQLite store.
-        #[arg(long, default_value = "holdup-workbench.db")]
-        db: PathBuf,
     },
 }
 
@@ -230,33 +202,10 @@ fn run(cli: Cli) -> Result<()> {
         } => record(target, output, duration, summary),
         Cmd::Inspect { file, json } => inspect(&file, json),
         Cmd::Diagnose(args) => diagnose::run(args),
+        #[cfg(feature = "workbench")]
         Cmd::Wb(args) => wb::run(args),
-        Cmd::Workbench {
-            cmd: WorkbenchCmd::Serve { db, policy, listen },
-        } => holdup_workbench::api::serve_blocking(&db, policy.as_deref(), listen),
-        Cmd::Workbench {
-            cmd: WorkbenchCmd::Audit {
-                cmd: AuditCmd::Verify { db },
-            },
-        } => {
-            let report = holdup_workbench::verify_store(&db)?;
-            if report.ok {
-                println!(
-                    "audit log of {} intact: {} entries, head {}",
-                    db.display(),
-                    report.entries,
-                    report.head_hash
-                );
-                Ok(())
-            } else {
-                bail!(
-                    "audit log of {} is broken at entry {}: {}",
-                    db.display(),
-                    report.bad_seq.map_or("?".into(), |s| s.to_string()),
-                    report.reason.unwrap_or_default()
-                )
-            }
-        }
+        #[cfg(feature = "workbench")]
+        Cmd::Workbench { cmd } => wb::workbench(cmd),
     }
 }
 

@@ -9,6 +9,69 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `holdup workbench`: the server.
+#[derive(Subcommand)]
+pub enum WorkbenchCmd {
+    /// Serve the HTTP API. The first start creates an admin and prints its token once.
+    Serve {
+        /// SQLite store (created with its schema on first start).
+        #[arg(long, default_value = "holdup-workbench.db")]
+        db: PathBuf,
+        /// Policy file (TOML); default: the built-in conservative policy.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7420")]
+        listen: std::net::SocketAddr,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: ServerAuditCmd,
+    },
+}
+
+/// `holdup workbench audit`.
+#[derive(Subcommand)]
+pub enum ServerAuditCmd {
+    /// Check the hash chain: reports the first edited, deleted or reordered entry.
+    Verify {
+        /// SQLite store.
+        #[arg(long, default_value = "holdup-workbench.db")]
+        db: PathBuf,
+    },
+}
+
+/// `holdup workbench serve|audit verify`.
+pub fn workbench(cmd: WorkbenchCmd) -> Result<()> {
+    match cmd {
+        WorkbenchCmd::Serve { db, policy, listen } => {
+            holdup_workbench::api::serve_blocking(&db, policy.as_deref(), listen)
+        }
+        WorkbenchCmd::Audit {
+            cmd: ServerAuditCmd::Verify { db },
+        } => {
+            let report = holdup_workbench::verify_store(&db)?;
+            if report.ok {
+                println!(
+                    "audit log of {} intact: {} entries, head {}",
+                    db.display(),
+                    report.entries,
+                    report.head_hash
+                );
+                Ok(())
+            } else {
+                bail!(
+                    "audit log of {} is broken at entry {}: {}",
+                    db.display(),
+                    report.bad_seq.map_or("?".into(), |s| s.to_string()),
+                    report.reason.unwrap_or_default()
+                )
+            }
+        }
+    }
+}
+
 const DEFAULT_URL: &str = "http://127.0.0.1:7420";
 /// How often `run --wait` asks for the run's status.
 const POLL: Duration = Duration::from_millis(500);

@@ -1,48 +1,96 @@
-//! The HTTP API (axum). Every route needs `Authorization: Bearer <token>`;
-//! every refusal is JSON `{"error": "..."}` saying why.
+//! The HTTP API (axum). Every `/api/` route needs `Authorization: Bearer
+//! <token>`; every refusal is JSON `{"error": "..."}` saying why.
+//!
+//! Layers: the [`authenticate`] middleware checks the token before any
+//! handler runs (so before any body is read) and audits refusals; the
+//! [`Caller`] extractor checks the route's role; handlers run the domain
+//! operations (SQLite, files, plots) off the async workers with
+//! [`blocking`], and [`status_of`] maps domain errors to status codes.
 
-use crate::{ApiError, ApiResult, IncidentInput, RequestInput, Role, User, Workbench};
-use axum::body::Bytes;
+use crate::runs::Output;
+use crate::{
+    Error, ErrorKind, Grant, IncidentInput, RequestInput, Role, User, WbResult, Workbench,
+};
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 type St = State<Arc<Workbench>>;
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.message}))).into_response()
+/// The HTTP status of each kind of domain error.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::StoreFull => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-fn body_error(status: StatusCode, text: String, limit: usize, key: &str) -> ApiError {
+/// A refusal's message, left on the response for [`authenticate`] to audit.
+#[derive(Clone)]
+struct Refusal(String);
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let mut r = (status_of(self.kind), Json(json!({"error": self.message}))).into_response();
+        r.extensions_mut().insert(Refusal(self.message));
+        r
+    }
+}
+
+/// Runs blocking work (SQLite, files, process starts, plots) on tokio's
+/// blocking pool, so one slow request never stalls the others.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> WbResult<T> + Send + 'static,
+) -> WbResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("the request's work failed: {e}")))?
+}
+
+fn body_error(status: StatusCode, text: String, limit: usize, key: &str) -> Error {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            status,
+        Error::new(
+            ErrorKind::TooLarge,
             format!("request body is larger than {limit} bytes (policy {key}); send less or raise the limit"),
         )
+    } else if status == StatusCode::UNPROCESSABLE_ENTITY {
+        Error::new(
+            ErrorKind::Unprocessable,
+            format!("bad request body: {text}"),
+        )
     } else {
-        ApiError::new(status, format!("bad request body: {text}"))
+        Error::bad_request(format!("bad request body: {text}"))
     }
 }
 
-impl Workbench {
-    fn json_body<T>(&self, body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-        body.map(|Json(v)| v).map_err(|e| {
-            body_error(
-                e.status(),
-                e.body_text(),
-                self.policy().max_body_bytes,
-                "max_body_bytes",
-            )
-        })
-    }
+/// The JSON body, or why it is refused.
+fn json_body<T>(wb: &Workbench, body: Result<Json<T>, JsonRejection>) -> WbResult<T> {
+    body.map(|Json(v)| v).map_err(|e| {
+        body_error(
+            e.status(),
+            e.body_text(),
+            wb.policy().max_body_bytes,
+            "max_body_bytes",
+        )
+    })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -52,8 +100,93 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn auth(wb: &Workbench, headers: &HeaderMap, need: Role) -> ApiResult<User> {
-    wb.authenticate(bearer(headers), need)
+/// Authenticates every API request before its handler (and so before its
+/// body is read: an unauthenticated upload costs no memory), leaves the
+/// [`User`] for [`Caller`], audits 403 refusals with the real actor
+/// (rate-limited, see [`Workbench::record_refusal`]), and marks responses
+/// `Cache-Control: no-store` (they carry tokens and evidence).
+async fn authenticate(State(wb): St, mut req: axum::extract::Request, next: Next) -> Response {
+    let token = bearer(req.headers()).map(str::to_owned);
+    let wb2 = wb.clone();
+    let user = match blocking(move || wb2.authenticate(token.as_deref())).await {
+        Ok(u) => u,
+        Err(e) => return no_store(e.into_response()),
+    };
+    let route = format!(
+        "{} {}",
+        req.method(),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map_or(req.uri().path(), |m| m.as_str())
+    );
+    req.extensions_mut().insert(user.clone());
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::FORBIDDEN {
+        if let Some(Refusal(why)) = resp.extensions().get::<Refusal>().cloned() {
+            let _ = blocking(move || {
+                wb.record_refusal(
+                    &user.name,
+                    "access.refused",
+                    &format!("{route}: {why}"),
+                    "refusals",
+                )
+            })
+            .await;
+        }
+    }
+    no_store(resp)
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The least role a route needs, as a type: `Caller<Approver>`.
+pub trait MinRole {
+    /// The role.
+    const ROLE: Role;
+}
+
+/// Any authenticated user.
+pub struct Viewer;
+/// Requesters and above.
+pub struct Requester;
+/// Approvers and above.
+pub struct Approver;
+/// Admins.
+pub struct Admin;
+
+impl MinRole for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+impl MinRole for Requester {
+    const ROLE: Role = Role::Requester;
+}
+impl MinRole for Approver {
+    const ROLE: Role = Role::Approver;
+}
+impl MinRole for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// The authenticated caller of a route that needs role `R` (403 below it).
+pub struct Caller<R>(pub User, PhantomData<R>);
+
+impl<S: Send + Sync, R: MinRole> FromRequestParts<S> for Caller<R> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let user = parts.extensions.get::<User>().cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unauthenticated,
+                "no API token: send `Authorization: Bearer <token>`",
+            )
+        })?;
+        Workbench::require_role(&user, R::ROLE)?;
+        Ok(Caller(user, PhantomData))
+    }
 }
 
 /// Builds the router over a shared workbench.
@@ -105,17 +238,17 @@ pub fn router(wb: Arc<Workbench>) -> Router {
         )
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))
+        .route_layer(middleware::from_fn_with_state(wb.clone(), authenticate))
         .merge(crate::ui::routes())
         .fallback(|| async {
-            ApiError::not_found("no such endpoint; see docs/WORKBENCH.md for the API")
+            Error::not_found("no such endpoint; see docs/WORKBENCH.md for the API")
         })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(wb)
 }
 
 /// Opens the store, prints the admin token on first start, and serves the
-/// API on `addr` until Ctrl-C / SIGTERM. The entry point for
-/// `holdup workbench serve` (the CLI wiring is not done yet).
+/// API on `addr` until Ctrl-C / SIGTERM: `holdup workbench serve`.
 pub fn serve_blocking(
     db_path: &std::path::Path,
     policy_path: Option<&std::path::Path>,
@@ -148,38 +281,29 @@ pub async fn serve(wb: Arc<Workbench>, listener: tokio::net::TcpListener) -> any
     axum::serve(listener, router(wb))
         .with_graceful_shutdown(async {
             let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            {
-                let mut term =
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(t) => t,
-                        Err(_) => {
-                            let _ = ctrl_c.await;
-                            return;
-                        }
-                    };
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                let _ = ctrl_c.await;
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
             }
         })
         .await?;
     Ok(())
 }
 
-async fn whoami(State(wb): St, h: HeaderMap) -> ApiResult<Json<User>> {
-    Ok(Json(auth(&wb, &h, Role::Viewer)?))
+async fn whoami(Caller(u, _): Caller<Viewer>) -> Json<User> {
+    Json(u)
 }
 
-async fn policy(State(wb): St, h: HeaderMap) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    Ok(Json(serde_json::to_value(wb.policy()).unwrap_or_default()))
+async fn policy(State(wb): St, _: Caller<Viewer>) -> Json<Value> {
+    Json(serde_json::to_value(wb.policy()).unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -188,17 +312,19 @@ struct NewUser {
     role: String,
 }
 
+fn parse_role(r: &str) -> WbResult<Role> {
+    Role::parse(r)
+        .ok_or_else(|| Error::bad_request("role must be one of viewer, requester, approver, admin"))
+}
+
 async fn create_user(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Admin>,
     body: Result<Json<NewUser>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = auth(&wb, &h, Role::Admin)?;
-    let b = wb.json_body(body)?;
-    let role = Role::parse(&b.role).ok_or_else(|| {
-        ApiError::bad_request("role must be one of viewer, requester, approver, admin")
-    })?;
-    let (user, token) = wb.create_user(&actor, &b.name, role)?;
+) -> WbResult<(StatusCode, Json<Value>)> {
+    let b = json_body(&wb, body)?;
+    let role = parse_role(&b.role)?;
+    let (user, token) = blocking(move || wb.create_user(&actor, &b.name, role)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"user": user, "token": token, "note": "the token is shown only once"})),
@@ -213,91 +339,81 @@ struct UserChange {
 
 async fn update_user(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Admin>,
     Path(name): Path<String>,
     body: Result<Json<UserChange>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    let actor = auth(&wb, &h, Role::Admin)?;
-    let b = wb.json_body(body)?;
-    let role = match b.role.as_deref() {
-        Some(r) => Some(Role::parse(r).ok_or_else(|| {
-            ApiError::bad_request("role must be one of viewer, requester, approver, admin")
-        })?),
-        None => None,
-    };
-    Ok(Json(
-        json!(wb.update_user(&actor, &name, role, b.disabled)?),
-    ))
+) -> WbResult<Json<Value>> {
+    let b = json_body(&wb, body)?;
+    let role = b.role.as_deref().map(parse_role).transpose()?;
+    let u = blocking(move || wb.update_user(&actor, &name, role, b.disabled)).await?;
+    Ok(Json(json!(u)))
 }
 
 async fn rotate_token(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Viewer>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let actor = auth(&wb, &h, Role::Viewer)?;
-    let token = wb.rotate_token(&actor, &name)?;
+) -> WbResult<Json<Value>> {
+    let n = name.clone();
+    let token = blocking(move || wb.rotate_token(&actor, &n)).await?;
     Ok(Json(
         json!({"name": name, "token": token, "note": "the old token no longer works; this one is shown only once"}),
     ))
 }
 
-async fn list_users(State(wb): St, h: HeaderMap) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Admin)?;
-    Ok(Json(json!(wb.list_users()?)))
+async fn list_users(State(wb): St, _: Caller<Admin>) -> WbResult<Json<Value>> {
+    Ok(Json(json!(blocking(move || wb.list_users()).await?)))
 }
 
 async fn create_incident(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Requester>,
     body: Result<Json<IncidentInput>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = auth(&wb, &h, Role::Requester)?;
-    let b = wb.json_body(body)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!(wb.create_incident(&actor, b)?)),
-    ))
+) -> WbResult<(StatusCode, Json<Value>)> {
+    let b = json_body(&wb, body)?;
+    let inc = blocking(move || wb.create_incident(&actor, b)).await?;
+    Ok((StatusCode::CREATED, Json(json!(inc))))
 }
 
-async fn list_incidents(State(wb): St, h: HeaderMap) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    Ok(Json(json!(wb.list_incidents()?)))
+async fn list_incidents(State(wb): St, _: Caller<Viewer>) -> WbResult<Json<Value>> {
+    Ok(Json(json!(blocking(move || wb.list_incidents()).await?)))
 }
 
-async fn get_incident(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    Ok(Json(json!(wb.get_incident(id)?)))
+async fn get_incident(
+    State(wb): St,
+    _: Caller<Viewer>,
+    Path(id): Path<i64>,
+) -> WbResult<Json<Value>> {
+    Ok(Json(json!(blocking(move || wb.get_incident(id)).await?)))
 }
 
 async fn update_incident(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Requester>,
     Path(id): Path<i64>,
     body: Result<Json<IncidentInput>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    let actor = auth(&wb, &h, Role::Requester)?;
-    let b = wb.json_body(body)?;
-    Ok(Json(json!(wb.update_incident(&actor, id, b)?)))
+) -> WbResult<Json<Value>> {
+    let b = json_body(&wb, body)?;
+    Ok(Json(json!(
+        blocking(move || wb.update_incident(&actor, id, b)).await?
+    )))
 }
 
 async fn delete_incident(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Admin>,
     Path(id): Path<i64>,
-) -> ApiResult<StatusCode> {
-    let actor = auth(&wb, &h, Role::Admin)?;
-    wb.delete_incident(&actor, id)?;
+) -> WbResult<StatusCode> {
+    blocking(move || wb.delete_incident(&actor, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn put_artifact(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Requester>,
     Path((id, name)): Path<(i64, String)>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = auth(&wb, &h, Role::Requester)?;
+) -> WbResult<(StatusCode, Json<Value>)> {
     crate::validate_name(&name)?;
     let data = body.map_err(|e| {
         body_error(
@@ -307,20 +423,21 @@ async fn put_artifact(
             "max_upload_bytes",
         )
     })?;
-    let sha = wb.put_artifact(&actor, id, &name, &data)?;
+    let bytes = data.len();
+    let n = name.clone();
+    let sha = blocking(move || wb.put_artifact(&actor, id, &n, &data)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"incident": id, "name": name, "sha256": sha, "bytes": data.len()})),
+        Json(json!({"incident": id, "name": name, "sha256": sha, "bytes": bytes})),
     ))
 }
 
 async fn get_artifact(
     State(wb): St,
-    h: HeaderMap,
+    _: Caller<Viewer>,
     Path((id, name)): Path<(i64, String)>,
-) -> ApiResult<Vec<u8>> {
-    auth(&wb, &h, Role::Viewer)?;
-    wb.get_artifact(id, &name)
+) -> WbResult<Vec<u8>> {
+    blocking(move || wb.get_artifact(id, &name)).await
 }
 
 #[derive(Deserialize)]
@@ -330,39 +447,26 @@ struct NoteBody {
 
 async fn add_note(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Requester>,
     Path(id): Path<i64>,
     body: Result<Json<NoteBody>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = auth(&wb, &h, Role::Requester)?;
-    let b = wb.json_body(body)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!(wb.add_note(&actor, id, &b.text)?)),
-    ))
+) -> WbResult<(StatusCode, Json<Value>)> {
+    let b = json_body(&wb, body)?;
+    let inc = blocking(move || wb.add_note(&actor, id, &b.text)).await?;
+    Ok((StatusCode::CREATED, Json(json!(inc))))
 }
 
 async fn diagnose_artifact(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Requester>,
     Path((id, name)): Path<(i64, String)>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = auth(&wb, &h, Role::Requester)?;
-    // The analysis is CPU work: keep it off the async workers.
-    let v = tokio::task::spawn_blocking(move || wb.diagnose_artifact(&actor, id, &name))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("diagnosis failed: {e}"),
-            )
-        })??;
+) -> WbResult<(StatusCode, Json<Value>)> {
+    let v = blocking(move || wb.diagnose_artifact(&actor, id, &name)).await?;
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-async fn catalog(State(wb): St, h: HeaderMap) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    Ok(Json(wb.catalog()?))
+async fn catalog(State(wb): St, _: Caller<Viewer>) -> WbResult<Json<Value>> {
+    Ok(Json(blocking(move || wb.catalog()).await?))
 }
 
 #[derive(Deserialize)]
@@ -396,114 +500,117 @@ fn script_response(s: crate::Script, created: bool) -> (StatusCode, Json<Value>)
 
 async fn submit_script(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Requester>,
     body: Result<Json<NewScript>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = auth(&wb, &h, Role::Requester)?;
-    let b = wb.json_body(body)?;
-    let wb2 = wb.clone();
-    let s = tokio::task::spawn_blocking(move || wb2.submit_script(&actor, &b.name, &b.body))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+) -> WbResult<(StatusCode, Json<Value>)> {
+    let b = json_body(&wb, body)?;
+    let s = blocking(move || wb.submit_script(&actor, &b.name, &b.body)).await?;
     Ok(script_response(s, true))
 }
 
 async fn update_script(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Requester>,
     Path(id): Path<i64>,
     body: Result<Json<ScriptBody>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = auth(&wb, &h, Role::Requester)?;
-    let b = wb.json_body(body)?;
-    let wb2 = wb.clone();
-    let s = tokio::task::spawn_blocking(move || wb2.update_script(&actor, id, &b.body))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+) -> WbResult<(StatusCode, Json<Value>)> {
+    let b = json_body(&wb, body)?;
+    let s = blocking(move || wb.update_script(&actor, id, &b.body)).await?;
     Ok(script_response(s, false))
 }
 
-async fn get_script(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    Ok(Json(json!(wb.get_script(id)?)))
+async fn get_script(
+    State(wb): St,
+    _: Caller<Viewer>,
+    Path(id): Path<i64>,
+) -> WbResult<Json<Value>> {
+    Ok(Json(json!(blocking(move || wb.get_script(id)).await?)))
 }
 
 async fn create_request(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Requester>,
     body: Result<Json<RequestInput>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = auth(&wb, &h, Role::Requester)?;
-    let b = wb.json_body(body)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!(wb.create_request(&actor, b)?)),
-    ))
+) -> WbResult<(StatusCode, Json<Value>)> {
+    let b = json_body(&wb, body)?;
+    let r = blocking(move || wb.create_request(&actor, b)).await?;
+    Ok((StatusCode::CREATED, Json(json!(r))))
 }
 
-async fn list_requests(State(wb): St, h: HeaderMap) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    Ok(Json(json!(wb.list_requests()?)))
+async fn list_requests(State(wb): St, _: Caller<Viewer>) -> WbResult<Json<Value>> {
+    Ok(Json(json!(blocking(move || wb.list_requests()).await?)))
 }
 
-async fn get_request(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    Ok(Json(json!(wb.get_request(id)?)))
+async fn get_request(
+    State(wb): St,
+    _: Caller<Viewer>,
+    Path(id): Path<i64>,
+) -> WbResult<Json<Value>> {
+    Ok(Json(json!(blocking(move || wb.get_request(id)).await?)))
 }
 
+/// An approver's decision: a comment and, for an approval, what it grants.
 #[derive(Deserialize, Default)]
 struct Decision {
     #[serde(default)]
     comment: String,
+    #[serde(flatten)]
+    grant: Grant,
+}
+
+async fn decide(
+    wb: Arc<Workbench>,
+    actor: User,
+    id: i64,
+    approve: bool,
+    body: Result<Json<Decision>, JsonRejection>,
+) -> WbResult<Json<Value>> {
+    let b = json_body(&wb, body)?;
+    let r = blocking(move || wb.decide(&actor, id, approve, &b.comment, &b.grant)).await?;
+    Ok(Json(json!(r)))
 }
 
 async fn approve(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Approver>,
     Path(id): Path<i64>,
     body: Result<Json<Decision>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    let actor = auth(&wb, &h, Role::Approver)?;
-    let b = wb.json_body(body)?;
-    Ok(Json(json!(wb.decide(&actor, id, true, &b.comment)?)))
+) -> WbResult<Json<Value>> {
+    decide(wb, actor, id, true, body).await
 }
 
 async fn reject(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Approver>,
     Path(id): Path<i64>,
     body: Result<Json<Decision>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    let actor = auth(&wb, &h, Role::Approver)?;
-    let b = wb.json_body(body)?;
-    Ok(Json(json!(wb.decide(&actor, id, false, &b.comment)?)))
+) -> WbResult<Json<Value>> {
+    decide(wb, actor, id, false, body).await
 }
 
-async fn authorize(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
-    let actor = auth(&wb, &h, Role::Requester)?;
-    Ok(Json(wb.authorize_run(&actor, id)?))
+async fn authorize(
+    State(wb): St,
+    Caller(actor, _): Caller<Requester>,
+    Path(id): Path<i64>,
+) -> WbResult<Json<Value>> {
+    Ok(Json(blocking(move || wb.authorize_run(&actor, id)).await?))
 }
 
 async fn start_run(
     State(wb): St,
-    h: HeaderMap,
+    Caller(actor, _): Caller<Requester>,
     Path(id): Path<i64>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = auth(&wb, &h, Role::Requester)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!(wb.start_run(&actor, id).await?)),
-    ))
+) -> WbResult<(StatusCode, Json<Value>)> {
+    let run = blocking(move || wb.start_run(&actor, id)).await?;
+    Ok((StatusCode::CREATED, Json(json!(run))))
 }
 
-async fn list_runs(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    Ok(Json(json!(wb.list_runs(id)?)))
+async fn list_runs(State(wb): St, _: Caller<Viewer>, Path(id): Path<i64>) -> WbResult<Json<Value>> {
+    Ok(Json(json!(blocking(move || wb.list_runs(id)).await?)))
 }
 
-async fn get_run(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    Ok(Json(json!(wb.get_run(id)?)))
+async fn get_run(State(wb): St, _: Caller<Viewer>, Path(id): Path<i64>) -> WbResult<Json<Value>> {
+    Ok(Json(json!(blocking(move || wb.get_run(id)).await?)))
 }
 
 #[derive(Deserialize)]
@@ -515,48 +622,103 @@ struct RunsQuery {
 
 async fn recent_runs(
     State(wb): St,
-    h: HeaderMap,
+    _: Caller<Viewer>,
     q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(Json(json!(wb.recent_runs(q.incident, q.limit)?)))
+) -> WbResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| Error::bad_request(e.body_text()))?;
+    Ok(Json(json!(
+        blocking(move || wb.recent_runs(q.incident, q.limit)).await?
+    )))
 }
 
-/// Plots of output bytes: a holdup recording's two plots, or charts of
-/// bpftrace's JSON output.
-fn plots_of(what: &str, bytes: &[u8]) -> ApiResult<Json<Value>> {
-    if bytes.starts_with(&holdup_record::MAGIC) {
-        let p = crate::plot::recording_plots(bytes).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{what} is a damaged holdup recording: {e}"),
-            )
-        })?;
-        return Ok(Json(json!({"kind": "recording", "plots": p})));
-    }
-    let charts = crate::plot::bpftrace_charts(bytes);
-    Ok(Json(json!({"kind": "bpftrace", "charts": charts})))
+/// At most this many plots are drawn at once: each holds a whole output
+/// in memory and a CPU.
+static PLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Plots of output bytes, drawn off the async workers: a holdup
+/// recording's plots, or charts of bpftrace's JSON output.
+async fn plots_of(what: String, output: Output) -> WbResult<Json<Value>> {
+    let _permit = PLOTS
+        .acquire()
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let v = blocking(move || {
+        let bytes = output.to_bytes();
+        if bytes.starts_with(&holdup_record::MAGIC) {
+            let p = crate::plot::recording_plots(&bytes).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unprocessable,
+                    format!("{what} is a damaged holdup recording: {e}"),
+                )
+            })?;
+            return Ok(json!({"kind": "recording", "plots": p}));
+        }
+        let charts = crate::plot::bpftrace_charts(&bytes);
+        Ok(json!({"kind": "bpftrace", "charts": charts}))
+    })
+    .await?;
+    Ok(Json(v))
 }
 
 async fn artifact_plots(
     State(wb): St,
-    h: HeaderMap,
+    _: Caller<Viewer>,
     Path((id, name)): Path<(i64, String)>,
-) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    let data = wb.get_artifact(id, &name)?;
-    plots_of(&format!("artifact {name}"), &data)
+) -> WbResult<Json<Value>> {
+    let n = name.clone();
+    let data = blocking(move || wb.get_artifact(id, &n)).await?;
+    plots_of(
+        format!("artifact {name}"),
+        Output::Stored(Bytes::from(data)),
+    )
+    .await
 }
 
-async fn run_plots(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Viewer)?;
-    plots_of(&format!("the output of run {id}"), &wb.run_output(id)?)
+async fn run_plots(State(wb): St, _: Caller<Viewer>, Path(id): Path<i64>) -> WbResult<Json<Value>> {
+    let out = blocking(move || wb.run_output(id)).await?;
+    plots_of(format!("the output of run {id}"), out).await
 }
 
-async fn run_output(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Response> {
-    auth(&wb, &h, Role::Viewer)?;
-    let data = wb.run_output(id)?;
+/// A streamed body of an output: chunks and stored bytes are shared, a
+/// file is read as it is sent.
+fn output_body(out: Output) -> Body {
+    use futures_util::stream;
+    match out {
+        Output::Stored(b) => Body::from(b),
+        Output::Chunks(c) => {
+            Body::from_stream(stream::iter(c.into_iter().map(Ok::<_, std::io::Error>)))
+        }
+        Output::File(path, max) => {
+            let s = stream::unfold(
+                (None::<tokio::io::Take<tokio::fs::File>>, Some(path), max),
+                |(file, path, max)| async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut f = match (file, path) {
+                        (Some(f), _) => f,
+                        (None, Some(p)) => match tokio::fs::File::open(&p).await {
+                            Ok(f) => f.take(max),
+                            Err(e) => return Some((Err(e), (None, None, 0))),
+                        },
+                        (None, None) => return None,
+                    };
+                    let mut buf = vec![0u8; 64 * 1024];
+                    match f.read(&mut buf).await {
+                        Ok(0) => None,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            Some((Ok(Bytes::from(buf)), (Some(f), None, max)))
+                        }
+                        Err(e) => Some((Err(e), (None, None, 0))),
+                    }
+                },
+            );
+            Body::from_stream(s)
+        }
+    }
+}
+
+async fn run_output(State(wb): St, _: Caller<Viewer>, Path(id): Path<i64>) -> WbResult<Response> {
+    let out = blocking(move || wb.run_output(id)).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
@@ -565,13 +727,16 @@ async fn run_output(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResu
                 format!("attachment; filename=\"run-{id}.out\""),
             ),
         ],
-        data,
+        output_body(out),
     )
         .into_response())
 }
 
-async fn stop_run(State(wb): St, h: HeaderMap, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
-    let actor = auth(&wb, &h, Role::Requester)?;
+async fn stop_run(
+    State(wb): St,
+    Caller(actor, _): Caller<Requester>,
+    Path(id): Path<i64>,
+) -> WbResult<Json<Value>> {
     Ok(Json(json!(wb.stop_run(&actor, id).await?)))
 }
 
@@ -589,15 +754,15 @@ fn default_limit() -> i64 {
 
 async fn audit_list(
     State(wb): St,
-    h: HeaderMap,
+    _: Caller<Approver>,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Approver)?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(Json(json!(wb.audit_entries(q.after, q.limit)?)))
+) -> WbResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| Error::bad_request(e.body_text()))?;
+    Ok(Json(json!(
+        blocking(move || wb.audit_entries(q.after, q.limit)).await?
+    )))
 }
 
-async fn audit_verify(State(wb): St, h: HeaderMap) -> ApiResult<Json<Value>> {
-    auth(&wb, &h, Role::Approver)?;
-    Ok(Json(json!(wb.verify_audit()?)))
+async fn audit_verify(State(wb): St, _: Caller<Approver>) -> WbResult<Json<Value>> {
+    Ok(Json(json!(blocking(move || wb.verify_audit()).await?)))
 }

@@ -217,8 +217,18 @@ pub fn read_head(path: &std::path::Path) -> anyhow::Result<Option<Head>> {
 /// Replaces the head copy atomically (write, fsync, rename).
 pub fn write_head(path: &std::path::Path, head: &Head) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("audit-head.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(crate::store::FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+        crate::store::FILE_MODE,
+    ))?;
     f.write_all(serde_json::to_string(head).unwrap_or_default().as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)

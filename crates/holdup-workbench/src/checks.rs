@@ -1,17 +1,30 @@
-//! Static checks of user-submitted bpftrace scripts, run on submit.
+//! Static checks of user-submitted bpftrace scripts, run on submit and on
+//! change.
 //!
-//! 1. unsafe builtins (`system`, `signal`, `override`, ...) are refused unless
-//!    the policy allows them;
-//! 2. attach points are read from the script text;
-//! 3. wildcard attach points are expanded with `bpftrace -l` and refused past
-//!    the policy's limit (or when they cannot be counted);
-//! 4. `bpftrace -d` (dry run: parse and semantic analysis, nothing loaded)
-//!    must accept the script, when bpftrace is installed.
+//! The checks read the script the way bpftrace does, from bpftrace's own
+//! parse: `bpftrace -d` (0.17's dry run: parse and semantic analysis,
+//! nothing loaded) prints the syntax tree, and the attach points and the
+//! functions called are taken from that tree, not from the script text.
+//! A text scan disagrees with bpftrace's lexer sooner or later (a quote on
+//! a `#define` line, `//` inside an attach path, a quoted wildcard), and
+//! every disagreement is a bypass.
+//!
+//! 1. `#include` (and anything that could pull a file into the
+//!    preprocessor) is refused unless the policy allows it, before bpftrace
+//!    sees the script;
+//! 2. `bpftrace -d` must parse the script, bounded in memory, CPU time,
+//!    wall time and output size, and must not report errors;
+//! 3. unsafe builtins called anywhere in the tree are refused unless the
+//!    policy allows them;
+//! 4. wildcard attach points (as bpftrace read them, quotes removed) are
+//!    expanded with `bpftrace -l` and refused past the policy's limit, or
+//!    when they cannot be counted.
 
 use crate::policy::Policy;
-use serde::Serialize;
-use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Builtins refused unless the policy allows unsafe scripts: the ones
@@ -20,170 +33,251 @@ use std::time::{Duration, Instant};
 /// output, where every viewer of the incident can read it.
 pub const UNSAFE_BUILTINS: &[&str] = &["system", "signal", "override", "cat"];
 
-#[derive(Debug, Clone, Serialize)]
+/// Words that may make the C preprocessor read a file (`#include`,
+/// `#include_next`, `#import`, `#embed`), searched for anywhere in the
+/// script. Directives can be spelled many ways (`%:`, `??=`, comments or
+/// line splices between `#` and the name), so the whole text is searched
+/// rather than parsed: a stray word costs a refusal, a missed directive a
+/// root read of any file (`/dev/zero` grows the checker without bound).
+const FILE_DIRECTIVES: &[&str] = &["include", "import", "embed"];
+
+/// Most wildcard attach points one script may have (each costs a
+/// `bpftrace -l`).
+const MAX_WILDCARDS: usize = 16;
+
+/// The result of the checks, stored with the script.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct CheckReport {
+    /// Whether every check passed.
     pub accepted: bool,
+    /// Attach points as bpftrace parsed them.
     pub attach_points: Vec<String>,
+    /// Unsafe builtins the script calls.
     pub unsafe_builtins: Vec<String>,
     /// Per wildcard attach point: how many probes it expands to (None: unknown).
     pub wildcards: Vec<(String, Option<u64>)>,
     /// Why the script was refused, one line per reason.
     pub problems: Vec<String>,
-    /// What `bpftrace -d` said, or why it was skipped.
+    /// What `bpftrace -d` said, or why it did not run.
     pub parse: String,
 }
 
-/// Removes `//` and `/* */` comments and string literals' contents, so the
-/// scans below see only code.
-fn strip(text: &str) -> String {
-    let b: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == '/' && b.get(i + 1) == Some(&'/') {
-            while i < b.len() && b[i] != '\n' {
-                i += 1;
-            }
-        } else if b[i] == '/' && b.get(i + 1) == Some(&'*') {
-            i += 2;
-            while i < b.len() && !(b[i] == '*' && b.get(i + 1) == Some(&'/')) {
-                i += 1;
-            }
-            i += 2;
-        } else if b[i] == '"' {
-            out.push('"');
-            i += 1;
-            while i < b.len() && b[i] != '"' {
-                if b[i] == '\\' {
-                    i += 1;
+/// Bounds of one bpftrace process run by the checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Address space (RLIMIT_AS), bytes.
+    pub memory_bytes: u64,
+    /// CPU time (RLIMIT_CPU), and wall time.
+    pub time: Duration,
+    /// Largest stdout kept; more kills the process.
+    pub output_bytes: usize,
+}
+
+impl Bounds {
+    /// The bounds the policy sets for checks.
+    pub fn from_policy(policy: &Policy) -> Bounds {
+        Bounds {
+            memory_bytes: policy.check_memory_bytes,
+            time: Duration::from_secs(policy.check_time_s.max(1)),
+            output_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What a bounded process left behind.
+struct Bounded {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// Why a bounded process did not complete.
+#[derive(Debug, thiserror::Error)]
+enum BoundError {
+    #[error("could not run bpftrace: {0}")]
+    Spawn(std::io::Error),
+    #[error("it ran longer than {0} s and was killed")]
+    Time(u64),
+    #[error("it printed more than {0} bytes and was killed")]
+    Output(usize),
+}
+
+/// Reads `from` to its end, keeping at most `cap` bytes; says whether
+/// there was more.
+fn read_capped(mut from: impl Read, cap: usize) -> (Vec<u8>, bool) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        match from.read(&mut chunk) {
+            Ok(0) | Err(_) => return (buf, false),
+            Ok(n) if buf.len() + n > cap => return (buf, true),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Runs `cmd` with `input` on stdin under `bounds`: rlimits on address
+/// space and CPU time in the child, a wall-clock deadline and an output
+/// cap in the parent (either kills it).
+fn run_bounded(cmd: &mut Command, input: &[u8], bounds: Bounds) -> Result<Bounded, BoundError> {
+    let mem = bounds.memory_bytes;
+    let cpu = bounds.time.as_secs().max(1);
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of the
+    // parent; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let set = |res, v: u64| {
+                let lim = libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                };
+                if libc::setrlimit(res, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-                i += 1;
-            }
-            out.push('"');
-            i += 1;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+                Ok(())
+            };
+            set(libc::RLIMIT_AS, mem)?;
+            set(libc::RLIMIT_CPU, cpu)?;
+            // The checks write no files; neither may the script make them.
+            set(libc::RLIMIT_FSIZE, 0)?;
+            set(libc::RLIMIT_CORE, 0)?;
+            Ok(())
+        });
     }
-    out
-}
-
-/// Unsafe builtins called in the script (`name(` with a word boundary before).
-pub fn unsafe_calls(text: &str) -> Vec<String> {
-    let code = strip(text);
-    let mut found = Vec::new();
-    for name in UNSAFE_BUILTINS {
-        let mut start = 0;
-        while let Some(pos) = code[start..].find(name) {
-            let at = start + pos;
-            let before_ok = code[..at]
-                .chars()
-                .next_back()
-                .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '@'));
-            let after = code[at + name.len()..].trim_start();
-            if before_ok && after.starts_with('(') && !found.iter().any(|f| f == name) {
-                found.push(name.to_string());
-            }
-            start = at + name.len();
-        }
-    }
-    found
-}
-
-/// Attach points: the comma-separated probe lists before each top-level
-/// `{` (predicates `/.../` removed).
-pub fn attach_points(text: &str) -> Vec<String> {
-    let code = strip(text);
-    let mut points = Vec::new();
-    let mut depth = 0usize;
-    let mut header = String::new();
-    for c in code.chars() {
-        match c {
-            '{' => {
-                if depth == 0 {
-                    let h = match header.find('/') {
-                        // a predicate starts with '/' after whitespace
-                        Some(p) if header[..p].ends_with(char::is_whitespace) => &header[..p],
-                        _ => header.as_str(),
-                    };
-                    for p in h.split(',') {
-                        let p = p.trim();
-                        if !p.is_empty() {
-                            points.push(p.to_string());
-                        }
-                    }
-                    header.clear();
-                }
-                depth += 1;
-            }
-            '}' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => header.push(c),
-            _ => {}
-        }
-    }
-    points
-}
-
-/// How long one bpftrace invocation of the checks may take.
-pub const BPFTRACE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Runs `cmd` to completion, killing it after `limit`. Reads stdout and
-/// stderr concurrently so a large listing cannot fill a pipe and hang.
-fn output_with_timeout(cmd: &mut Command, limit: Duration) -> std::io::Result<Output> {
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()?;
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let t_out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_end(&mut b);
+        .spawn()
+        .map_err(BoundError::Spawn)?;
+    let mut stdin = child.stdin.take();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        if let Some(s) = stdin.as_mut() {
+            let _ = s.write_all(&input);
         }
-        b
+        // dropped: bpftrace sees the end of the program
     });
-    let t_err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_end(&mut b);
-        }
-        b
-    });
-    let deadline = Instant::now() + limit;
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    let cap = bounds.output_bytes;
+    let t_out = std::thread::spawn(move || out.map(|o| read_capped(o, cap)).unwrap_or_default());
+    let t_err =
+        std::thread::spawn(move || err.map(|e| read_capped(e, 64 * 1024).0).unwrap_or_default());
+    let deadline = Instant::now() + bounds.time;
     let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => return Err(BoundError::Spawn(e)),
         }
-        if Instant::now() >= deadline {
+        // The stdout reader returns early only when over the cap (or at
+        // EOF, and then the child exits right after).
+        let over_cap = t_out.is_finished();
+        if Instant::now() >= deadline || over_cap {
+            if over_cap {
+                std::thread::sleep(Duration::from_millis(200));
+                if let Ok(Some(st)) = child.try_wait() {
+                    break st;
+                }
+            }
             let _ = child.kill();
             let _ = child.wait();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("timed out after {} s", limit.as_secs()),
-            ));
+            let _ = feeder.join();
+            let (_, over) = t_out.join().unwrap_or_default();
+            return Err(if over {
+                BoundError::Output(cap)
+            } else {
+                BoundError::Time(bounds.time.as_secs())
+            });
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     };
-    Ok(Output {
+    let _ = feeder.join();
+    let (stdout, over) = t_out.join().unwrap_or_default();
+    if over {
+        return Err(BoundError::Output(cap));
+    }
+    Ok(Bounded {
         status,
-        stdout: t_out.join().unwrap_or_default(),
+        stdout,
         stderr: t_err.join().unwrap_or_default(),
     })
 }
 
-fn bpftrace_available() -> bool {
-    output_with_timeout(Command::new("bpftrace").arg("--version"), BPFTRACE_TIMEOUT)
-        .is_ok_and(|o| o.status.success())
+/// The path of bpftrace used by the checks (`HOLDUP_BPFTRACE_CHECK`, for
+/// tests, else `bpftrace`).
+fn bpftrace_bin() -> String {
+    std::env::var("HOLDUP_BPFTRACE_CHECK").unwrap_or_else(|_| "bpftrace".into())
+}
+
+/// Whether the script names a file directive (see [`FILE_DIRECTIVES`]),
+/// after joining lines split with a backslash.
+pub fn file_directives(text: &str) -> Vec<&'static str> {
+    let joined = text.replace("\\\r\n", "").replace("\\\n", "");
+    FILE_DIRECTIVES
+        .iter()
+        .copied()
+        .filter(|d| joined.contains(d))
+        .collect()
+}
+
+/// What the checks take from bpftrace's syntax tree dump.
+#[derive(Debug, Default, PartialEq)]
+pub struct AstFacts {
+    /// Whether a tree was printed at all (the script parsed).
+    pub parsed: bool,
+    /// Attach points, in order, each once.
+    pub attach_points: Vec<String>,
+    /// Functions called, each once.
+    pub calls: Vec<String>,
+}
+
+/// Reads the attach points and calls from `bpftrace -d` output.
+///
+/// In the dump, a program is a line `Program`, its probes' attach points
+/// are the lines indented by exactly one space, and a call is a node line
+/// `call: NAME :: type[...]` at any depth. String literals print as
+/// `string: ...` and cannot hold a newline (bpftrace refuses one), so no
+/// literal can forge a node line. C definitions (`#define`, structs) are
+/// printed verbatim before `Program` and can hold any text: every line of
+/// the whole dump is scanned, so forged lines there can only add calls or
+/// attach points (a refusal, or a wildcard to count), never hide the real
+/// ones, which always follow the real `Program` line.
+pub fn ast_facts(dump: &str) -> AstFacts {
+    let mut facts = AstFacts::default();
+    let mut in_program = false;
+    for line in dump.lines() {
+        if line == "Program" {
+            facts.parsed = true;
+            in_program = true;
+            continue;
+        }
+        if !line.starts_with(' ') {
+            // a stage header, a C definition line, or LLVM IR's top level
+            in_program = false;
+            continue;
+        }
+        let depth = line.len() - line.trim_start_matches(' ').len();
+        let node = line.trim_start_matches(' ');
+        if let Some(rest) = node.strip_prefix("call: ") {
+            let name = rest.split(" ::").next().unwrap_or(rest).trim();
+            if !name.is_empty() && !facts.calls.iter().any(|c| c == name) {
+                facts.calls.push(name.to_string());
+            }
+        } else if in_program && depth == 1 && !facts.attach_points.iter().any(|p| p == node) {
+            facts.attach_points.push(node.to_string());
+        }
+    }
+    facts
 }
 
 /// Counts what a wildcard attach point expands to with `bpftrace -l`.
-fn count_probes(point: &str) -> Option<u64> {
-    let out = output_with_timeout(
-        Command::new("bpftrace").arg("-l").arg(point),
-        BPFTRACE_TIMEOUT,
+fn count_probes(point: &str, bounds: Bounds) -> Option<u64> {
+    let out = run_bounded(
+        Command::new(bpftrace_bin()).arg("-l").arg(point),
+        b"",
+        bounds,
     )
     .ok()?;
     if !out.status.success() {
@@ -197,106 +291,168 @@ fn count_probes(point: &str) -> Option<u64> {
     )
 }
 
-/// Runs every check. `script_path` is a file holding `text`, for bpftrace.
-pub fn check(text: &str, script_path: &std::path::Path, policy: &Policy) -> CheckReport {
-    let mut problems = Vec::new();
-    let unsafe_builtins = unsafe_calls(text);
-    if !unsafe_builtins.is_empty() && !policy.allow_unsafe {
-        problems.push(format!(
-            "uses unsafe builtin(s) {} (needs bpftrace --unsafe); the policy has allow_unsafe = false",
-            unsafe_builtins.join(", ")
+/// bpftrace's error lines (its RLIMIT_MEMLOCK notice is not an error of
+/// the script).
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("ERROR") && !l.contains("RLIMIT_MEMLOCK"))
+        .collect()
+}
+
+/// Runs every check on the script `text`.
+pub fn check(text: &str, policy: &Policy) -> CheckReport {
+    let mut report = CheckReport::default();
+    let bounds = Bounds::from_policy(policy);
+    let directives = file_directives(text);
+    if !directives.is_empty() && !policy.allow_include {
+        report.problems.push(format!(
+            "the script mentions {} (a C preprocessor directive could read any file as root); the policy has allow_include = false, so remove it",
+            directives.join(", ")
         ));
+        report.parse = "not run: the script was refused before bpftrace read it".into();
+        return report;
     }
-    let attach = attach_points(text);
-    if attach.is_empty() {
-        problems.push("no attach point found (expected `probe:target { ... }`)".into());
+    let mut cmd = Command::new(bpftrace_bin());
+    cmd.arg("-d");
+    if policy.allow_unsafe {
+        cmd.arg("--unsafe");
     }
-    let have_bpftrace = bpftrace_available();
-    let mut wildcards = Vec::new();
-    for p in attach.iter().filter(|p| p.contains('*') || p.contains('?')) {
-        let n = if have_bpftrace { count_probes(p) } else { None };
-        match n {
-            Some(n) if n > policy.wildcard_limit => problems.push(format!(
-                "wildcard `{p}` expands to {n} probes, over the policy's wildcard_limit {}",
-                policy.wildcard_limit
-            )),
-            Some(0) => problems.push(format!(
-                "wildcard `{p}` matches no probe here (bpftrace -l found none, or may not list them without privileges), so its cost cannot be bounded"
-            )),
-            None => problems.push(format!(
-                "wildcard `{p}` could not be counted with bpftrace -l, so its cost cannot be bounded"
-            )),
-            Some(_) => {}
+    // The program comes on stdin: no file to place, and bpftrace's messages
+    // name "stdin", not a server path.
+    cmd.arg("-");
+    let out = match run_bounded(&mut cmd, text.as_bytes(), bounds) {
+        Ok(o) => o,
+        Err(BoundError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            report.problems.push(
+                "bpftrace is not installed on the server, so the script cannot be checked (install bpftrace)".into(),
+            );
+            report.parse = "not run: bpftrace is not installed".into();
+            return report;
         }
-        wildcards.push((p.clone(), n));
-    }
-    let parse = if !have_bpftrace {
-        "skipped: bpftrace is not installed".to_string()
-    } else {
-        let mut cmd = Command::new("bpftrace");
-        cmd.arg("-d");
-        if policy.allow_unsafe {
-            cmd.arg("--unsafe");
-        }
-        match output_with_timeout(cmd.arg(script_path), BPFTRACE_TIMEOUT) {
-            Err(e) => format!("skipped: could not run bpftrace: {e}"),
-            Ok(out) => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let errors: Vec<&str> = stderr
-                    .lines()
-                    .filter(|l| l.contains("ERROR") && !l.contains("RLIMIT_MEMLOCK"))
-                    .collect();
-                if !out.status.success() || !errors.is_empty() {
-                    let msg = if errors.is_empty() {
-                        stderr.trim().to_string()
-                    } else {
-                        errors.join("\n")
-                    };
-                    problems.push(format!("bpftrace -d refused the script: {msg}"));
-                    format!("failed: {msg}")
-                } else {
-                    "ok: bpftrace -d parsed and analysed the script".to_string()
-                }
-            }
+        Err(e) => {
+            report.problems.push(format!(
+                "bpftrace -d did not finish checking the script: {e} (bounds: {} MiB of memory, {} s; policy check_memory_bytes, check_time_s)",
+                bounds.memory_bytes >> 20,
+                bounds.time.as_secs()
+            ));
+            report.parse = format!("failed: {e}");
+            return report;
         }
     };
-    CheckReport {
-        accepted: problems.is_empty(),
-        attach_points: attach,
-        unsafe_builtins,
-        wildcards,
-        problems,
-        parse,
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let dump = String::from_utf8_lossy(&out.stdout);
+    let facts = ast_facts(&dump);
+    let errors = error_lines(&stderr);
+    report.attach_points = facts.attach_points;
+    report.unsafe_builtins = UNSAFE_BUILTINS
+        .iter()
+        .filter(|b| facts.calls.iter().any(|c| c == *b))
+        .map(|b| b.to_string())
+        .collect();
+    if !report.unsafe_builtins.is_empty() && !policy.allow_unsafe {
+        report.problems.push(format!(
+            "uses unsafe builtin(s) {} (needs bpftrace --unsafe, or reads files as root); the policy has allow_unsafe = false",
+            report.unsafe_builtins.join(", ")
+        ));
     }
+    if !out.status.success() || !errors.is_empty() || !facts.parsed {
+        let msg = if errors.is_empty() {
+            let s = stderr.trim();
+            if s.is_empty() {
+                format!("it exited with {} and printed no syntax tree", out.status)
+            } else {
+                s.to_string()
+            }
+        } else {
+            errors.join("\n")
+        };
+        report
+            .problems
+            .push(format!("bpftrace -d refused the script: {msg}"));
+        report.parse = format!("failed: {msg}");
+    } else {
+        report.parse = "ok: bpftrace -d parsed and analysed the script".into();
+    }
+    if facts.parsed && report.attach_points.is_empty() {
+        report
+            .problems
+            .push("no attach point found (expected `probe:target { ... }`)".into());
+    }
+    let wild: Vec<String> = report
+        .attach_points
+        .iter()
+        .filter(|p| p.contains('*') || p.contains('?'))
+        .cloned()
+        .collect();
+    if wild.len() > MAX_WILDCARDS {
+        report.problems.push(format!(
+            "{} wildcard attach points: at most {MAX_WILDCARDS} are counted; list the probes instead",
+            wild.len()
+        ));
+    } else {
+        for p in wild {
+            let n = count_probes(&p, bounds);
+            match n {
+                Some(n) if n > policy.wildcard_limit => report.problems.push(format!(
+                    "wildcard `{p}` expands to {n} probes, over the policy's wildcard_limit {}",
+                    policy.wildcard_limit
+                )),
+                Some(0) => report.problems.push(format!(
+                    "wildcard `{p}` matches no probe here (bpftrace -l found none, or may not list them without privileges), so its cost cannot be bounded"
+                )),
+                None => report.problems.push(format!(
+                    "wildcard `{p}` could not be counted with bpftrace -l, so its cost cannot be bounded"
+                )),
+                Some(_) => {}
+            }
+            report.wildcards.push((p, n));
+        }
+    }
+    report.accepted = report.problems.is_empty();
+    report
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `bpftrace -d` output for
+    /// `#define X "abc` / `uprobe://bin/bash:readline, i:s:1 /pid == 1/ { @a[comm] = count(); cat("/etc/shadow"); printf("%s\n", "system(x)"); }`
+    /// (bpftrace 0.17).
+    const DUMP: &str = "\nAST after: parser\n-------------------\n#define X \"abc\n\nProgram\n uprobe://bin/bash:readline\n interval:s:1\n  pred\n   == :: type[none, ctx: 0]\n    builtin: pid :: type[none, ctx: 0]\n    int: 1 :: type[none, ctx: 0]\n  =\n   map: @a :: type[none, ctx: 0]\n    builtin: comm :: type[none, ctx: 0]\n   call: count :: type[none, ctx: 0]\n  call: cat :: type[none, ctx: 0]\n   string: /etc/shadow :: type[none, ctx: 0]\n  call: printf :: type[none, ctx: 0]\n   string: %s\\n :: type[none, ctx: 0]\n   string: system(x) :: type[none, ctx: 0]\n\n";
+
     #[test]
-    fn finds_unsafe_calls_but_not_in_comments_or_strings() {
-        assert_eq!(unsafe_calls("k:f { system(\"ls\"); }"), vec!["system"]);
-        assert!(unsafe_calls("k:f { printf(\"system(x)\"); } // signal(9)").is_empty());
-        assert!(unsafe_calls("k:f { @system_calls = count(); }").is_empty());
+    fn reads_calls_and_attach_points_from_the_tree() {
+        let f = ast_facts(DUMP);
+        assert!(f.parsed);
         assert_eq!(
-            unsafe_calls("BEGIN { cat(\"/etc/shadow\"); exit(); }"),
-            vec!["cat"]
+            f.attach_points,
+            vec!["uprobe://bin/bash:readline", "interval:s:1"]
         );
-        assert!(unsafe_calls("k:f { @cat[comm] = count(); concat(1); }").is_empty());
+        // `system(x)` is inside a string: not a call
+        assert_eq!(f.calls, vec!["count", "cat", "printf"]);
     }
 
     #[test]
-    fn parses_attach_points() {
-        let s = "BEGIN { }\nkprobe:vfs_read, kprobe:vfs_write /pid == 1/ { @[probe] = count(); }\ntracepoint:sched:* { }";
-        assert_eq!(
-            attach_points(s),
-            vec![
-                "BEGIN",
-                "kprobe:vfs_read",
-                "kprobe:vfs_write",
-                "tracepoint:sched:*"
-            ]
-        );
+    fn forged_lines_in_c_definitions_cannot_hide_real_calls() {
+        // a struct comment holding a fake program and a blank line
+        let dump = "\nAST after: parser\n-------------------\nstruct X { /*\n\nProgram\n kprobe:fake\n*/ int a; }\n\nProgram\n BEGIN\n  call: system :: type[none, ctx: 0]\n";
+        let f = ast_facts(dump);
+        assert!(f.calls.contains(&"system".to_string()), "{f:?}");
+        assert!(f.attach_points.contains(&"BEGIN".to_string()), "{f:?}");
+    }
+
+    #[test]
+    fn no_tree_means_not_parsed() {
+        assert!(!ast_facts("stdin:1:1: ERROR: syntax error\n").parsed);
+    }
+
+    #[test]
+    fn file_directives_found_however_spelled() {
+        assert_eq!(file_directives("#include \"/dev/zero\"\n"), vec!["include"]);
+        assert_eq!(file_directives("%:inc\\\nlude <x>\n"), vec!["include"]);
+        assert_eq!(file_directives("#import \"x\"\n"), vec!["import"]);
+        assert!(file_directives("BEGIN { printf(\"hi\"); }").is_empty());
     }
 }

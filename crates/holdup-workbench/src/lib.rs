@@ -7,14 +7,16 @@
 pub mod api;
 pub mod audit;
 pub mod checks;
+pub mod error;
 pub mod overhead;
 pub mod plot;
 pub mod policy;
 pub mod runs;
+pub mod scratch;
 pub mod store;
 pub mod ui;
 
-use axum::http::StatusCode;
+pub use error::{Error, ErrorKind, WbResult};
 use policy::{Overhead, Policy};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -64,61 +66,15 @@ pub struct User {
     pub disabled: bool,
 }
 
-/// An API refusal: an HTTP status and a message saying why and what to do.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{status}: {message}")]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-    pub fn bad_request(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, m)
-    }
-    pub fn forbidden(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, m)
-    }
-    pub fn not_found(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, m)
-    }
-    pub fn conflict(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, m)
-    }
-}
-
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
-            return Self::new(
-                StatusCode::INSUFFICIENT_STORAGE,
-                "the workbench store's disk is full: nothing was changed; free space where its database lives (holdup workbench serve --db) and retry",
-            );
-        }
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("store error: {e}"),
-        )
-    }
-}
-
-pub type ApiResult<T> = Result<T, ApiError>;
-
 /// A built-in catalog probe.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuiltinProbe {
     pub name: &'static str,
     pub description: &'static str,
     pub overhead: Overhead,
-    /// Extra `holdup record` arguments that select this probe's programs.
+    /// Whether `holdup record` runs with the scheduler programs only.
     #[serde(skip)]
-    pub record_args: &'static [&'static str],
+    pub sched_only: bool,
 }
 
 pub const BUILTIN_PROBES: &[BuiltinProbe] = &[
@@ -126,13 +82,13 @@ pub const BUILTIN_PROBES: &[BuiltinProbe] = &[
         name: "holdup-sched",
         description: "holdup record with the scheduler tracepoints only: on-CPU, run queue and who ran instead, iowait, sleeps and what they wait on, wakers",
         overhead: Overhead::Low,
-        record_args: &["--sched-only"],
+        sched_only: true,
     },
     BuiltinProbe {
         name: "holdup-full",
         description: "holdup record, all subsystems: scheduler, futex, files, sockets, block devices (who hammered the disk, which peer woke a socket)",
         overhead: Overhead::Medium,
-        record_args: &[],
+        sched_only: false,
     },
 ];
 
@@ -157,9 +113,9 @@ fn new_token() -> anyhow::Result<String> {
 
 /// Artifact and file names: 1..=128 of `[A-Za-z0-9._-]`, not starting with
 /// a dot, no `..` — so never a path, never traversal, never NUL.
-pub fn validate_name(name: &str) -> ApiResult<()> {
+pub fn validate_name(name: &str) -> WbResult<()> {
     let bad = |why: &str| {
-        Err(ApiError::bad_request(format!(
+        Err(Error::bad_request(format!(
             "invalid name {name:?}: {why}; use 1-128 characters from A-Z a-z 0-9 . _ - , not starting with '.'"
         )))
     };
@@ -187,14 +143,26 @@ pub fn validate_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_text(field: &str, value: &str, max: usize) -> ApiResult<()> {
+/// Why an artifact name is the workbench's own (runs' outputs, diagnosis
+/// reports), if it is: users may not upload under such names.
+pub fn reserved_artifact_name(name: &str) -> Option<&'static str> {
+    if name.starts_with("run-") {
+        Some("runs' outputs (run-<id>.json, run-<id>.rec)")
+    } else if name.ends_with(".diagnosis.txt") {
+        Some("diagnosis reports (POST .../diagnose makes them)")
+    } else {
+        None
+    }
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> WbResult<()> {
     if value.len() > max {
-        return Err(ApiError::bad_request(format!(
+        return Err(Error::bad_request(format!(
             "{field} is longer than {max} bytes"
         )));
     }
     if value.contains('\0') {
-        return Err(ApiError::bad_request(format!("{field} contains NUL")));
+        return Err(Error::bad_request(format!("{field} contains NUL")));
     }
     Ok(())
 }
@@ -277,13 +245,39 @@ pub struct ProbeRequest {
     pub comment: Option<String>,
     pub created: i64,
     pub decided: Option<i64>,
+    /// Runs the approval allows (None: not approved).
+    pub max_runs: Option<u32>,
+    /// When the approval lapses (unix time).
+    pub approval_expires: Option<i64>,
+    /// Whether the approval lets runs overlap.
+    pub concurrent: bool,
+    /// Runs started so far.
+    pub runs: i64,
+}
+
+/// What an approver grants with an approval, within the policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Grant {
+    /// How many runs (default: the policy's approval_runs).
+    pub runs: Option<u32>,
+    /// Whether runs may overlap (default: no).
+    #[serde(default)]
+    pub concurrent: bool,
+}
+
+/// What the run gate cleared: the request, and for a script the exact
+/// bytes approved (hashed again here: these bytes are what runs).
+pub(crate) struct Cleared {
+    pub req: ProbeRequest,
+    pub script: Option<Vec<u8>>,
+    pub overhead: Overhead,
 }
 
 /// The workbench: store, policy and every operation the API exposes.
 pub struct Workbench {
     conn: Mutex<Connection>,
     policy: Policy,
-    scratch: PathBuf,
+    scratch: scratch::Scratch,
     /// The runs this server process watches: stop switch and live output.
     active: Mutex<std::collections::HashMap<i64, runs::ActiveRun>>,
     /// The copy of the audit log's head kept beside the store, and the head
@@ -293,11 +287,15 @@ pub struct Workbench {
     /// The connection's `total_changes` when the head copy was last synced:
     /// guards that changed nothing (most are reads) skip the head query.
     head_synced_at: std::sync::atomic::AtomicU64,
-    /// When the last `auth.failure` was audited, and refusals since.
-    auth_failures: Mutex<(Option<std::time::Instant>, u64)>,
+    /// Stored run outputs being read, shared by their concurrent readers.
+    outputs: Mutex<std::collections::HashMap<i64, std::sync::Weak<Vec<u8>>>>,
 }
 
-/// At most one `auth.failure` audit entry this often.
+/// Actor names the workbench itself writes into the audit log; no user
+/// may have one.
+pub const RESERVED_ACTORS: &[&str] = &["system", "policy", "anonymous"];
+
+/// At most one refusal audit entry per actor and action this often.
 pub const AUTH_FAILURE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The store's connection, held; when released, the audit head copy is
@@ -337,6 +335,21 @@ pub fn verify_store(db_path: &Path) -> anyhow::Result<audit::VerifyReport> {
     Ok(verify_with_head(&conn, copy.as_ref())?)
 }
 
+/// What the audit keeps of an incident's fields: the free text as its
+/// sha256 and length (a log entry per edit must not repeat kilobytes of
+/// notes), the rest as given.
+fn incident_digest(input: &IncidentInput) -> serde_json::Value {
+    json!({
+        "title": input.title,
+        "service": input.service,
+        "host": input.host,
+        "start_time": input.start_time,
+        "end_time": input.end_time,
+        "notes_sha256": sha256_hex(input.notes.as_bytes()),
+        "notes_bytes": input.notes.len(),
+    })
+}
+
 /// Whether incident `id` exists.
 fn incident_exists(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
     conn.query_row(
@@ -346,8 +359,10 @@ fn incident_exists(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
     )
 }
 
-/// Stores (or replaces) an artifact of an existing incident with its audit
-/// entry, inside the caller's transaction; `details` joins the entry.
+/// Stores a new artifact of an existing incident with its audit entry,
+/// inside the caller's transaction; `details` joins the entry. Artifacts
+/// are evidence: once written never replaced (409), so the same bytes
+/// under the same name are accepted again and anything else is refused.
 /// Returns the data's sha256.
 pub(crate) fn store_artifact(
     conn: &Connection,
@@ -356,10 +371,26 @@ pub(crate) fn store_artifact(
     name: &str,
     data: &[u8],
     details: serde_json::Value,
-) -> rusqlite::Result<String> {
+) -> WbResult<String> {
     let sha = sha256_hex(data);
+    let existing: Option<String> = conn
+        .query_row(
+            "SELECT sha256 FROM artifacts WHERE incident_id = ?1 AND name = ?2",
+            params![incident, name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match existing {
+        Some(old) if old == sha => return Ok(sha),
+        Some(old) => {
+            return Err(Error::conflict(format!(
+                "incident {incident} already has an artifact {name} (sha256 {old}); artifacts are never replaced: upload under another name"
+            )))
+        }
+        None => {}
+    }
     conn.execute(
-        "INSERT OR REPLACE INTO artifacts (incident_id, name, sha256, data, uploaded_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO artifacts (incident_id, name, sha256, data, uploaded_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![incident, name, sha, data, actor, now()],
     )?;
     let mut d = json!({"incident": incident, "name": name, "sha256": sha, "bytes": data.len()});
@@ -406,7 +437,8 @@ impl Workbench {
             }
         }
         runs::interrupt_stale(&mut conn)?;
-        let tx = conn.transaction()?;
+        Self::flush_refusals(&mut conn)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let users: i64 = tx.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
         let mut admin_token = None;
         if users == 0 {
@@ -433,8 +465,8 @@ impl Workbench {
             &json!({"sha256": sha256_hex(policy_text.as_bytes()), "policy": serde_json::to_value(&policy)?}),
         )?;
         tx.commit()?;
-        let scratch = std::env::temp_dir().join(format!("holdup-workbench-{}", std::process::id()));
-        std::fs::create_dir_all(&scratch)?;
+        let scratch = scratch::Scratch::new()
+            .map_err(|e| anyhow::anyhow!("creating the private scratch directory: {e}"))?;
         let wb = Workbench {
             conn: Mutex::new(conn),
             policy,
@@ -443,7 +475,7 @@ impl Workbench {
             head_path,
             head: Mutex::default(),
             head_synced_at: std::sync::atomic::AtomicU64::new(u64::MAX),
-            auth_failures: Mutex::default(),
+            outputs: Mutex::default(),
         };
         // Writes the head copy now; failing to is fatal at start.
         let head = audit::head(&wb.db())?;
@@ -458,8 +490,14 @@ impl Workbench {
         Ok((wb, admin_token))
     }
 
+    /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The server's private scratch directory (run files).
+    pub fn scratch_dir(&self) -> &Path {
+        self.scratch.path()
     }
 
     pub(crate) fn db(&self) -> Db<'_> {
@@ -506,27 +544,29 @@ impl Workbench {
 
     /// Checks the audit chain, and its head against the copy kept beside
     /// the store.
-    pub fn verify_audit(&self) -> ApiResult<audit::VerifyReport> {
+    pub fn verify_audit(&self) -> WbResult<audit::VerifyReport> {
         let copy = audit::read_head(&self.head_path)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         Ok(verify_with_head(&self.db(), copy.as_ref())?)
     }
 
-    pub fn audit_entries(&self, after: i64, limit: i64) -> ApiResult<Vec<audit::Entry>> {
+    pub fn audit_entries(&self, after: i64, limit: i64) -> WbResult<Vec<audit::Entry>> {
         Ok(audit::list(&self.db(), after, limit.clamp(1, 1000))?)
     }
 
-    /// Authenticates a bearer token and checks the caller has `need`.
-    pub fn authenticate(&self, token: Option<&str>, need: Role) -> ApiResult<User> {
+    /// Authenticates a bearer token: the user it belongs to, enabled.
+    /// Refusals are audited (see [`Workbench::record_refusal`]).
+    pub fn authenticate(&self, token: Option<&str>) -> WbResult<User> {
         let Some(token) = token else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
+            self.record_refusal("anonymous", "auth.failure", "no token", "failures")?;
+            return Err(Error::new(
+                ErrorKind::Unauthenticated,
                 "no API token: send `Authorization: Bearer <token>` (the admin token is printed once at first start; an admin creates users with POST /api/users)",
             ));
         };
-        let conn = self.db();
         let hash = sha256_hex(token.as_bytes());
-        let user = conn
+        let user = self
+            .db()
             .query_row(
                 "SELECT id, name, role, disabled FROM users WHERE token_hash = ?1",
                 [&hash],
@@ -540,8 +580,13 @@ impl Workbench {
                 },
             )
             .optional()?;
-        let (id, name, role) = match user {
-            Some((id, name, role, false)) => (id, name, role),
+        match user {
+            Some((id, name, role, false)) => Ok(User {
+                id,
+                name,
+                role: Role::parse(&role).unwrap_or(Role::Viewer),
+                disabled: false,
+            }),
             other => {
                 let (reason, msg) = match &other {
                     Some((_, name, _, _)) => (
@@ -549,71 +594,126 @@ impl Workbench {
                         format!("user {name} is disabled: ask an admin to enable it"),
                     ),
                     None => (
-                        "unknown token".to_string(),
+                        format!("unknown token (sha256 prefix {})", &hash[..12]),
                         "unknown or revoked API token: ask an admin for a valid one".to_string(),
                     ),
                 };
-                self.audit_auth_failure(&conn, &reason, &hash[..12])?;
-                return Err(ApiError::new(StatusCode::UNAUTHORIZED, msg));
+                self.record_refusal("anonymous", "auth.failure", &reason, "failures")?;
+                Err(Error::new(ErrorKind::Unauthenticated, msg))
             }
-        };
-        let role = Role::parse(&role).unwrap_or(Role::Viewer);
-        if role < need {
-            return Err(ApiError::forbidden(format!(
-                "this needs role {} or higher; user {name} has role {}",
-                need.as_str(),
-                role.as_str()
-            )));
         }
-        Ok(User {
-            id,
-            name,
-            role,
-            disabled: false,
-        })
     }
 
-    /// Audits a refused token. A flood of bad tokens would grow the log
-    /// without bound: at most one entry per [`AUTH_FAILURE_EVERY`], each
-    /// counting the refusals it stands for.
-    fn audit_auth_failure(&self, conn: &Connection, reason: &str, prefix: &str) -> ApiResult<()> {
-        let mut last = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (at, unlogged) = &mut *last;
-        *unlogged += 1;
-        if at.is_some_and(|t| t.elapsed() < AUTH_FAILURE_EVERY) {
-            return Ok(());
+    /// Checks `user` has at least role `need`.
+    pub fn require_role(user: &User, need: Role) -> WbResult<()> {
+        if user.role < need {
+            return Err(Error::forbidden(format!(
+                "this needs role {} or higher; user {} has role {}",
+                need.as_str(),
+                user.name,
+                user.role.as_str()
+            )));
         }
-        audit::append(
-            conn,
-            now(),
-            "anonymous",
-            "auth.failure",
-            &json!({"reason": reason, "token_sha256_prefix": prefix, "failures": *unlogged}),
-        )?;
-        *at = Some(std::time::Instant::now());
-        *unlogged = 0;
         Ok(())
+    }
+
+    /// Audits a refusal (`action`: `auth.failure`, `access.refused`) by
+    /// `actor`. A flood of refusals would grow the log without bound: per
+    /// actor and action, at most one entry per [`AUTH_FAILURE_EVERY`], each
+    /// counting (under `count_key`) the refusals it stands for. The count
+    /// not yet written is kept in the store, so a restart loses none: it is
+    /// written at the next start.
+    pub fn record_refusal(
+        &self,
+        actor: &str,
+        action: &str,
+        reason: &str,
+        count_key: &str,
+    ) -> WbResult<()> {
+        let key = format!("{actor}\n{action}");
+        let every = AUTH_FAILURE_EVERY.as_secs() as i64;
+        let mut conn = self.db();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let row: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT pending, last_logged FROM refusals WHERE key = ?1",
+                [&key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let t = now();
+        match row {
+            Some((pending, last)) if t - last < every => {
+                tx.execute(
+                    "UPDATE refusals SET pending = ?2, reason = ?3 WHERE key = ?1",
+                    params![key, pending + 1, reason],
+                )?;
+            }
+            row => {
+                let n = row.map_or(0, |r| r.0) + 1;
+                let mut d = json!({"reason": reason});
+                d[count_key] = json!(n);
+                audit::append(&tx, t, actor, action, &d)?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO refusals (key, actor, action, reason, pending, last_logged) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                    params![key, actor, action, reason, t],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes the refusals counted but not yet audited (at start: those a
+    /// previous server process counted before it stopped).
+    fn flush_refusals(conn: &mut Connection) -> rusqlite::Result<()> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows: Vec<(String, String, String, String, i64)> = {
+            let mut st = tx.prepare(
+                "SELECT key, actor, action, reason, pending FROM refusals WHERE pending > 0",
+            )?;
+            let v = st
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            v
+        };
+        for (key, actor, action, reason, pending) in rows {
+            let count_key = if action == "auth.failure" {
+                "failures"
+            } else {
+                "refusals"
+            };
+            let mut d = json!({"reason": reason, "counted_before_restart": true});
+            d[count_key] = json!(pending);
+            audit::append(&tx, now(), &actor, &action, &d)?;
+            tx.execute(
+                "UPDATE refusals SET pending = 0, last_logged = ?2 WHERE key = ?1",
+                params![key, now()],
+            )?;
+        }
+        tx.commit()
     }
 
     /// Replaces a user's token (revoking the old one); returns the new one.
     /// Admins may rotate anyone's token, users their own.
-    pub fn rotate_token(&self, actor: &User, name: &str) -> ApiResult<String> {
+    pub fn rotate_token(&self, actor: &User, name: &str) -> WbResult<String> {
         validate_name(name)?;
         if actor.name != name && actor.role < Role::Admin {
-            return Err(ApiError::forbidden(format!(
+            return Err(Error::forbidden(format!(
                 "only an admin or {name} may replace {name}'s token"
             )));
         }
-        let token = new_token()
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let token = new_token().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "UPDATE users SET token_hash = ?1 WHERE name = ?2",
             params![sha256_hex(token.as_bytes()), name],
         )?;
         if n == 0 {
-            return Err(ApiError::not_found(format!("no user {name}")));
+            return Err(Error::not_found(format!("no user {name}")));
         }
         audit::append(
             &tx,
@@ -634,10 +734,10 @@ impl Workbench {
         name: &str,
         role: Option<Role>,
         disabled: Option<bool>,
-    ) -> ApiResult<User> {
+    ) -> WbResult<User> {
         validate_name(name)?;
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let cur: Option<(String, bool)> = tx
             .query_row(
                 "SELECT role, disabled FROM users WHERE name = ?1",
@@ -646,7 +746,7 @@ impl Workbench {
             )
             .optional()?;
         let Some((cur_role, cur_disabled)) = cur else {
-            return Err(ApiError::not_found(format!("no user {name}")));
+            return Err(Error::not_found(format!("no user {name}")));
         };
         let new_role = role.unwrap_or(Role::parse(&cur_role).unwrap_or(Role::Viewer));
         let new_disabled = disabled.unwrap_or(cur_disabled);
@@ -657,7 +757,7 @@ impl Workbench {
                 |r| r.get(0),
             )?;
             if admins <= 1 {
-                return Err(ApiError::conflict(format!(
+                return Err(Error::conflict(format!(
                     "{name} is the last enabled admin; make another admin first"
                 )));
             }
@@ -678,23 +778,28 @@ impl Workbench {
         self.list_users()?
             .into_iter()
             .find(|u| u.name == name)
-            .ok_or_else(|| ApiError::not_found(format!("no user {name}")))
+            .ok_or_else(|| Error::not_found(format!("no user {name}")))
     }
 
     /// Creates a user and returns its token (shown once).
-    pub fn create_user(&self, actor: &User, name: &str, role: Role) -> ApiResult<(User, String)> {
+    pub fn create_user(&self, actor: &User, name: &str, role: Role) -> WbResult<(User, String)> {
         validate_name(name)?;
-        let token = new_token()
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if RESERVED_ACTORS.contains(&name) {
+            return Err(Error::bad_request(format!(
+                "user name {name:?} is reserved: the audit log uses it for the workbench itself ({}); pick another",
+                RESERVED_ACTORS.join(", ")
+            )));
+        }
+        let token = new_token().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM users WHERE name = ?1)",
             [name],
             |r| r.get(0),
         )?;
         if exists {
-            return Err(ApiError::conflict(format!("user {name} already exists")));
+            return Err(Error::conflict(format!("user {name} already exists")));
         }
         tx.execute(
             "INSERT INTO users (name, role, token_hash, created) VALUES (?1, ?2, ?3, ?4)",
@@ -720,7 +825,7 @@ impl Workbench {
         ))
     }
 
-    pub fn list_users(&self) -> ApiResult<Vec<User>> {
+    pub fn list_users(&self) -> WbResult<Vec<User>> {
         let conn = self.db();
         let mut st = conn.prepare("SELECT id, name, role, disabled FROM users ORDER BY id")?;
         let rows = st.query_map([], |r| {
@@ -735,27 +840,28 @@ impl Workbench {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn check_incident(input: &IncidentInput) -> ApiResult<()> {
+    fn check_incident(&self, input: &IncidentInput) -> WbResult<()> {
         if input.title.trim().is_empty() {
-            return Err(ApiError::bad_request("title is required"));
+            return Err(Error::bad_request("title is required"));
         }
         check_text("title", &input.title, 1024)?;
         check_text("service", &input.service, 1024)?;
         check_text("host", &input.host, 1024)?;
-        check_text("notes", &input.notes, 64 * 1024)?;
+        check_text("notes", &input.notes, self.policy.max_note_bytes)?;
         if let (Some(s), Some(e)) = (input.start_time, input.end_time) {
             if e < s {
-                return Err(ApiError::bad_request("end_time is before start_time"));
+                return Err(Error::bad_request("end_time is before start_time"));
             }
         }
         Ok(())
     }
 
-    pub fn create_incident(&self, actor: &User, input: IncidentInput) -> ApiResult<Incident> {
-        Self::check_incident(&input)?;
+    pub fn create_incident(&self, actor: &User, input: IncidentInput) -> WbResult<Incident> {
+        self.check_incident(&input)?;
         let id = {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            self.check_note_quota(&tx, &actor.name, input.notes.len(), 0)?;
             tx.execute(
                 "INSERT INTO incidents (title, service, host, start_time, end_time, notes, created_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![input.title, input.service, input.host, input.start_time, input.end_time, input.notes, actor.name, now()],
@@ -766,7 +872,7 @@ impl Workbench {
                 now(),
                 &actor.name,
                 "incident.created",
-                &json!({"id": id, "incident": &input}),
+                &json!({"id": id, "incident": incident_digest(&input)}),
             )?;
             tx.commit()?;
             id
@@ -779,36 +885,57 @@ impl Workbench {
         actor: &User,
         id: i64,
         input: IncidentInput,
-    ) -> ApiResult<Incident> {
-        Self::check_incident(&input)?;
+    ) -> WbResult<Incident> {
+        self.check_incident(&input)?;
         {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let owner: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT created_by, length(notes) FROM incidents WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((owner, old_notes)) = owner else {
+                return Err(Error::not_found(format!("no incident {id}")));
+            };
+            if owner != actor.name && actor.role < Role::Approver {
+                return Err(Error::forbidden(format!(
+                    "incident {id} was opened by {owner}: only they or an approver may edit it; add a note instead (POST /api/incidents/{id}/notes)"
+                )));
+            }
+            let freed = if owner == actor.name {
+                old_notes as usize
+            } else {
+                0
+            };
+            self.check_note_quota(&tx, &actor.name, input.notes.len(), freed)?;
             let n = tx.execute(
                 "UPDATE incidents SET title = ?1, service = ?2, host = ?3, start_time = ?4, end_time = ?5, notes = ?6 WHERE id = ?7",
                 params![input.title, input.service, input.host, input.start_time, input.end_time, input.notes, id],
             )?;
             if n == 0 {
-                return Err(ApiError::not_found(format!("no incident {id}")));
+                return Err(Error::not_found(format!("no incident {id}")));
             }
             audit::append(
                 &tx,
                 now(),
                 &actor.name,
                 "incident.updated",
-                &json!({"id": id, "incident": &input}),
+                &json!({"id": id, "incident": incident_digest(&input)}),
             )?;
             tx.commit()?;
         }
         self.get_incident(id)
     }
 
-    pub fn delete_incident(&self, actor: &User, id: i64) -> ApiResult<()> {
+    pub fn delete_incident(&self, actor: &User, id: i64) -> WbResult<()> {
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = tx.execute("DELETE FROM incidents WHERE id = ?1", [id])?;
         if n == 0 {
-            return Err(ApiError::not_found(format!("no incident {id}")));
+            return Err(Error::not_found(format!("no incident {id}")));
         }
         audit::append(
             &tx,
@@ -821,7 +948,7 @@ impl Workbench {
         Ok(())
     }
 
-    pub fn get_incident(&self, id: i64) -> ApiResult<Incident> {
+    pub fn get_incident(&self, id: i64) -> WbResult<Incident> {
         let conn = self.db();
         let inc = conn
             .query_row(
@@ -846,7 +973,7 @@ impl Workbench {
                 },
             )
             .optional()?;
-        let mut inc = inc.ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
+        let mut inc = inc.ok_or_else(|| Error::not_found(format!("no incident {id}")))?;
         let mut st =
             conn.prepare("SELECT name FROM artifacts WHERE incident_id = ?1 ORDER BY name")?;
         inc.artifacts = st
@@ -868,18 +995,46 @@ impl Workbench {
         Ok(inc)
     }
 
+    /// Refuses text of `adding` bytes by `author` past the policy's
+    /// note_quota_bytes (`freed`: bytes of theirs the change replaces).
+    fn check_note_quota(
+        &self,
+        conn: &Connection,
+        author: &str,
+        adding: usize,
+        freed: usize,
+    ) -> WbResult<()> {
+        let used: i64 = conn.query_row(
+            "SELECT (SELECT COALESCE(SUM(length(text)), 0) FROM notes WHERE author = ?1) + (SELECT COALESCE(SUM(length(notes)), 0) FROM incidents WHERE created_by = ?1)",
+            [author],
+            |r| r.get(0),
+        )?;
+        let after = (used as u64).saturating_sub(freed as u64) + adding as u64;
+        if after > self.policy.note_quota_bytes {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "{author} has written {used} bytes of notes; {adding} more would pass the policy's note_quota_bytes ({}); ask an admin to raise it",
+                    self.policy.note_quota_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Appends a note to an incident's timeline.
-    pub fn add_note(&self, actor: &User, incident: i64, text: &str) -> ApiResult<Incident> {
-        check_text("text", text, 64 * 1024)?;
+    pub fn add_note(&self, actor: &User, incident: i64, text: &str) -> WbResult<Incident> {
+        check_text("text", text, self.policy.max_note_bytes)?;
         if text.trim().is_empty() {
-            return Err(ApiError::bad_request("a note needs some text"));
+            return Err(Error::bad_request("a note needs some text"));
         }
         {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             if !incident_exists(&tx, incident)? {
-                return Err(ApiError::not_found(format!("no incident {incident}")));
+                return Err(Error::not_found(format!("no incident {incident}")));
             }
+            self.check_note_quota(&tx, &actor.name, text.len(), 0)?;
             tx.execute(
                 "INSERT INTO notes (incident_id, author, created, text) VALUES (?1, ?2, ?3, ?4)",
                 params![incident, actor.name, now(), text],
@@ -903,17 +1058,17 @@ impl Workbench {
         actor: &User,
         incident: i64,
         name: &str,
-    ) -> ApiResult<serde_json::Value> {
+    ) -> WbResult<serde_json::Value> {
         let data = self.get_artifact(incident, name)?;
         let rec = holdup_record::Recording::from_bytes(&data).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            Error::new(
+                ErrorKind::Unprocessable,
                 format!("artifact {name} is not a readable holdup recording: {e}"),
             )
         })?;
         if rec.windows.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(Error::new(
+                ErrorKind::Unprocessable,
                 format!("recording {name} has no complete windows to diagnose"),
             ));
         }
@@ -926,11 +1081,11 @@ impl Workbench {
         });
         let text = holdup_diagnose::text::render(&d);
         let report = format!("{name}.diagnosis.txt");
-        self.put_artifact(actor, incident, &report, text.as_bytes())?;
+        self.store_user_artifact(actor, incident, &report, text.as_bytes())?;
         Ok(json!({"artifact": report, "top": d.top(), "text": text}))
     }
 
-    pub fn list_incidents(&self) -> ApiResult<Vec<Incident>> {
+    pub fn list_incidents(&self) -> WbResult<Vec<Incident>> {
         let ids: Vec<i64> = {
             let conn = self.db();
             let mut st = conn.prepare("SELECT id FROM incidents ORDER BY id")?;
@@ -946,19 +1101,51 @@ impl Workbench {
         incident: i64,
         name: &str,
         data: &[u8],
-    ) -> ApiResult<String> {
+    ) -> WbResult<String> {
         validate_name(name)?;
+        if let Some(why) = reserved_artifact_name(name) {
+            return Err(Error::forbidden(format!(
+                "artifact name {name:?} is reserved for {why}; upload under another name"
+            )));
+        }
+        self.store_user_artifact(actor, incident, name, data)
+    }
+
+    /// Stores an artifact `actor` uploaded, within their quota.
+    fn store_user_artifact(
+        &self,
+        actor: &User,
+        incident: i64,
+        name: &str,
+        data: &[u8],
+    ) -> WbResult<String> {
         let mut conn = self.db();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if !incident_exists(&tx, incident)? {
-            return Err(ApiError::not_found(format!("no incident {incident}")));
+            return Err(Error::not_found(format!("no incident {incident}")));
+        }
+        let used: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(length(data)), 0) FROM artifacts WHERE uploaded_by = ?1",
+            [&actor.name],
+            |r| r.get(0),
+        )?;
+        let quota = self.policy.artifact_quota_bytes;
+        if used as u64 + data.len() as u64 > quota {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "{} has uploaded {used} bytes of artifacts; {} more would pass the policy's artifact_quota_bytes ({quota}); ask an admin to raise it",
+                    actor.name,
+                    data.len()
+                ),
+            ));
         }
         let sha = store_artifact(&tx, &actor.name, incident, name, data, json!({}))?;
         tx.commit()?;
         Ok(sha)
     }
 
-    pub fn get_artifact(&self, incident: i64, name: &str) -> ApiResult<Vec<u8>> {
+    pub fn get_artifact(&self, incident: i64, name: &str) -> WbResult<Vec<u8>> {
         validate_name(name)?;
         self.db()
             .query_row(
@@ -967,29 +1154,16 @@ impl Workbench {
                 |r| r.get(0),
             )
             .optional()?
-            .ok_or_else(|| {
-                ApiError::not_found(format!("incident {incident} has no artifact {name}"))
-            })
+            .ok_or_else(|| Error::not_found(format!("incident {incident} has no artifact {name}")))
     }
 
-    fn run_checks(&self, body: &str) -> ApiResult<checks::CheckReport> {
-        let path = self
-            .scratch
-            .join(format!("{}.bt", sha256_hex(body.as_bytes())));
-        std::fs::write(&path, body).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("writing script for checks: {e}"),
-            )
-        })?;
-        let report = checks::check(body, &path, &self.policy);
-        let _ = std::fs::remove_file(&path);
-        Ok(report)
+    fn run_checks(&self, body: &str) -> WbResult<checks::CheckReport> {
+        Ok(checks::check(body, &self.policy))
     }
 
     /// Stores a user script with its check report. A refused script is
     /// stored too (status `refused`), so the refusal is on record.
-    pub fn submit_script(&self, actor: &User, name: &str, body: &str) -> ApiResult<Script> {
+    pub fn submit_script(&self, actor: &User, name: &str, body: &str) -> WbResult<Script> {
         validate_name(name)?;
         check_text("body", body, 256 * 1024)?;
         let report = self.run_checks(body)?;
@@ -1002,7 +1176,7 @@ impl Workbench {
         let report_json = serde_json::to_value(&report).unwrap_or_default();
         let id = {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO scripts (name, body, sha256, status, report, submitted_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![name, body, sha, status, report_json.to_string(), actor.name, now()],
@@ -1030,11 +1204,11 @@ impl Workbench {
 
     /// Replaces a script's body (its submitter or an admin); re-checks it.
     /// Requests pinned to the old hash stop being runnable.
-    pub fn update_script(&self, actor: &User, id: i64, body: &str) -> ApiResult<Script> {
+    pub fn update_script(&self, actor: &User, id: i64, body: &str) -> WbResult<Script> {
         check_text("body", body, 256 * 1024)?;
         let old = self.get_script(id)?;
         if old.submitted_by != actor.name && actor.role < Role::Admin {
-            return Err(ApiError::forbidden(format!(
+            return Err(Error::forbidden(format!(
                 "only the submitter ({}) or an admin may change script {id}",
                 old.submitted_by
             )));
@@ -1048,7 +1222,7 @@ impl Workbench {
         let sha = sha256_hex(body.as_bytes());
         {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
                 "UPDATE scripts SET body = ?1, sha256 = ?2, status = ?3, report = ?4 WHERE id = ?5",
                 params![
@@ -1080,7 +1254,7 @@ impl Workbench {
         self.get_script(id)
     }
 
-    pub fn get_script(&self, id: i64) -> ApiResult<Script> {
+    pub fn get_script(&self, id: i64) -> WbResult<Script> {
         self.db()
             .query_row(
                 "SELECT id, name, body, sha256, status, report, submitted_by, created FROM scripts WHERE id = ?1",
@@ -1100,11 +1274,11 @@ impl Workbench {
                 },
             )
             .optional()?
-            .ok_or_else(|| ApiError::not_found(format!("no script {id}")))
+            .ok_or_else(|| Error::not_found(format!("no script {id}")))
     }
 
     /// The catalog: built-in probes and accepted user scripts.
-    pub fn catalog(&self) -> ApiResult<serde_json::Value> {
+    pub fn catalog(&self) -> WbResult<serde_json::Value> {
         let conn = self.db();
         let mut st = conn.prepare(
             "SELECT id, name, sha256, submitted_by FROM scripts WHERE status = 'accepted' ORDER BY id",
@@ -1143,9 +1317,86 @@ impl Workbench {
         )
     }
 
+    /// The policy checks of a request made, or run, by a user of `role`:
+    /// the probe's overhead class if it passes.
+    fn request_policy(&self, role: Role, input: &RequestInput) -> WbResult<Overhead> {
+        let p = &self.policy;
+        if !p.probe_allowed(role.as_str(), &input.probe) {
+            return Err(Error::forbidden(format!(
+                "the policy does not allow role {} to request probe {:?} (allowed_probes.{})",
+                role.as_str(),
+                input.probe,
+                role.as_str()
+            )));
+        }
+        if input.duration_s == 0 || input.duration_s > p.max_duration_s {
+            return Err(Error::forbidden(format!(
+                "duration_s {} is outside 1..={} (policy max_duration_s)",
+                input.duration_s, p.max_duration_s
+            )));
+        }
+        if !p
+            .allowed_target_kinds
+            .iter()
+            .any(|k| k == &input.target_kind)
+        {
+            return Err(Error::forbidden(format!(
+                "target_kind {:?} is not allowed; the policy allows {:?}",
+                input.target_kind, p.allowed_target_kinds
+            )));
+        }
+        match input.target_kind.as_str() {
+            "pid" if input.target.parse::<u32>().is_err() => {
+                return Err(Error::bad_request(
+                    "target must be a numeric pid for target_kind pid",
+                ));
+            }
+            "cgroup" if !input.target.starts_with('/') || input.target.contains("..") => {
+                return Err(Error::bad_request(
+                    "target must be an absolute cgroup path without '..' for target_kind cgroup",
+                ));
+            }
+            _ => {}
+        }
+        if input.target_kind == "cgroup" && !p.cgroup_allowed(&input.target) {
+            return Err(Error::forbidden(format!(
+                "cgroup {:?} is not under the policy's allowed_cgroup_prefixes {:?}",
+                input.target, p.allowed_cgroup_prefixes
+            )));
+        }
+        if input.target_kind == "pid" && runs::is_this_host(&input.host) {
+            self.check_pid_target(&input.target)?;
+        }
+        if !p.host_allowed(&input.host) {
+            return Err(Error::forbidden(format!(
+                "host {:?} is not in the policy's allowed_hosts",
+                input.host
+            )));
+        }
+        if input.probe.starts_with("script:") {
+            return Ok(Overhead::High);
+        }
+        let b = BUILTIN_PROBES
+            .iter()
+            .find(|b| b.name == input.probe)
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "no catalog probe {:?}; see GET /api/catalog",
+                    input.probe
+                ))
+            })?;
+        if b.overhead > p.max_overhead {
+            return Err(Error::forbidden(format!(
+                "probe {} has overhead {:?}, over the policy's max_overhead {:?}",
+                input.probe, b.overhead, p.max_overhead
+            )));
+        }
+        Ok(b.overhead)
+    }
+
     /// Creates a probe request after the policy checks; auto-approved when
     /// the policy allows it, pending otherwise.
-    pub fn create_request(&self, actor: &User, input: RequestInput) -> ApiResult<ProbeRequest> {
+    pub fn create_request(&self, actor: &User, input: RequestInput) -> WbResult<ProbeRequest> {
         for (f, v, max) in [
             ("probe", &input.probe, 256),
             ("target_kind", &input.target_kind, 32),
@@ -1156,106 +1407,45 @@ impl Workbench {
             check_text(f, v, max)?;
         }
         if input.purpose.trim().is_empty() {
-            return Err(ApiError::bad_request(
+            return Err(Error::bad_request(
                 "purpose is required: say why this probe should run",
             ));
         }
         if let Some(inc) = input.incident_id {
             self.get_incident(inc)?;
         }
-        let p = &self.policy;
-        if !p.probe_allowed(actor.role.as_str(), &input.probe) {
-            return Err(ApiError::forbidden(format!(
-                "the policy does not allow role {} to request probe {:?} (allowed_probes.{})",
-                actor.role.as_str(),
-                input.probe,
-                actor.role.as_str()
-            )));
-        }
-        if input.duration_s == 0 || input.duration_s > p.max_duration_s {
-            return Err(ApiError::forbidden(format!(
-                "duration_s {} is outside 1..={} (policy max_duration_s)",
-                input.duration_s, p.max_duration_s
-            )));
-        }
-        if !p
-            .allowed_target_kinds
-            .iter()
-            .any(|k| k == &input.target_kind)
-        {
-            return Err(ApiError::forbidden(format!(
-                "target_kind {:?} is not allowed; the policy allows {:?}",
-                input.target_kind, p.allowed_target_kinds
-            )));
-        }
-        match input.target_kind.as_str() {
-            "pid" if input.target.parse::<u32>().is_err() => {
-                return Err(ApiError::bad_request(
-                    "target must be a numeric pid for target_kind pid",
-                ));
-            }
-            "cgroup" if !input.target.starts_with('/') || input.target.contains("..") => {
-                return Err(ApiError::bad_request(
-                    "target must be an absolute cgroup path without '..' for target_kind cgroup",
-                ));
-            }
-            _ => {}
-        }
-        if input.target_kind == "cgroup" && !p.cgroup_allowed(&input.target) {
-            return Err(ApiError::forbidden(format!(
-                "cgroup {:?} is not under the policy's allowed_cgroup_prefixes {:?}",
-                input.target, p.allowed_cgroup_prefixes
-            )));
-        }
-        if input.target_kind == "pid" && runs::is_this_host(&input.host) {
-            self.check_pid_target(&input.target)?;
-        }
-        if !p.host_allowed(&input.host) {
-            return Err(ApiError::forbidden(format!(
-                "host {:?} is not in the policy's allowed_hosts",
-                input.host
-            )));
-        }
-        let (overhead, script) = if let Some(rest) = input.probe.strip_prefix("script:") {
+        self.request_policy(actor.role, &input)?;
+        let script = if let Some(rest) = input.probe.strip_prefix("script:") {
             let sid: i64 = rest
                 .parse()
-                .map_err(|_| ApiError::bad_request("probe script:<id> needs a numeric id"))?;
+                .map_err(|_| Error::bad_request("probe script:<id> needs a numeric id"))?;
             let s = self.get_script(sid)?;
             if s.status != "accepted" {
-                return Err(ApiError::forbidden(format!(
+                return Err(Error::forbidden(format!(
                     "script {sid} was refused by the static checks: {}",
                     s.report["problems"]
                 )));
             }
-            (Overhead::High, Some((sid, s.sha256)))
+            Some((sid, s.sha256))
         } else {
-            let b = BUILTIN_PROBES
-                .iter()
-                .find(|b| b.name == input.probe)
-                .ok_or_else(|| {
-                    ApiError::not_found(format!(
-                        "no catalog probe {:?}; see GET /api/catalog",
-                        input.probe
-                    ))
-                })?;
-            (b.overhead, None)
+            None
         };
-        if overhead > p.max_overhead && script.is_none() {
-            return Err(ApiError::forbidden(format!(
-                "probe {} has overhead {:?}, over the policy's max_overhead {:?}",
-                input.probe, overhead, p.max_overhead
-            )));
-        }
+        let p = &self.policy;
         let auto = script.is_none()
             && p.auto_approve.iter().any(|a| a == &input.probe)
             && input.duration_s <= p.auto_approve_max_duration_s;
         let status = if auto { "approved" } else { "pending" };
+        let (max_runs, expires) = if auto {
+            (Some(p.approval_runs), Some(now() + p.approval_ttl_s as i64))
+        } else {
+            (None, None)
+        };
         let id = {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
-                "INSERT INTO requests (probe, script_id, script_sha256, target_kind, target, host, duration_s, purpose, requester, status, created, incident_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![input.probe, script.as_ref().map(|s| s.0), script.as_ref().map(|s| s.1.clone()), input.target_kind, input.target, input.host, input.duration_s as i64, input.purpose, actor.name, status, now(), input.incident_id],
+                "INSERT INTO requests (probe, script_id, script_sha256, target_kind, target, host, duration_s, purpose, requester, status, created, incident_id, max_runs, approval_expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![input.probe, script.as_ref().map(|s| s.0), script.as_ref().map(|s| s.1.clone()), input.target_kind, input.target, input.host, input.duration_s as i64, input.purpose, actor.name, status, now(), input.incident_id, max_runs, expires],
             )?;
             let id = tx.last_insert_rowid();
             audit::append(
@@ -1271,7 +1461,7 @@ impl Workbench {
                     now(),
                     "policy",
                     "request.approved",
-                    &json!({"id": id, "auto": true}),
+                    &json!({"id": id, "auto": true, "runs": max_runs, "expires": expires}),
                 )?;
             }
             tx.commit()?;
@@ -1280,151 +1470,279 @@ impl Workbench {
         self.get_request(id)
     }
 
-    pub fn get_request(&self, id: i64) -> ApiResult<ProbeRequest> {
-        self.db()
-            .query_row(
-                "SELECT id, probe, target_kind, target, host, duration_s, purpose, script_id, script_sha256, requester, status, decided_by, comment, created, decided, incident_id FROM requests WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(ProbeRequest {
-                        id: r.get(0)?,
-                        input: RequestInput {
-                            probe: r.get(1)?,
-                            target_kind: r.get(2)?,
-                            target: r.get(3)?,
-                            host: r.get(4)?,
-                            duration_s: r.get::<_, i64>(5)? as u64,
-                            purpose: r.get(6)?,
-                            incident_id: r.get(15)?,
-                        },
-                        script_id: r.get(7)?,
-                        script_sha256: r.get(8)?,
-                        requester: r.get(9)?,
-                        status: r.get(10)?,
-                        decided_by: r.get(11)?,
-                        comment: r.get(12)?,
-                        created: r.get(13)?,
-                        decided: r.get(14)?,
-                    })
-                },
-            )
-            .optional()?
-            .ok_or_else(|| ApiError::not_found(format!("no request {id}")))
+    /// One request.
+    pub fn get_request(&self, id: i64) -> WbResult<ProbeRequest> {
+        load_request(&self.db(), id)
     }
 
-    pub fn list_requests(&self) -> ApiResult<Vec<ProbeRequest>> {
+    /// Every request, oldest first.
+    pub fn list_requests(&self) -> WbResult<Vec<ProbeRequest>> {
+        let conn = self.db();
         let ids: Vec<i64> = {
-            let conn = self.db();
             let mut st = conn.prepare("SELECT id FROM requests ORDER BY id")?;
             let v = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
             v
         };
-        ids.into_iter().map(|id| self.get_request(id)).collect()
+        ids.into_iter().map(|id| load_request(&conn, id)).collect()
     }
 
     /// Approves or rejects a pending request. The requester may not decide
-    /// their own request. Approving a script request checks the script still
-    /// has the hash it had when requested.
+    /// their own request. Approving a script request checks, in the same
+    /// transaction, that the script still has the hash it had when
+    /// requested, and keeps those exact bytes with the approval: a run
+    /// executes that copy, never the editable script.
     pub fn decide(
         &self,
         actor: &User,
         id: i64,
         approve: bool,
         comment: &str,
-    ) -> ApiResult<ProbeRequest> {
+        grant: &Grant,
+    ) -> WbResult<ProbeRequest> {
         check_text("comment", comment, 16 * 1024)?;
-        let req = self.get_request(id)?;
-        if req.requester == actor.name {
-            return Err(ApiError::forbidden(format!(
-                "self-approval refused: {} made request {id}; another approver must decide it",
-                actor.name
+        let p = &self.policy;
+        let runs = grant.runs.unwrap_or(p.approval_runs);
+        if approve && (runs == 0 || runs > p.approval_max_runs) {
+            return Err(Error::bad_request(format!(
+                "runs {runs} is outside 1..={} (policy approval_max_runs)",
+                p.approval_max_runs
             )));
         }
-        if req.status != "pending" {
-            return Err(ApiError::conflict(format!(
-                "request {id} is {}, not pending",
-                req.status
-            )));
-        }
-        if approve {
-            self.check_pinned(&req)?;
-        }
-        let status = if approve { "approved" } else { "rejected" };
         {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
-            tx.execute(
-                "UPDATE requests SET status = ?1, decided_by = ?2, comment = ?3, decided = ?4 WHERE id = ?5 AND status = 'pending'",
-                params![status, actor.name, comment, now(), id],
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let req = load_request(&tx, id)?;
+            if req.requester == actor.name {
+                return Err(Error::forbidden(format!(
+                    "self-approval refused: {} made request {id}; another approver must decide it",
+                    actor.name
+                )));
+            }
+            if req.status != "pending" {
+                return Err(Error::conflict(format!(
+                    "request {id} is {}, not pending",
+                    req.status
+                )));
+            }
+            let body = if approve {
+                pinned_body(&tx, &req, false)?
+            } else {
+                None
+            };
+            let status = if approve { "approved" } else { "rejected" };
+            let expires = approve.then(|| now() + p.approval_ttl_s as i64);
+            let n = tx.execute(
+                "UPDATE requests SET status = ?1, decided_by = ?2, comment = ?3, decided = ?4, script_body = ?5, max_runs = ?6, approval_expires = ?7, concurrent = ?8 WHERE id = ?9 AND status = 'pending'",
+                params![status, actor.name, comment, now(), body, approve.then_some(runs), expires, approve && grant.concurrent, id],
             )?;
+            if n != 1 {
+                return Err(Error::conflict(format!(
+                    "request {id} was decided meanwhile"
+                )));
+            }
             audit::append(
                 &tx,
                 now(),
                 &actor.name,
                 &format!("request.{status}"),
-                &json!({"id": id, "comment": comment, "script_sha256": req.script_sha256}),
+                &json!({"id": id, "comment": comment, "script_sha256": req.script_sha256, "runs": approve.then_some(runs), "expires": expires, "concurrent": approve && grant.concurrent}),
             )?;
             tx.commit()?;
         }
         self.get_request(id)
     }
 
-    fn check_pinned(&self, req: &ProbeRequest) -> ApiResult<()> {
-        if let (Some(sid), Some(pinned)) = (req.script_id, &req.script_sha256) {
-            let s = self.get_script(sid)?;
-            let actual = sha256_hex(s.body.as_bytes());
-            if &actual != pinned {
-                return Err(ApiError::conflict(format!(
-                    "script {sid} changed since request {} pinned it (pinned sha256 {pinned}, now {actual}); submit a new request for the new content",
-                    req.id
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// The run gate the runner will call: the request must be approved and,
-    /// for a script, its content must still hash to the pinned sha256.
-    /// Returns what may run. [`Workbench::start_run`] calls it first.
-    pub fn authorize_run(&self, actor: &User, id: i64) -> ApiResult<serde_json::Value> {
-        let req = self.get_request(id)?;
+    /// The run gate, inside the caller's transaction: the caller is the
+    /// requester or an approver; the request is approved, its approval not
+    /// expired nor used up, no run of it is going (unless approved
+    /// concurrent) and the server is under max_concurrent_runs; the policy
+    /// in force *now* still allows it for its requester; a script still
+    /// hashes to the pinned sha256, and so do the approved bytes.
+    pub(crate) fn gate(&self, conn: &Connection, actor: &User, id: i64) -> WbResult<Cleared> {
+        let req = load_request(conn, id)?;
         if req.requester != actor.name && actor.role < Role::Approver {
-            return Err(ApiError::forbidden(format!(
+            return Err(Error::forbidden(format!(
                 "only the requester ({}) or an approver may start request {id}",
                 req.requester
             )));
         }
         if req.status != "approved" {
-            return Err(ApiError::forbidden(format!(
+            return Err(Error::forbidden(format!(
                 "request {id} is {}, not approved",
                 req.status
             )));
         }
-        let pinned = self.check_pinned(&req);
+        let p = &self.policy;
+        let expires = req
+            .approval_expires
+            .unwrap_or(req.decided.unwrap_or(req.created) + p.approval_ttl_s as i64);
+        if now() >= expires {
+            return Err(Error::forbidden(format!(
+                "the approval of request {id} expired at {expires} (policy approval_ttl_s); make a new request"
+            )));
+        }
+        let max_runs = req.max_runs.unwrap_or(p.approval_runs);
+        if req.runs >= max_runs as i64 {
+            return Err(Error::forbidden(format!(
+                "request {id} was approved for {max_runs} run(s) and has had {}; make a new request",
+                req.runs
+            )));
+        }
+        let (mine, all): (i64, i64) = conn.query_row(
+            "SELECT COALESCE(SUM(request_id = ?1), 0), COUNT(*) FROM runs WHERE status = 'running'",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if mine > 0 && !req.concurrent {
+            return Err(Error::conflict(format!(
+                "a run of request {id} is going; its approval does not allow overlapping runs (approve with \"concurrent\": true)"
+            )));
+        }
+        if all as usize >= p.max_concurrent_runs {
+            return Err(Error::conflict(format!(
+                "{all} runs are going on this server, the policy's max_concurrent_runs; retry when one has ended"
+            )));
+        }
+        // The policy may have changed since approval, and so may the
+        // requester's account.
+        let requester: Option<(String, bool)> = conn
+            .query_row(
+                "SELECT role, disabled FROM users WHERE name = ?1",
+                [&req.requester],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let role = match requester {
+            Some((_, true)) | None => {
+                return Err(Error::forbidden(format!(
+                    "the requester of request {id}, {}, is disabled or gone",
+                    req.requester
+                )))
+            }
+            Some((role, false)) => Role::parse(&role).unwrap_or(Role::Viewer),
+        };
+        let overhead = self.request_policy(role, &req.input)?;
+        let script = pinned_body(conn, &req, true)?;
+        Ok(Cleared {
+            req,
+            script,
+            overhead,
+        })
+    }
+
+    /// The run gate the runner calls, as an API of its own: what may run.
+    /// [`Workbench::start_run`] goes through the same gate.
+    pub fn authorize_run(&self, actor: &User, id: i64) -> WbResult<serde_json::Value> {
         let conn = self.db();
-        match pinned {
+        match self.gate(&conn, actor, id) {
             Err(e) => {
-                audit::append(
-                    &conn,
-                    now(),
-                    &actor.name,
-                    "run.refused",
-                    &json!({"request": id, "reason": e.message}),
-                )?;
+                drop(conn);
+                self.refuse_run(actor, id, &e);
                 Err(e)
             }
-            Ok(()) => {
+            Ok(c) => {
                 audit::append(
                     &conn,
                     now(),
                     &actor.name,
                     "run.authorized",
-                    &json!({"request": id, "script_sha256": req.script_sha256}),
+                    &json!({"request": id, "script_sha256": c.req.script_sha256}),
                 )?;
                 Ok(
-                    json!({"request": id, "authorized": true, "probe": req.input.probe, "script_sha256": req.script_sha256, "duration_s": req.input.duration_s, "max_output_bytes": self.policy.max_output_bytes}),
+                    json!({"request": id, "authorized": true, "probe": c.req.input.probe, "script_sha256": c.req.script_sha256, "duration_s": c.req.input.duration_s, "max_output_bytes": self.policy.max_output_bytes, "runs_left": c.req.max_runs.unwrap_or(self.policy.approval_runs) as i64 - c.req.runs}),
                 )
             }
         }
     }
+
+    /// Audits a run the gate refused (403s are audited by the API as
+    /// `access.refused`; the others here, as `run.refused`).
+    pub(crate) fn refuse_run(&self, actor: &User, id: i64, e: &Error) {
+        if e.kind != ErrorKind::Forbidden {
+            let _ = self.record_refusal(
+                &actor.name,
+                "run.refused",
+                &format!("request {id}: {}", e.message),
+                "refusals",
+            );
+        }
+    }
+}
+
+/// One request, read on `conn`.
+fn load_request(conn: &Connection, id: i64) -> WbResult<ProbeRequest> {
+    conn.query_row(
+        "SELECT id, probe, target_kind, target, host, duration_s, purpose, script_id, script_sha256, requester, status, decided_by, comment, created, decided, incident_id, max_runs, approval_expires, concurrent, (SELECT COUNT(*) FROM runs WHERE request_id = requests.id) FROM requests WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(ProbeRequest {
+                id: r.get(0)?,
+                input: RequestInput {
+                    probe: r.get(1)?,
+                    target_kind: r.get(2)?,
+                    target: r.get(3)?,
+                    host: r.get(4)?,
+                    duration_s: r.get::<_, i64>(5)? as u64,
+                    purpose: r.get(6)?,
+                    incident_id: r.get(15)?,
+                },
+                script_id: r.get(7)?,
+                script_sha256: r.get(8)?,
+                requester: r.get(9)?,
+                status: r.get(10)?,
+                decided_by: r.get(11)?,
+                comment: r.get(12)?,
+                created: r.get(13)?,
+                decided: r.get(14)?,
+                max_runs: r.get(16)?,
+                approval_expires: r.get(17)?,
+                concurrent: r.get(18)?,
+                runs: r.get(19)?,
+            })
+        },
+    )
+    .optional()?
+    .ok_or_else(|| Error::not_found(format!("no request {id}")))
+}
+
+/// A script request's pinned bytes, read on `conn`: the current script
+/// must still hash to the pinned sha256 (409 otherwise, as it was changed
+/// since), and with `approved`, the copy kept with the approval must too;
+/// that copy is returned, else the script's current body.
+fn pinned_body(conn: &Connection, req: &ProbeRequest, approved: bool) -> WbResult<Option<Vec<u8>>> {
+    let (Some(sid), Some(pinned)) = (req.script_id, &req.script_sha256) else {
+        return Ok(None);
+    };
+    let body: Option<String> = conn
+        .query_row("SELECT body FROM scripts WHERE id = ?1", [sid], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let body = body.ok_or_else(|| Error::not_found(format!("no script {sid}")))?;
+    let actual = sha256_hex(body.as_bytes());
+    if &actual != pinned {
+        return Err(Error::conflict(format!(
+            "script {sid} changed since request {} pinned it (pinned sha256 {pinned}, now {actual}); submit a new request for the new content",
+            req.id
+        )));
+    }
+    if !approved {
+        return Ok(Some(body.into_bytes()));
+    }
+    let copy: Option<Vec<u8>> = conn.query_row(
+        "SELECT script_body FROM requests WHERE id = ?1",
+        [req.id],
+        |r| r.get(0),
+    )?;
+    // Approvals from before the copy was kept run the current body, which
+    // was just checked against the pin.
+    let bytes = copy.unwrap_or_else(|| body.into_bytes());
+    let copy_sha = sha256_hex(&bytes);
+    if &copy_sha != pinned {
+        return Err(Error::conflict(format!(
+            "the approved copy of script {sid} for request {} hashes to {copy_sha}, not the pinned {pinned}: the store was edited; make a new request",
+            req.id
+        )));
+    }
+    Ok(Some(bytes))
 }

@@ -34,13 +34,37 @@ pub struct Policy {
     /// Pid targets must be a process whose name (comm) is in this list
     /// (`"*"`: any), checked when the request is made and when it runs.
     pub allowed_pid_comms: Vec<String>,
-    /// Allow scripts using unsafe builtins (`system`, `signal`, `override`).
+    /// Allow scripts using unsafe builtins (`system`, `signal`, `override`,
+    /// `cat`).
     pub allow_unsafe: bool,
+    /// Allow scripts that name a C preprocessor file directive
+    /// (`#include`, `#import`, `#embed`): the checker would read that file
+    /// as root.
+    pub allow_include: bool,
+    /// Address space the `bpftrace -d` check of one script may use, bytes.
+    pub check_memory_bytes: u64,
+    /// CPU and wall time the check of one script may take, seconds.
+    pub check_time_s: u64,
+    /// Runs one approval allows when the approver does not say.
+    pub approval_runs: u32,
+    /// Most runs an approver may allow for one request.
+    pub approval_max_runs: u32,
+    /// How long an approval stays valid, seconds.
+    pub approval_ttl_s: u64,
+    /// Most runs going at once on this server.
+    pub max_concurrent_runs: usize,
+    /// Bytes of artifacts one user may upload in total.
+    pub artifact_quota_bytes: u64,
+    /// Largest note (or incident notes field), bytes.
+    pub max_note_bytes: usize,
+    /// Bytes of notes one user may write in total.
+    pub note_quota_bytes: u64,
     /// Largest number of probes one wildcard attach point may expand to.
     pub wildcard_limit: u64,
     /// Catalog probes that need no approval when at most
     /// `auto_approve_max_duration_s` long. Everything else needs an approver.
     pub auto_approve: Vec<String>,
+    /// The longest auto-approved run, seconds.
     pub auto_approve_max_duration_s: u64,
     /// Largest request body (JSON requests), in bytes.
     pub max_body_bytes: usize,
@@ -108,6 +132,16 @@ impl Default for Policy {
             allowed_cgroup_prefixes: vec!["/".into()],
             allowed_pid_comms: vec!["*".into()],
             allow_unsafe: false,
+            allow_include: false,
+            check_memory_bytes: 1 << 30,
+            check_time_s: 30,
+            approval_runs: 1,
+            approval_max_runs: 10,
+            approval_ttl_s: 24 * 3600,
+            max_concurrent_runs: 4,
+            artifact_quota_bytes: 1 << 30,
+            max_note_bytes: 16 * 1024,
+            note_quota_bytes: 4 << 20,
             wildcard_limit: 100,
             auto_approve: vec!["holdup-sched".into()],
             auto_approve_max_duration_s: 60,
@@ -129,6 +163,22 @@ impl Policy {
                     "overhead_budget_percent.{class} = {v}: must be a positive percentage of one CPU"
                 );
             }
+        }
+        if p.check_memory_bytes < 64 << 20 {
+            anyhow::bail!(
+                "check_memory_bytes = {}: bpftrace needs at least 64 MiB to check a script",
+                p.check_memory_bytes
+            );
+        }
+        if p.approval_runs == 0 || p.approval_runs > p.approval_max_runs {
+            anyhow::bail!(
+                "approval_runs = {} must be within 1..=approval_max_runs ({})",
+                p.approval_runs,
+                p.approval_max_runs
+            );
+        }
+        if p.max_concurrent_runs == 0 {
+            anyhow::bail!("max_concurrent_runs must be at least 1");
         }
         Ok(p)
     }

@@ -1,8 +1,8 @@
 //! Runs: executing an approved request on this host, bounded in time and
 //! output, and never outliving its bound across a server restart.
 
-use crate::policy::Overhead;
-use crate::{audit, now, overhead, ApiError, ApiResult, User, Workbench};
+use crate::{audit, now, overhead, Error, ErrorKind, User, WbResult, Workbench};
+use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::json;
@@ -89,7 +89,11 @@ fn kill_group(pgid: i64, sig: libc::c_int) {
 }
 
 fn row_to_run(r: &rusqlite::Row<'_>, with_output: bool) -> rusqlite::Result<Run> {
-    let out: Vec<u8> = if with_output { r.get(17)? } else { vec![] };
+    let out: Vec<u8> = if with_output {
+        r.get::<_, Option<Vec<u8>>>(17)?.unwrap_or_default()
+    } else {
+        vec![]
+    };
     let bytes: i64 = r.get(9)?;
     Ok(Run {
         id: r.get(0)?,
@@ -130,6 +134,22 @@ fn output_text(out: &[u8], total: i64) -> String {
     }
 }
 
+/// A stored output shared by its readers.
+struct SharedOutput(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedOutput {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A run's stored output: its incident's artifact when it has one (the
+/// output is stored once), else the run row's.
+const STORED_OUTPUT: &str = "COALESCE((SELECT a.data FROM artifacts a WHERE a.incident_id = q.incident_id AND a.name = r.artifact), r.output)";
+
+/// The start of [`STORED_OUTPUT`], for the text view.
+const STORED_OUTPUT_HEAD: &str = "COALESCE((SELECT substr(a.data, 1, 65536) FROM artifacts a WHERE a.incident_id = q.incident_id AND a.name = r.artifact), substr(r.output, 1, 65536))";
+
 /// Columns of [`row_to_run`], over `runs r JOIN requests q`.
 const RUN_COLS: &str = "r.id, r.request_id, r.started_by, r.status, r.started_at, r.deadline, r.ended_at, r.pid, r.pgid, r.output_bytes, r.exit_status, r.reason, q.probe, q.incident_id, r.bpf_run_time_ns, r.bpf_cpu_percent, r.artifact";
 const RUN_FROM: &str = "FROM runs r JOIN requests q ON q.id = r.request_id";
@@ -159,7 +179,7 @@ pub(crate) fn interrupt_stale(conn: &mut Connection) -> anyhow::Result<()> {
         } else {
             "the server stopped while this run was running; its process was already gone at restart"
         };
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "UPDATE runs SET status = 'interrupted', ended_at = ?2, reason = ?3 WHERE id = ?1",
             params![id, now(), reason],
@@ -187,25 +207,137 @@ enum Stop {
     User(String),
 }
 
+/// bpftrace's stdout while it runs: the chunks as read, shared with every
+/// reader (a reader takes references to the chunks, never a copy of the
+/// bytes).
+#[derive(Default)]
+pub(crate) struct LiveBuf {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl LiveBuf {
+    /// Appends within `max` bytes in all; false once over it.
+    fn append(&mut self, data: &[u8], max: usize) -> bool {
+        let room = max.saturating_sub(self.len);
+        let take = data.len().min(room);
+        if take > 0 {
+            self.chunks.push(Bytes::copy_from_slice(&data[..take]));
+            self.len += take;
+        }
+        data.len() <= room
+    }
+
+    /// The first `n` bytes (for the text view).
+    fn head(&self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n.min(self.len));
+        for c in &self.chunks {
+            if out.len() >= n {
+                break;
+            }
+            out.extend_from_slice(&c[..c.len().min(n - out.len())]);
+        }
+        out
+    }
+
+    /// All of it as one buffer (at the end of the run, to store it).
+    fn concat(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+        out
+    }
+}
+
 /// Output of a run while it runs.
 #[derive(Clone)]
 pub(crate) enum Live {
     /// bpftrace's stdout so far.
-    Stdout(Arc<std::sync::Mutex<Vec<u8>>>),
+    Stdout(Arc<std::sync::Mutex<LiveBuf>>),
     /// The recording `holdup record` is writing.
     File(std::path::PathBuf),
 }
 
-impl Live {
-    fn bytes(&self, max: usize) -> Vec<u8> {
+/// A run's output, to send: shared, never copied per reader.
+pub enum Output {
+    /// Chunks of a running bpftrace's stdout.
+    Chunks(Vec<Bytes>),
+    /// The first `max` bytes of a recording being written.
+    File(std::path::PathBuf, u64),
+    /// Stored output (one copy in memory, shared by concurrent readers).
+    Stored(Bytes),
+}
+
+impl Output {
+    /// The whole output in one buffer (for plots): copies chunks and
+    /// reads files.
+    pub fn to_bytes(&self) -> Bytes {
         match self {
-            Live::Stdout(b) => b.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            Live::File(f) => {
-                let mut d = std::fs::read(f).unwrap_or_default();
-                d.truncate(max);
-                d
+            Output::Stored(b) => b.clone(),
+            Output::Chunks(c) => {
+                let mut v = Vec::with_capacity(c.iter().map(|b| b.len()).sum());
+                for b in c {
+                    v.extend_from_slice(b);
+                }
+                Bytes::from(v)
+            }
+            Output::File(p, max) => {
+                use std::io::Read;
+                let mut v = Vec::new();
+                if let Ok(f) = std::fs::File::open(p) {
+                    let _ = f.take(*max).read_to_end(&mut v);
+                }
+                Bytes::from(v)
             }
         }
+    }
+}
+
+/// `holdup record`'s target, as the workbench asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordTarget {
+    /// One process.
+    Pid(u32),
+    /// One cgroup (a path under the cgroup root).
+    Cgroup(String),
+    /// The whole host.
+    All,
+}
+
+/// A `holdup record` invocation, typed: [`RecordCommand::args`] is the one
+/// place that spells its flags.
+#[derive(Debug, Clone)]
+pub struct RecordCommand {
+    /// What to record.
+    pub target: RecordTarget,
+    /// Scheduler programs only.
+    pub sched_only: bool,
+    /// How long.
+    pub duration: Duration,
+    /// The recording file.
+    pub output: std::path::PathBuf,
+}
+
+impl RecordCommand {
+    /// The command line after the program name.
+    pub fn args(&self) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["record".into()];
+        match &self.target {
+            RecordTarget::Pid(p) => a.extend(["--pid".into(), p.to_string().into()]),
+            RecordTarget::Cgroup(c) => a.extend(["--cgroup".into(), c.into()]),
+            RecordTarget::All => a.push("--all".into()),
+        }
+        if self.sched_only {
+            a.push("--sched-only".into());
+        }
+        a.extend([
+            "--duration".into(),
+            format!("{}s", self.duration.as_secs()).into(),
+            "-o".into(),
+            self.output.clone().into_os_string(),
+        ]);
+        a
     }
 }
 
@@ -226,7 +358,7 @@ struct Watch {
     budget: overhead::Budget,
     stop_rx: oneshot::Receiver<String>,
     /// Where stdout goes as it arrives (readable while the run goes).
-    stdout_buf: Arc<std::sync::Mutex<Vec<u8>>>,
+    stdout_buf: Arc<std::sync::Mutex<LiveBuf>>,
     /// The recording file of a built-in probe (its output).
     recording: Option<std::path::PathBuf>,
     /// Attach the output to this incident, as this artifact name.
@@ -244,23 +376,27 @@ impl Workbench {
         filter: &str,
         args: impl rusqlite::Params,
         with_output: bool,
-    ) -> ApiResult<Vec<Run>> {
+    ) -> WbResult<Vec<Run>> {
         let conn = self.db();
-        let out_col = if with_output { ", r.output" } else { "" };
+        let out_col = if with_output {
+            format!(", {STORED_OUTPUT_HEAD}")
+        } else {
+            String::new()
+        };
         let mut st = conn.prepare(&format!("SELECT {RUN_COLS}{out_col} {RUN_FROM} {filter}"))?;
         let rows = st.query_map(args, |r| row_to_run(r, with_output))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// A pid target must exist here and, by policy, have an allowed name.
-    pub(crate) fn check_pid_target(&self, pid: &str) -> ApiResult<()> {
+    pub(crate) fn check_pid_target(&self, pid: &str) -> WbResult<()> {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .map(|c| c.trim_end().to_string())
             .map_err(|_| {
-                ApiError::bad_request(format!("no process {pid} on this host ({})", this_host()))
+                Error::bad_request(format!("no process {pid} on this host ({})", this_host()))
             })?;
         if !self.policy.pid_comm_allowed(&comm) {
-            return Err(ApiError::forbidden(format!(
+            return Err(Error::forbidden(format!(
                 "process {pid} is {comm:?}, which the policy's allowed_pid_comms {:?} does not allow tracing",
                 self.policy.allowed_pid_comms
             )));
@@ -269,52 +405,86 @@ impl Workbench {
     }
 
     /// Output so far of a run this server is watching.
-    fn live_output(&self, id: i64) -> Option<Vec<u8>> {
-        let live = self
-            .active
+    fn live_output(&self, id: i64) -> Option<Live> {
+        self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
-            .map(|a| a.live.clone())?;
-        Some(live.bytes(self.policy.max_output_bytes as usize))
+            .map(|a| a.live.clone())
     }
 
-    /// One run, with its output as text (so far, while it runs).
-    pub fn get_run(&self, id: i64) -> ApiResult<Run> {
+    /// One run, with the start of its output as text (so far, while it
+    /// runs).
+    pub fn get_run(&self, id: i64) -> WbResult<Run> {
         let mut run = self
             .query_runs("WHERE r.id = ?1", [id], true)?
             .pop()
-            .ok_or_else(|| ApiError::not_found(format!("no run {id}")))?;
+            .ok_or_else(|| Error::not_found(format!("no run {id}")))?;
         if run.status == "running" {
-            if let Some(out) = self.live_output(id) {
-                run.output_bytes = out.len() as i64;
-                run.output_truncated = out.len() > OUTPUT_TEXT_LIMIT;
-                run.output = Some(output_text(&out, run.output_bytes));
-            }
+            let (head, len) = match self.live_output(id) {
+                Some(Live::Stdout(b)) => {
+                    let b = b.lock().unwrap_or_else(|e| e.into_inner());
+                    (b.head(OUTPUT_TEXT_LIMIT), b.len)
+                }
+                Some(Live::File(f)) => {
+                    use std::io::Read;
+                    let max = self.policy.max_output_bytes;
+                    let len = std::fs::metadata(&f).map_or(0, |m| m.len().min(max)) as usize;
+                    let mut head = Vec::new();
+                    if let Ok(file) = std::fs::File::open(&f) {
+                        let _ = file.take(OUTPUT_TEXT_LIMIT as u64).read_to_end(&mut head);
+                    }
+                    (head, len)
+                }
+                None => return Ok(run),
+            };
+            run.output_bytes = len as i64;
+            run.output_truncated = len > OUTPUT_TEXT_LIMIT;
+            run.output = Some(output_text(&head, run.output_bytes));
         }
         Ok(run)
     }
 
-    /// The whole output of a run: stored, or so far while it runs.
-    pub fn run_output(&self, id: i64) -> ApiResult<Vec<u8>> {
-        if let Some(out) = self.live_output(id) {
-            return Ok(out);
+    /// The whole output of a run: so far while it runs, else as stored
+    /// (in its incident's artifact, or in the run's row when it has none).
+    /// Concurrent readers of one stored output share one copy.
+    pub fn run_output(&self, id: i64) -> WbResult<Output> {
+        match self.live_output(id) {
+            Some(Live::Stdout(b)) => {
+                let b = b.lock().unwrap_or_else(|e| e.into_inner());
+                return Ok(Output::Chunks(b.chunks.clone()));
+            }
+            Some(Live::File(f)) => return Ok(Output::File(f, self.policy.max_output_bytes)),
+            None => {}
         }
-        self.db()
-            .query_row("SELECT output FROM runs WHERE id = ?1", [id], |r| r.get(0))
+        let mut cache = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, w| w.strong_count() > 0);
+        if let Some(shared) = cache.get(&id).and_then(|w| w.upgrade()) {
+            return Ok(Output::Stored(Bytes::from_owner(SharedOutput(shared))));
+        }
+        let data: Vec<u8> = self
+            .db()
+            .query_row(
+                &format!("SELECT {STORED_OUTPUT} {RUN_FROM} WHERE r.id = ?1"),
+                [id],
+                |r| r.get(0),
+            )
             .optional()?
-            .ok_or_else(|| ApiError::not_found(format!("no run {id}")))
+            .ok_or_else(|| Error::not_found(format!("no run {id}")))?;
+        let shared = Arc::new(data);
+        cache.insert(id, Arc::downgrade(&shared));
+        Ok(Output::Stored(Bytes::from_owner(SharedOutput(shared))))
     }
 
     /// The runs of one request, oldest first, without output.
-    pub fn list_runs(&self, request_id: i64) -> ApiResult<Vec<Run>> {
+    pub fn list_runs(&self, request_id: i64) -> WbResult<Vec<Run>> {
         self.get_request(request_id)?;
         self.query_runs("WHERE r.request_id = ?1 ORDER BY r.id", [request_id], false)
     }
 
     /// The latest runs (of one incident, if given), newest first, without
     /// output.
-    pub fn recent_runs(&self, incident: Option<i64>, limit: i64) -> ApiResult<Vec<Run>> {
+    pub fn recent_runs(&self, incident: Option<i64>, limit: i64) -> WbResult<Vec<Run>> {
         let limit = limit.clamp(1, 1000);
         match incident {
             Some(i) => self.query_runs(
@@ -328,11 +498,11 @@ impl Workbench {
 
     /// Stops a running run now (the requester or an approver) and returns
     /// it once it has ended `stopped_by_user` (or as it is after 5 s).
-    pub async fn stop_run(&self, actor: &User, id: i64) -> ApiResult<Run> {
+    pub async fn stop_run(&self, actor: &User, id: i64) -> WbResult<Run> {
         let run = self.get_run(id)?;
         let req = self.get_request(run.request_id)?;
         if req.requester != actor.name && actor.role < crate::Role::Approver {
-            return Err(ApiError::forbidden(format!(
+            return Err(Error::forbidden(format!(
                 "only the requester ({}) or an approver may stop run {id}",
                 req.requester
             )));
@@ -344,7 +514,7 @@ impl Workbench {
             .get_mut(&id)
             .and_then(|a| a.stop.take());
         if tx.is_none_or(|tx| tx.send(actor.name.clone()).is_err()) {
-            return Err(ApiError::conflict(format!(
+            return Err(Error::conflict(format!(
                 "run {id} is {}, not running",
                 run.status
             )));
@@ -361,15 +531,20 @@ impl Workbench {
         }
     }
 
-    /// Starts a run of request `id`: the [`Workbench::authorize_run`] gate,
-    /// then the probe in its own process group, watched by a task that
-    /// enforces the approved duration, the policy's max_output_bytes and the
-    /// overhead budget of the probe's class.
-    pub async fn start_run(self: &Arc<Self>, actor: &User, id: i64) -> ApiResult<Run> {
-        self.authorize_run(actor, id)?;
+    /// Starts a run of request `id`: the run gate ([`Workbench::gate`])
+    /// and the reservation of the run in one transaction, then the probe
+    /// in its own process group, watched by a task that enforces the
+    /// approved duration, the policy's max_output_bytes and the overhead
+    /// budget of the probe's class. A script runs from the bytes the gate
+    /// cleared (the copy kept with the approval), written to a new file in
+    /// the private scratch directory; `run.started` records their sha256.
+    ///
+    /// Blocking (store, files, process start): call it off the async
+    /// workers, inside the runtime (the watcher is a tokio task).
+    pub fn start_run(self: &Arc<Self>, actor: &User, id: i64) -> WbResult<Run> {
         let req = self.get_request(id)?;
         if !is_this_host(&req.input.host) {
-            return Err(ApiError::conflict(format!(
+            return Err(Error::conflict(format!(
                 "request {id} names host {:?}, but this server runs probes only on its own host ({}); agents for other hosts are not built yet",
                 req.input.host,
                 this_host()
@@ -379,74 +554,142 @@ impl Workbench {
             // The pid may have been reused since approval.
             self.check_pid_target(&req.input.target)?;
         }
-        let internal = |e: std::io::Error, what: &str| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{what}: {e}"),
-            )
-        };
         // Without BPF stats the budget cannot be enforced: refuse, rather
         // than run unmetered.
         let stats = overhead::StatsGuard::enable().map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Error::new(ErrorKind::Unavailable,
                 format!("cannot measure the run's overhead: enabling BPF stats failed ({e}); run the workbench as root (CAP_SYS_ADMIN)"),
             )
         })?;
-        let dir = self.scratch.join(format!("run-{id}-{}", now_nanos()));
-        std::fs::create_dir_all(&dir).map_err(|e| internal(e, "scratch dir"))?;
+        let started = now();
+        let deadline = started + req.input.duration_s as i64;
+        let (cleared, run_id) = {
+            let mut conn = self.db();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let cleared = match self.gate(&tx, actor, id) {
+                Ok(c) => c,
+                Err(e) => {
+                    drop(tx);
+                    drop(conn);
+                    self.refuse_run(actor, id, &e);
+                    return Err(e);
+                }
+            };
+            tx.execute(
+                "INSERT INTO runs (request_id, started_by, status, started_at, deadline) VALUES (?1, ?2, 'running', ?3, ?4)",
+                params![id, actor.name, started, deadline],
+            )?;
+            let run_id = tx.last_insert_rowid();
+            audit::append(
+                &tx,
+                now(),
+                &actor.name,
+                "run.authorized",
+                &json!({"request": id, "run": run_id, "script_sha256": cleared.req.script_sha256}),
+            )?;
+            tx.commit()?;
+            (cleared, run_id)
+        };
+        match self.spawn_run(actor, run_id, cleared, stats) {
+            Ok(()) => self.get_run(run_id),
+            Err(e) => {
+                let _ = self.end_unstarted(run_id, &e.message);
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks a reserved run whose probe could not be started as failed.
+    fn end_unstarted(&self, run_id: i64, why: &str) -> WbResult<()> {
+        let mut conn = self.db();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE runs SET status = 'failed', ended_at = ?2, reason = ?3 WHERE id = ?1",
+            params![
+                run_id,
+                now(),
+                format!("the probe could not be started: {why}")
+            ],
+        )?;
+        audit::append(
+            &tx,
+            now(),
+            "system",
+            "run.stopped",
+            &json!({"run": run_id, "status": "failed", "reason": why}),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Starts the probe of a reserved run and its watcher.
+    fn spawn_run(
+        self: &Arc<Self>,
+        actor: &User,
+        run_id: i64,
+        cleared: crate::Cleared,
+        stats: overhead::StatsGuard,
+    ) -> WbResult<()> {
+        let req = &cleared.req;
+        let id = req.id;
+        let internal = |e: std::io::Error, what: &str| Error::internal(format!("{what}: {e}"));
+        let dir = self
+            .scratch
+            .create_dir(&format!("run-{run_id}"))
+            .map_err(|e| internal(e, "run directory"))?;
         let pid_target = (req.input.target_kind == "pid").then(|| req.input.target.clone());
         let mut recording = None;
-        let (mut cmd, class, ext) = if let Some(sid) = req.script_id {
-            let s = self.get_script(sid)?;
+        let mut ran_sha = None;
+        let (mut cmd, ext) = if let Some(bytes) = &cleared.script {
             let file = dir.join("script.bt");
-            std::fs::write(&file, s.body.as_bytes()).map_err(|e| internal(e, "script file"))?;
+            crate::scratch::write_new(&file, bytes).map_err(|e| internal(e, "script file"))?;
+            ran_sha = Some(crate::sha256_hex(bytes));
             let bin = std::env::var("HOLDUP_BPFTRACE").unwrap_or_else(|_| "bpftrace".into());
             let mut c = tokio::process::Command::new(bin);
             c.arg("-f").arg("json").arg(&file);
             if let Some(p) = &pid_target {
                 c.arg(p);
             }
-            (c, Overhead::High, "json")
+            (c, "json")
         } else {
             let probe = crate::BUILTIN_PROBES
                 .iter()
                 .find(|b| b.name == req.input.probe)
                 .ok_or_else(|| {
-                    ApiError::not_found(format!("no catalog probe {:?}", req.input.probe))
+                    Error::not_found(format!("no catalog probe {:?}", req.input.probe))
                 })?;
             let bin = match std::env::var_os("HOLDUP_BIN") {
                 Some(b) => std::path::PathBuf::from(b),
                 None => std::env::current_exe().map_err(|e| internal(e, "holdup binary"))?,
             };
             if !bin.exists() {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                return Err(Error::new(ErrorKind::Unavailable,
                     format!("cannot run {}: the holdup binary {} is gone (replaced or deleted since the server started?); restart the server or set HOLDUP_BIN", req.input.probe, bin.display()),
                 ));
             }
             let file = dir.join("recording.rec");
+            let target = match req.input.target_kind.as_str() {
+                "pid" => RecordTarget::Pid(
+                    req.input
+                        .target
+                        .parse()
+                        .map_err(|_| Error::bad_request("target must be a numeric pid"))?,
+                ),
+                "cgroup" => RecordTarget::Cgroup(req.input.target.clone()),
+                _ => RecordTarget::All,
+            };
+            let record = RecordCommand {
+                target,
+                sched_only: probe.sched_only,
+                duration: Duration::from_secs(req.input.duration_s),
+                output: file.clone(),
+            };
             let mut c = tokio::process::Command::new(bin);
-            c.arg("record");
-            match req.input.target_kind.as_str() {
-                "pid" => {
-                    c.arg("--pid").arg(&req.input.target);
-                }
-                "cgroup" => {
-                    c.arg("--cgroup").arg(&req.input.target);
-                }
-                _ => {
-                    c.arg("--all");
-                }
-            }
-            c.args(probe.record_args)
-                .arg("--duration")
-                .arg(format!("{}s", req.input.duration_s))
-                .arg("-o")
-                .arg(&file);
+            c.args(record.args());
             recording = Some(file);
-            (c, probe.overhead, "rec")
+            (c, "rec")
         };
+        let class = cleared.overhead;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -465,29 +708,25 @@ impl Workbench {
         let child = cmd.spawn().map_err(|e| internal(e, "starting the probe"))?;
         let pid = child.id().map(i64::from).unwrap_or(0);
         let start = proc_start_time(pid);
-        let started = now();
-        let deadline = started + req.input.duration_s as i64;
         let limit = self.policy.overhead_budget_percent.for_class(class);
-        let run_id = {
+        {
             let mut conn = self.db();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
-                "INSERT INTO runs (request_id, started_by, status, started_at, deadline, pid, pgid, proc_start) VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?5, ?6)",
-                params![id, actor.name, started, deadline, pid, start],
+                "UPDATE runs SET pid = ?2, pgid = ?2, proc_start = ?3 WHERE id = ?1",
+                params![run_id, pid, start],
             )?;
-            let run_id = tx.last_insert_rowid();
             audit::append(
                 &tx,
                 now(),
                 &actor.name,
                 "run.started",
-                &json!({"run": run_id, "request": id, "probe": req.input.probe, "script_sha256": req.script_sha256, "pid": pid, "deadline": deadline, "overhead_class": class, "overhead_budget_percent": limit}),
+                &json!({"run": run_id, "request": id, "probe": req.input.probe, "script_sha256": ran_sha, "pid": pid, "deadline": now() + req.input.duration_s as i64, "overhead_class": class, "overhead_budget_percent": limit}),
             )?;
             tx.commit()?;
-            run_id
-        };
+        }
         let (stop_tx, stop_rx) = oneshot::channel();
-        let stdout_buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout_buf = Arc::new(std::sync::Mutex::new(LiveBuf::default()));
         let live = match &recording {
             Some(f) => Live::File(f.clone()),
             None => Live::Stdout(stdout_buf.clone()),
@@ -521,10 +760,10 @@ impl Workbench {
         };
         let wb = Arc::clone(self);
         tokio::spawn(async move { wb.watch(w).await });
-        self.get_run(run_id)
+        Ok(())
     }
 
-    async fn watch(&self, mut w: Watch) {
+    async fn watch(self: Arc<Self>, mut w: Watch) {
         let started = std::time::Instant::now();
         let mut stdout = w.child.stdout.take();
         let mut stderr = w.child.stderr.take();
@@ -552,10 +791,9 @@ impl Workbench {
         let buf = w.stdout_buf.clone();
         // Appends within the output bound; false once over it.
         let append = |data: &[u8]| {
-            let mut out = buf.lock().unwrap_or_else(|e| e.into_inner());
-            let room = max.saturating_sub(out.len());
-            out.extend_from_slice(&data[..data.len().min(room)]);
-            data.len() <= room
+            buf.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(data, max)
         };
         let mut chunk = vec![0u8; 16384];
         let stop = loop {
@@ -628,18 +866,11 @@ impl Workbench {
                 }
             }
         }
-        let mut out = buf.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let err = tokio::time::timeout(Duration::from_secs(1), err_task)
             .await
             .ok()
             .and_then(|r| r.ok())
             .unwrap_or_default();
-        if let Some(f) = &w.recording {
-            if let Ok(mut data) = std::fs::read(f) {
-                data.truncate(max);
-                out = data;
-            }
-        }
         let code = exit.and_then(|s| s.code()).map(i64::from);
         let err_text = String::from_utf8_lossy(&err).trim().to_string();
         let limit = w.budget.limit_percent;
@@ -661,53 +892,85 @@ impl Workbench {
             Stop::Exited(s) => ("failed", format!("exited with {s}; stderr: {err_text}")),
         };
         let cpu_percent = (elapsed > 0.0).then(|| bpf.run_time_ns as f64 / (elapsed * 1e9) * 100.0);
-        let res: ApiResult<()> = (|| {
-            let mut conn = self.db();
-            let tx = conn.transaction()?;
-            let sha = crate::sha256_hex(&out);
-            // The incident may have been deleted meanwhile: then there is
-            // nothing to attach to.
-            let attach = match &w.attach {
-                Some((inc, name)) => {
-                    crate::incident_exists(&tx, *inc)?.then_some((*inc, name.as_str()))
+        // Storing is blocking work (file, SQLite): off the async workers.
+        let wb = Arc::clone(&self);
+        let _ = tokio::task::spawn_blocking(move || {
+            let out = match &w.recording {
+                Some(f) => {
+                    use std::io::Read;
+                    let mut data = Vec::new();
+                    if let Ok(file) = std::fs::File::open(f) {
+                        let _ = file.take(max as u64).read_to_end(&mut data);
+                    }
+                    data
                 }
-                None => None,
+                None => buf.lock().unwrap_or_else(|e| e.into_inner()).concat(),
             };
-            tx.execute(
-                "UPDATE runs SET status = ?2, ended_at = ?3, output = ?4, output_bytes = ?5, exit_status = ?6, reason = ?7, bpf_run_time_ns = ?8, bpf_cpu_percent = ?9, artifact = ?10 WHERE id = ?1",
-                params![w.run_id, status, now(), out, out.len() as i64, code, reason, bpf.run_time_ns as i64, cpu_percent, attach.map(|a| a.1)],
-            )?;
-            audit::append(
-                &tx,
-                now(),
-                "system",
-                "run.stopped",
-                &json!({"run": w.run_id, "status": status, "output_bytes": out.len(), "output_sha256": sha, "exit_status": code, "reason": reason, "bpf_run_time_ns": bpf.run_time_ns, "bpf_programs": bpf.programs, "bpf_cpu_percent": cpu_percent, "peak_interval_percent": w.budget.peak_percent}),
-            )?;
-            if let Some((inc, name)) = attach {
-                crate::store_artifact(&tx, "system", inc, name, &out, json!({"run": w.run_id}))?;
+            // A busy store (another process writing) must not lose the end.
+            let mut res = wb.store_end(&w, &out, status, &reason, code, bpf, cpu_percent);
+            for _ in 0..3 {
+                if res.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                res = wb.store_end(&w, &out, status, &reason, code, bpf, cpu_percent);
             }
-            tx.commit()?;
-            Ok(())
-        })();
-        // Only now: until the end is stored, readers see the live output.
-        self.active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&w.run_id);
-        if let Err(e) = res {
-            eprintln!(
-                "holdup workbench: recording the end of run {} failed: {e}",
-                w.run_id
-            );
-        }
-        let _ = std::fs::remove_dir_all(&w.dir);
+            // Only now: until the end is stored, readers see the live output.
+            wb.active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&w.run_id);
+            if let Err(e) = res {
+                eprintln!(
+                    "holdup workbench: recording the end of run {} failed: {e}",
+                    w.run_id
+                );
+            }
+            let _ = std::fs::remove_dir_all(&w.dir);
+        })
+        .await;
     }
-}
 
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    /// Stores how a run ended and its output: once, in its incident's
+    /// artifact when it has one, else in the run's row.
+    #[allow(clippy::too_many_arguments)]
+    fn store_end(
+        &self,
+        w: &Watch,
+        out: &[u8],
+        status: &str,
+        reason: &str,
+        code: Option<i64>,
+        bpf: overhead::GroupStats,
+        cpu_percent: Option<f64>,
+    ) -> WbResult<()> {
+        let mut conn = self.db();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let sha = crate::sha256_hex(out);
+        // The incident may have been deleted meanwhile: then there is
+        // nothing to attach to.
+        let attach = match &w.attach {
+            Some((inc, name)) => {
+                crate::incident_exists(&tx, *inc)?.then_some((*inc, name.as_str()))
+            }
+            None => None,
+        };
+        let in_row: &[u8] = if attach.is_some() { &[] } else { out };
+        tx.execute(
+            "UPDATE runs SET status = ?2, ended_at = ?3, output = ?4, output_bytes = ?5, exit_status = ?6, reason = ?7, bpf_run_time_ns = ?8, bpf_cpu_percent = ?9, artifact = ?10 WHERE id = ?1",
+            params![w.run_id, status, now(), in_row, out.len() as i64, code, reason, bpf.run_time_ns as i64, cpu_percent, attach.map(|a| a.1)],
+        )?;
+        audit::append(
+            &tx,
+            now(),
+            "system",
+            "run.stopped",
+            &json!({"run": w.run_id, "status": status, "output_bytes": out.len(), "output_sha256": sha, "exit_status": code, "reason": reason, "bpf_run_time_ns": bpf.run_time_ns, "bpf_programs": bpf.programs, "bpf_cpu_percent": cpu_percent, "peak_interval_percent": w.budget.peak_percent}),
+        )?;
+        if let Some((inc, name)) = attach {
+            crate::store_artifact(&tx, "system", inc, name, out, json!({"run": w.run_id}))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }

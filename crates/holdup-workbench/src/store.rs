@@ -105,10 +105,57 @@ pub const MIGRATIONS: &[&str] = &[
         text TEXT NOT NULL
     );
     CREATE INDEX notes_incident ON notes(incident_id);",
+    // 6: hardening (issue 11). An approval carries the approved script
+    // bytes (run from this copy, never from the editable script row), a run
+    // count, an expiry and whether runs may overlap. Refusals not yet
+    // written to the audit log are counted here, so a restart loses none.
+    "ALTER TABLE requests ADD COLUMN script_body BLOB;
+    ALTER TABLE requests ADD COLUMN max_runs INTEGER;
+    ALTER TABLE requests ADD COLUMN approval_expires INTEGER;
+    ALTER TABLE requests ADD COLUMN concurrent INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE refusals (
+        key TEXT PRIMARY KEY,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        pending INTEGER NOT NULL,
+        last_logged INTEGER NOT NULL
+    );
+    CREATE INDEX artifacts_uploader ON artifacts(uploaded_by);
+    CREATE INDEX notes_author ON notes(author);",
 ];
+
+/// Files of the store (the database, its WAL and shared-memory files, the
+/// audit head copy) are readable by their owner only: they hold run
+/// outputs and token hashes.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates `path` empty with [`FILE_MODE`] if it does not exist, and sets
+/// that mode on it and on its `-wal`/`-shm` companions if they do. SQLite
+/// gives the companions the database file's mode.
+pub fn restrict(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(FILE_MODE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// Opens (creating if needed) the database and applies pending migrations.
 pub fn open(path: &std::path::Path) -> anyhow::Result<Connection> {
+    restrict(path).map_err(|e| anyhow::anyhow!("store {}: {e}", path.display()))?;
     let mut conn = Connection::open(path)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
@@ -131,7 +178,7 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
         );
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_version (version) VALUES (?1)",
