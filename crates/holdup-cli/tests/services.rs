@@ -284,6 +284,9 @@ fn judge(label: &str, d: &Value, expect: &Expect, facts: &Value) -> Option<Strin
 /// Runs a scenario (once more when a diagnosis blames a process it did not
 /// start), diagnoses it every way and fails listing every wrong way.
 fn check(name: &str, expect: Expect, run: impl Fn() -> (Run, Value)) {
+    // Built before any watch starts: building it on first use inside a
+    // run would stall the run's timeline behind cargo.
+    let _ = holdup_testkit::workload_bin();
     let ours: Vec<&str> = OURS.iter().chain(KERNEL_AND_HOLDUP).copied().collect();
     let mut attempt = 0;
     let (ways, facts) = loop {
@@ -314,6 +317,16 @@ fn check(name: &str, expect: Expect, run: impl Fn() -> (Run, Value)) {
     };
     let mut failures = Vec::new();
     println!("scenario {name} (facts: {facts}):");
+    for (what, at, want) in [
+        ("load", "load_at", LOAD_AT),
+        ("fault", "fault_at", FAULT_AT),
+    ] {
+        let t = facts[at].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (t - want as f64).abs() < 1.5,
+            "setup: the {what} started at {t:.1} s instead of {want} s (the machine stalled the run)"
+        );
+    }
     for (label, d) in &ways {
         println!("  [{label}]\n{}", shown(d));
         match d {

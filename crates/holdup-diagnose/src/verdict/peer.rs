@@ -2,6 +2,13 @@
 
 use super::*;
 
+/// Without a baseline, a peer that answers in at least this many µs per
+/// wait while taking at least [`ALONE_PEER_SHARE`] of the busy time holds
+/// the service up, below the share threshold.
+pub const ALONE_PEER_SLOW_US: f64 = 2000.0;
+/// See [`ALONE_PEER_SLOW_US`].
+pub const ALONE_PEER_SHARE: f64 = 0.6;
+
 /// A peer is slower when its answers take at least this factor longer per wait.
 pub const PEER_SLOWER: f64 = 1.15;
 
@@ -117,6 +124,24 @@ pub(super) fn candidate(
             change(g),
             ba(g.alone, fmt::us(per(0)), fmt::us(per(1)))
         );
+        if g.alone
+            && !v.significant
+            && g.share_after >= ALONE_PEER_SHARE
+            && per(1) >= ALONE_PEER_SLOW_US
+        {
+            // Without a baseline a share alone cannot tell a healthy proxy
+            // from a stalled one; answers that take milliseconds while the
+            // peer holds most of the request can.
+            v.significant = true;
+            v.score = v.score.max(0.6);
+            v.evidence.push(format!(
+                "the peer takes {} per wait and {} of the busy time (a slow peer without a baseline: ≥ {} per wait and ≥ {})",
+                fmt::us(per(1)),
+                fmt::pct(g.share_after),
+                fmt::us(ALONE_PEER_SLOW_US),
+                fmt::pct(ALONE_PEER_SHARE)
+            ));
+        }
         if !g.alone && per(0) > 0.0 && per(1) < PEER_SLOWER * per(0) {
             // A slow peer answers more slowly; more waits at the old speed
             // is more calls (or noise), not a slower service.
