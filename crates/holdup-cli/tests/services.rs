@@ -849,6 +849,9 @@ fn prefork_lock_manager_unchanged_raises_no_alarm() {
 
 const PG_TOOLS: &[&str] = &["runuser", "pgbench", "/usr/lib/postgresql/15/bin/postgres"];
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// pgbench's rate (transactions/s): a healthy, unsaturated server on two
+/// CPUs, so the faults, not the load, hold it up.
+const PG_RATE: &str = "200";
 
 /// PostgreSQL's fault in a run.
 #[derive(Clone, Copy, PartialEq)]
@@ -884,6 +887,8 @@ fn pgbench(port: u16, secs: u64, extra: &[&str]) -> Guard {
         "2",
         "-T",
         &secs,
+        "-R",
+        PG_RATE,
     ];
     args.extend_from_slice(extra);
     args.push("postgres");
@@ -964,7 +969,7 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
     let hot = dir.join("hot.sql");
     std::fs::write(
         &hot,
-        "\\set aid random(1, 200000)\nBEGIN;\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\nUPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = 1;\nSELECT pg_sleep(0.002);\nEND;\n",
+        "\\set aid random(1, 200000)\nBEGIN;\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\nUPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = 1;\nSELECT pg_sleep(0.005);\nEND;\n",
     )
     .expect("write the hot-row script");
     owner(&hot);

@@ -308,8 +308,14 @@ pub(super) fn holders_held_up(
             };
             g.impact = g.share_after;
             // The holders' wait must dominate what they do outside the lock
-            // to explain the lock wait on its own.
-            let threshold = (HOLDER_FACTOR * alone_threshold(family)).min(0.8);
+            // to explain the lock wait on its own; a disk that other
+            // processes keep busy needs only the disk's own threshold.
+            let factor = if family == CauseFamily::Disk && others_disk_share(m, i) >= 0.3 {
+                1.0
+            } else {
+                HOLDER_FACTOR
+            };
+            let threshold = (factor * alone_threshold(family)).min(0.8);
             g.score = (g.share_after / threshold).min(2.0) / 2.0;
             g.significant = g.share_after >= threshold && part > 0;
             g
@@ -350,3 +356,22 @@ pub(super) fn holders_held_up(
 /// In compare mode, the holders' time in a cause must grow by this factor
 /// (of their thread time) for it to explain a lock's growth.
 pub const HOLDER_TIME_GROWTH: f64 = 1.1;
+
+/// The share of all block I/O bytes in `i` submitted by processes other
+/// than the service.
+fn others_disk_share(m: &Model, i: &[WinRef]) -> f64 {
+    let (mut others, mut all) = (0u64, 0u64);
+    for w in i {
+        for d in &m.snapshot(*w).disks {
+            all += d.bytes;
+            if !(d.is_target || m.is_service(*w, d.tgid)) {
+                others += d.bytes;
+            }
+        }
+    }
+    if all == 0 {
+        0.0
+    } else {
+        others as f64 / all as f64
+    }
+}
