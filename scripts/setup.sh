@@ -8,7 +8,7 @@ PKGS=(
   bpftrace                                             # the peer in BENCHMARKS.md, the workbench
   redis-server redis-tools                             # demo, benchmarks, scenario tests
   stress-ng fio procps                                 # load and contention generators
-  haproxy etcd-server etcd-client util-linux coreutils # real-service matrix (tests/services.rs)
+  haproxy etcd-server etcd-client util-linux coreutils # real-service matrix (tests/services/)
   postgresql postgresql-contrib                        # ... PostgreSQL and pgbench
   chromium chromium-driver fonts-dejavu-core           # the workbench UI's browser test
 )

@@ -345,6 +345,9 @@ fn no_entry_threads_is_said_and_every_thread_examined() {
 fn explicit_ranges_and_two_recordings_give_the_periods() {
     let w = run(30, |i, _, s| {
         event_loop(s, 300, if i >= 20 { 300 } else { 30 }, 0, 10, 5000);
+        if i >= 20 {
+            s.culprits.push(culprit(SVC, 900, 900, "hog", 260));
+        }
     });
     let d = diagnose(&Input {
         target: "t".into(),
@@ -444,6 +447,45 @@ fn graph_and_json_export() {
 }
 
 #[test]
+fn runnable_while_nobody_ran_is_throttled_by_its_own_limit() {
+    // The run queue grows and no task held the CPU meanwhile (the per-CPU
+    // history covers the wait): a CPU quota, not a neighbour.
+    let w = run(24, |i, inc, s| {
+        event_loop(
+            s,
+            300,
+            if inc { 500 } else { 30 + jitter(i, 5) },
+            0,
+            10,
+            5000,
+        );
+    });
+    let d = diag(&w);
+    assert_eq!(
+        top_kind(&d),
+        VerdictKind::CpuThrottled,
+        "{}",
+        holdup_diagnose::text::render(&d)
+    );
+    assert_eq!(names(&d, NamedKind::Cgroup), vec!["cgroup 1"]);
+    // the same wait with a hog running is contention
+    let w = run(24, |i, inc, s| {
+        event_loop(
+            s,
+            300,
+            if inc { 500 } else { 30 + jitter(i, 5) },
+            0,
+            10,
+            5000,
+        );
+        if inc {
+            s.culprits.push(culprit(SVC, 900, 900, "hog", 450));
+        }
+    });
+    assert_eq!(top_kind(&diag(&w)), VerdictKind::CpuContention);
+}
+
+#[test]
 fn impossible_durations_are_ignored_and_reported() {
     let mut w = run(20, |i, inc, s| {
         event_loop(
@@ -454,6 +496,9 @@ fn impossible_durations_are_ignored_and_reported() {
             10,
             5000,
         );
+        if inc {
+            s.culprits.push(culprit(SVC, 900, 900, "hog", 260));
+        }
     });
     // A negative time difference stored unsigned, as a collector glitch.
     w[5].wakeups[0].sleep_ns = u64::MAX - 30;

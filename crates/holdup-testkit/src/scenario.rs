@@ -1,5 +1,5 @@
 //! What the scenario tests of `holdup diagnose` share (tests/scenarios.rs and
-//! tests/services.rs in holdup-cli): processes killed with their process
+//! tests/services/ in holdup-cli): processes killed with their process
 //! group, the tools a scenario needs, a running `holdup diagnose`, and
 //! reading its JSON (top verdict, culprits, the foreign-culprit rule).
 

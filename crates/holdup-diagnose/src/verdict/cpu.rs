@@ -19,6 +19,11 @@ fn runq_hist(m: &Model, period: &[WinRef], role: usize) -> Histogram {
 /// CPU saturation only above this share of its busy time.
 pub const ALONE_OWN_RUNQ: f64 = 0.50;
 
+/// When the tasks that ran instead, and the wait older than holdup's
+/// history, explain less than this share of the run-queue growth, nobody
+/// ran: the service was throttled.
+pub const NOBODY_RAN: f64 = 0.2;
+
 pub(super) fn candidate(
     m: &Model,
     b: &[WinRef],
@@ -100,7 +105,16 @@ pub(super) fn candidate(
             ),
         })
         .collect();
-    let kind = if saturation {
+    // Runnable while the CPU ran nothing else (the idle task held it, and
+    // holdup's history covers the wait): not contention but a limit, the
+    // cgroup's CPU quota throttling the service.
+    let unattributed_growth = unattributed[1] as f64 / is - unattributed[0] as f64 / bs;
+    let throttled = runq_growth > 0.0
+        && culprit_growth < NOBODY_RAN * runq_growth
+        && unattributed_growth < NOBODY_RAN * runq_growth;
+    let kind = if throttled {
+        VerdictKind::CpuThrottled
+    } else if saturation {
         VerdictKind::CpuSaturation
     } else {
         VerdictKind::CpuContention
@@ -166,6 +180,37 @@ pub(super) fn candidate(
             }
         )
     };
+    if throttled {
+        let cgroups: BTreeSet<u64> = i
+            .iter()
+            .flat_map(|w| m.snapshot(*w).threads.iter())
+            .filter(|t| m.role_of_thread(i[0], t.tid) == Some(g.role))
+            .map(|t| t.cgroup_id)
+            .collect();
+        v.summary = format!(
+            "{role} waits for a CPU while no other task holds it: {}; its CPU limit throttles it (a cgroup CPU quota, cpu.max or cfs_quota_us)",
+            change(g)
+        );
+        v.evidence.push(format!(
+            "{} more run-queue wait while the CPU was idle (who ran instead: {}; wait older than holdup's history: {})",
+            fmt::ms_per_s(runq_growth),
+            fmt::ms_per_s(culprit_growth),
+            fmt::ms_per_s(unattributed_growth.max(0.0))
+        ));
+        v.culprits = cgroups
+            .iter()
+            .map(|id| Named {
+                kind: NamedKind::Cgroup,
+                name: format!("cgroup {id}"),
+                ids: Vec::new(),
+                detail: "the service's cgroup: its CPU limit".into(),
+            })
+            .collect();
+        return Candidate {
+            verdict: v,
+            leads_to: "its own CPU limit (throttled)".into(),
+        };
+    }
     if runq_growth > 0.0 && culprit_growth < 0.3 * runq_growth {
         // Little of the extra wait is anyone's CPU time: weak evidence.
         v.score *= 0.5;

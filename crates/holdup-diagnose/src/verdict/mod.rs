@@ -40,6 +40,8 @@ pub enum VerdictKind {
     CpuContention,
     /// The service's own threads compete for too few CPUs.
     CpuSaturation,
+    /// Runnable while the CPU ran nothing else: its CPU limit throttles it.
+    CpuThrottled,
     /// The service waits for a disk that others (or itself) keep busy.
     DiskContention,
     /// The service's threads wait for a lock held by each other.
@@ -67,6 +69,7 @@ impl VerdictKind {
         match self {
             VerdictKind::CpuContention => "CPU contention",
             VerdictKind::CpuSaturation => "CPU saturation by the service's own load",
+            VerdictKind::CpuThrottled => "CPU throttled by its own limit",
             VerdictKind::DiskContention => "disk contention",
             VerdictKind::LockContention => "lock contention",
             VerdictKind::HandoffStall => "hand-off stall",
@@ -96,6 +99,8 @@ pub enum NamedKind {
     Peer,
     /// A disk.
     Disk,
+    /// A cgroup.
+    Cgroup,
     /// A file.
     File,
     /// The service's clients.
