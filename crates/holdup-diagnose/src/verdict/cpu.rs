@@ -19,9 +19,9 @@ fn runq_hist(m: &Model, period: &[WinRef], role: usize) -> Histogram {
 /// CPU saturation only above this share of its busy time.
 pub const ALONE_OWN_RUNQ: f64 = 0.50;
 
-/// When the tasks that ran instead, and the wait older than holdup's
-/// history, explain less than this share of the run-queue growth, nobody
-/// ran: the service was throttled.
+/// When the tasks that ran instead explain less than this share of the
+/// run-queue growth, and the CPU was idle through most of the wait holdup's
+/// history covers, nobody ran: the service was throttled.
 pub const NOBODY_RAN: f64 = 0.2;
 
 pub(super) fn candidate(
@@ -109,9 +109,12 @@ pub(super) fn candidate(
     // holdup's history covers the wait): not contention but a limit, the
     // cgroup's CPU quota throttling the service.
     let unattributed_growth = unattributed[1] as f64 / is - unattributed[0] as f64 / bs;
+    // Of the wait holdup's history covers, the part no task ran in.
+    let covered_growth = (runq_growth - unattributed_growth.max(0.0)).max(0.0);
+    let idle_growth = covered_growth - culprit_growth;
     let throttled = runq_growth > 0.0
         && culprit_growth < NOBODY_RAN * runq_growth
-        && unattributed_growth < NOBODY_RAN * runq_growth;
+        && idle_growth > 0.5 * covered_growth;
     let kind = if throttled {
         VerdictKind::CpuThrottled
     } else if saturation {
