@@ -89,7 +89,10 @@ mod tests {
         let md = std::fs::symlink_metadata(a.path()).unwrap();
         assert_eq!(md.mode() & 0o777, 0o700);
         let d = a.create_dir("run-1").unwrap();
-        assert!(a.create_dir("run-1").is_err(), "an existing name is never reused");
+        assert!(
+            a.create_dir("run-1").is_err(),
+            "an existing name is never reused"
+        );
         let f = d.join("script.bt");
         write_new(&f, b"x").unwrap();
         assert!(write_new(&f, b"y").is_err());
