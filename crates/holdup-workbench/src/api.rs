@@ -481,7 +481,7 @@ struct ScriptBody {
 }
 
 fn script_response(s: crate::Script, created: bool) -> (StatusCode, Json<Value>) {
-    let status = if s.status != "accepted" {
+    let status = if s.status != crate::ScriptStatus::Accepted {
         StatusCode::UNPROCESSABLE_ENTITY
     } else if created {
         StatusCode::CREATED

@@ -21,60 +21,22 @@ pub mod ui;
 pub mod users;
 
 pub use error::{Error, ErrorKind, WbResult};
+pub use holdup_wb_api::{
+    Grant, Incident, IncidentInput, Note, ProbeRequest, RequestInput, RequestStatus, Role, Run,
+    RunStatus, Script, ScriptStatus, User,
+};
 pub use incidents::reserved_artifact_name;
 pub(crate) use incidents::{incident_exists, store_artifact};
 use policy::{Overhead, Policy};
 pub(crate) use requests::Cleared;
-pub use requests::Grant;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use users::new_token;
 pub use users::RESERVED_ACTORS;
-
-/// Roles, ordered: each includes the rights of those before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    Requester,
-    Approver,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Requester => "requester",
-            Role::Approver => "approver",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        Some(match s {
-            "viewer" => Role::Viewer,
-            "requester" => Role::Requester,
-            "approver" => Role::Approver,
-            "admin" => Role::Admin,
-            _ => return None,
-        })
-    }
-}
-
-/// An authenticated user.
-#[derive(Debug, Clone, Serialize)]
-pub struct User {
-    pub id: i64,
-    pub name: String,
-    pub role: Role,
-    /// A disabled user's token is refused.
-    #[serde(default)]
-    pub disabled: bool,
-}
 
 /// A built-in catalog probe.
 #[derive(Debug, Clone, Serialize)]
@@ -156,94 +118,6 @@ fn check_text(field: &str, value: &str, max: usize) -> WbResult<()> {
         return Err(Error::bad_request(format!("{field} contains NUL")));
     }
     Ok(())
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IncidentInput {
-    pub title: String,
-    #[serde(default)]
-    pub service: String,
-    #[serde(default)]
-    pub host: String,
-    #[serde(default)]
-    pub start_time: Option<i64>,
-    #[serde(default)]
-    pub end_time: Option<i64>,
-    #[serde(default)]
-    pub notes: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Incident {
-    pub id: i64,
-    #[serde(flatten)]
-    pub input: IncidentInput,
-    pub created_by: String,
-    pub created: i64,
-    pub artifacts: Vec<String>,
-    /// Notes added by responders, oldest first.
-    pub timeline: Vec<Note>,
-}
-
-/// A note on an incident.
-#[derive(Debug, Clone, Serialize)]
-pub struct Note {
-    pub id: i64,
-    pub author: String,
-    pub created: i64,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Script {
-    pub id: i64,
-    pub name: String,
-    pub body: String,
-    pub sha256: String,
-    pub status: String,
-    pub report: serde_json::Value,
-    pub submitted_by: String,
-    pub created: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RequestInput {
-    /// A catalog probe name, or `script:<id>` for a user script.
-    pub probe: String,
-    /// `host`, `pid` or `cgroup`.
-    pub target_kind: String,
-    /// The pid or cgroup path (empty for `host`).
-    #[serde(default)]
-    pub target: String,
-    pub host: String,
-    pub duration_s: u64,
-    pub purpose: String,
-    /// The incident this request serves; its runs' output is attached to it.
-    #[serde(default)]
-    pub incident_id: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ProbeRequest {
-    pub id: i64,
-    #[serde(flatten)]
-    pub input: RequestInput,
-    pub script_id: Option<i64>,
-    pub script_sha256: Option<String>,
-    pub requester: String,
-    pub status: String,
-    pub decided_by: Option<String>,
-    pub comment: Option<String>,
-    pub created: i64,
-    pub decided: Option<i64>,
-    /// Runs the approval allows (None: not approved).
-    pub max_runs: Option<u32>,
-    /// When the approval lapses (unix time).
-    pub approval_expires: Option<i64>,
-    /// Whether the approval lets runs overlap.
-    pub concurrent: bool,
-    /// Runs started so far.
-    pub runs: i64,
 }
 
 /// The workbench: store, policy and every operation the API exposes.

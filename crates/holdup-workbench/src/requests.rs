@@ -3,16 +3,6 @@
 
 use super::*;
 
-/// What an approver grants with an approval, within the policy.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Grant {
-    /// How many runs (default: the policy's approval_runs).
-    pub runs: Option<u32>,
-    /// Whether runs may overlap (default: no).
-    #[serde(default)]
-    pub concurrent: bool,
-}
-
 /// What the run gate cleared: the request, and for a script the exact
 /// bytes approved (hashed again here: these bytes are what runs).
 pub(crate) struct Cleared {
@@ -125,7 +115,7 @@ impl Workbench {
                 .parse()
                 .map_err(|_| Error::bad_request("probe script:<id> needs a numeric id"))?;
             let s = self.get_script(sid)?;
-            if s.status != "accepted" {
+            if s.status != ScriptStatus::Accepted {
                 return Err(Error::forbidden(format!(
                     "script {sid} was refused by the static checks: {}",
                     s.report["problems"]
@@ -223,7 +213,7 @@ impl Workbench {
                     actor.name
                 )));
             }
-            if req.status != "pending" {
+            if req.status != RequestStatus::Pending {
                 return Err(Error::conflict(format!(
                     "request {id} is {}, not pending",
                     req.status
@@ -271,7 +261,7 @@ impl Workbench {
                 req.requester
             )));
         }
-        if req.status != "approved" {
+        if req.status != RequestStatus::Approved {
             return Err(Error::forbidden(format!(
                 "request {id} is {}, not approved",
                 req.status
@@ -394,7 +384,7 @@ fn load_request(conn: &Connection, id: i64) -> WbResult<ProbeRequest> {
                 script_id: r.get(7)?,
                 script_sha256: r.get(8)?,
                 requester: r.get(9)?,
-                status: r.get(10)?,
+                status: crate::store::named(r, 10, RequestStatus::parse)?,
                 decided_by: r.get(11)?,
                 comment: r.get(12)?,
                 created: r.get(13)?,

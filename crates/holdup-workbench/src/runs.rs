@@ -1,10 +1,9 @@
 //! Runs: executing an approved request on this host, bounded in time and
 //! output, and never outliving its bound across a server restart.
 
-use crate::{audit, now, overhead, Error, ErrorKind, User, WbResult, Workbench};
+use crate::{audit, now, overhead, Error, ErrorKind, Run, RunStatus, User, WbResult, Workbench};
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -16,39 +15,6 @@ use tokio::sync::oneshot;
 pub const OUTPUT_TEXT_LIMIT: usize = 64 * 1024;
 /// Grace between SIGINT and SIGKILL when a run is stopped.
 const KILL_GRACE: Duration = Duration::from_secs(2);
-
-/// One run of an approved request.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    pub id: i64,
-    pub request_id: i64,
-    /// The request's probe (catalog name or `script:<id>`).
-    pub probe: String,
-    /// The request's incident, which holds the run's output as an artifact.
-    pub incident_id: Option<i64>,
-    pub started_by: String,
-    pub status: String,
-    pub started_at: i64,
-    pub deadline: i64,
-    pub ended_at: Option<i64>,
-    pub pid: Option<i64>,
-    pub pgid: Option<i64>,
-    pub output_bytes: i64,
-    pub exit_status: Option<i64>,
-    pub reason: Option<String>,
-    /// BPF program run time of the run's process group, from the kernel's
-    /// BPF stats (last reading).
-    pub bpf_run_time_ns: Option<i64>,
-    /// That run time over the run's wall time, percent of one CPU.
-    pub bpf_cpu_percent: Option<f64>,
-    /// Name of the incident artifact holding the output, once attached.
-    pub artifact: Option<String>,
-    /// The output as (lossy UTF-8) text, at most [`OUTPUT_TEXT_LIMIT`] bytes;
-    /// left out of listings.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    pub output_truncated: bool,
-}
 
 /// This host's name.
 pub fn this_host() -> String {
@@ -99,7 +65,7 @@ fn row_to_run(r: &rusqlite::Row<'_>, with_output: bool) -> rusqlite::Result<Run>
         id: r.get(0)?,
         request_id: r.get(1)?,
         started_by: r.get(2)?,
-        status: r.get(3)?,
+        status: crate::store::named(r, 3, RunStatus::parse)?,
         started_at: r.get(4)?,
         deadline: r.get(5)?,
         ended_at: r.get(6)?,
@@ -420,7 +386,7 @@ impl Workbench {
             .query_runs("WHERE r.id = ?1", [id], true)?
             .pop()
             .ok_or_else(|| Error::not_found(format!("no run {id}")))?;
-        if run.status == "running" {
+        if run.status == RunStatus::Running {
             let (head, len) = match self.live_output(id) {
                 Some(Live::Stdout(b)) => {
                     let b = b.lock().unwrap_or_else(|e| e.into_inner());
@@ -524,7 +490,9 @@ impl Workbench {
         let t0 = std::time::Instant::now();
         loop {
             let run = self.get_run(id)?;
-            if run.status != "running" || t0.elapsed() > KILL_GRACE + Duration::from_secs(3) {
+            if run.status != RunStatus::Running
+                || t0.elapsed() > KILL_GRACE + Duration::from_secs(3)
+            {
                 return Ok(run);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

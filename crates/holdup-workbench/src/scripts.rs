@@ -113,7 +113,7 @@ impl Workbench {
                         name: r.get(1)?,
                         body: r.get(2)?,
                         sha256: r.get(3)?,
-                        status: r.get(4)?,
+                        status: crate::store::named(r, 4, ScriptStatus::parse)?,
                         report: serde_json::from_str(&report).unwrap_or_default(),
                         submitted_by: r.get(6)?,
                         created: r.get(7)?,
