@@ -1374,7 +1374,10 @@ mod tests {
         // an incident title that would clear the screen and retitle the terminal
         let evil = "redis slow\u{1b}[2J\u{1b}]0;pwned\u{7}\tok\n";
         let shown = terminal_safe(evil);
-        assert!(!shown.chars().any(|c| c == '\u{1b}' || c == '\u{7}'), "{shown:?}");
+        assert!(
+            !shown.chars().any(|c| c == '\u{1b}' || c == '\u{7}'),
+            "{shown:?}"
+        );
         assert_eq!(shown, "redis slow\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\tok\n");
     }
 

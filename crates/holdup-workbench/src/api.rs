@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 type St = State<Arc<Workbench>>;
 
@@ -276,26 +277,83 @@ pub fn serve_blocking(
     })
 }
 
+/// How long a client may take to send a request's headers, and to start
+/// the next request on a kept-alive connection: half-open connections are
+/// closed after it, so they cannot pile up.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves the API on `listener` until Ctrl-C / SIGTERM.
 pub async fn serve(wb: Arc<Workbench>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    axum::serve(listener, router(wb))
-        .with_graceful_shutdown(async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        return;
-                    }
-                };
+    serve_with(wb, listener, HEADER_READ_TIMEOUT, shutdown_signal()).await
+}
+
+/// Serves the API on `listener` until `shutdown` completes, closing
+/// connections whose headers (or next request) do not arrive within
+/// `header_read_timeout`. On shutdown, requests under way get 5 s to end.
+pub async fn serve_with(
+    wb: Arc<Workbench>,
+    listener: tokio::net::TcpListener,
+    header_read_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let app = router(wb);
+    let mut conns = tokio::task::JoinSet::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                // out of descriptors, say: back off instead of spinning
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stopping = stop_rx.clone();
+        conns.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(conn);
             tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
+                _ = conn.as_mut() => {}
+                _ = stopping.changed() => {
+                    // idle connections close now, busy ones after their response
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
             }
-        })
-        .await?;
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
 }
 
 async fn whoami(Caller(u, _): Caller<Viewer>) -> Json<User> {
