@@ -190,6 +190,45 @@ impl<S: Send + Sync, R: MinRole> FromRequestParts<S> for Caller<R> {
     }
 }
 
+/// Whether `host` (a `Host` header: name or address, maybe a port) names
+/// this server: an IP address, a single-label name (`localhost`, a short
+/// host name), this host's name, or one of the policy's `server_names`. A
+/// DNS-rebinding page is served from a domain: that is what is refused.
+pub fn host_allowed(host: &str, server_names: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest
+            .split(']')
+            .next()
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host, |(n, _)| n)
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::IpAddr>().is_ok()
+        // a single-label name is local (a rebinding page is on a domain)
+        || !name.contains('.')
+        || name == crate::runs::this_host().to_ascii_lowercase()
+        || server_names.iter().any(|s| s.eq_ignore_ascii_case(&name))
+}
+
+/// Refuses requests whose `Host` names another server (DNS rebinding: a
+/// page on another domain resolving to this address), UI included.
+async fn check_host(State(wb): St, req: axum::extract::Request, next: Next) -> Response {
+    if let Some(h) = req.headers().get(header::HOST) {
+        let host = h.to_str().unwrap_or("");
+        if !host_allowed(host, &wb.policy().server_names) {
+            return Error::bad_request(format!(
+                "this workbench is not {host:?}: reach it by its address, localhost or its host name, or add the name to the policy's server_names"
+            ))
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// Builds the router over a shared workbench.
 pub fn router(wb: Arc<Workbench>) -> Router {
     let limit = wb.policy().max_body_bytes;
@@ -245,6 +284,7 @@ pub fn router(wb: Arc<Workbench>) -> Router {
             Error::not_found("no such endpoint; see docs/WORKBENCH.md for the API")
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(wb.clone(), check_host))
         .with_state(wb)
 }
 

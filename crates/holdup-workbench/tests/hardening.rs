@@ -970,3 +970,64 @@ fn half_open_connections_are_closed_at_the_header_timeout() {
         "{still_open} of 100 half-open connections still open"
     );
 }
+
+/// Finding 12 (smaller): a `Host` naming another domain (DNS rebinding) is
+/// refused; two approvals of one request at once decide it once, with one
+/// audit entry; bpftrace's messages do not reveal server paths.
+#[tokio::test]
+async fn foreign_hosts_double_decisions_and_path_leaks() {
+    let tmp = Tmp::new("smaller");
+    let wb = start_with(&tmp, Policy::default());
+    for (host, ok) in [
+        ("evil.example", false),
+        ("evil.example:7420", false),
+        ("127.0.0.1:7420", true),
+        ("localhost", true),
+        ("[::1]:7420", true),
+    ] {
+        let r = axum::http::Request::get("/api/whoami")
+            .header("host", host)
+            .header("authorization", format!("Bearer {}", wb.admin))
+            .body(Body::empty())
+            .unwrap();
+        let resp = tower::ServiceExt::oneshot(wb.app.clone(), r).await.unwrap();
+        assert_eq!(
+            resp.status().is_success(),
+            ok,
+            "Host {host}: {}",
+            resp.status()
+        );
+    }
+    let req = user(&wb, "rita", "requester").await;
+    let a1 = user(&wb, "amos", "approver").await;
+    let a2 = user(&wb, "anna", "approver").await;
+    let (_, r) = call_as(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        &req,
+        Some(json!({"probe": "holdup-full", "target_kind": "host", "target": "", "host": "localhost", "duration_s": 5, "purpose": "p"})),
+    )
+    .await;
+    let path = format!("/api/requests/{}/approve", r["id"]);
+    let (x, y) = tokio::join!(
+        call_as(&wb.app, Method::POST, &path, &a1, Some(json!({}))),
+        call_as(&wb.app, Method::POST, &path, &a2, Some(json!({})))
+    );
+    let mut statuses = [x.0, y.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    let approvals = audit(&wb)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "request.approved")
+        .count();
+    assert_eq!(approvals, 1);
+    let (s, v) = submit(&wb, &req, "broken.bt", "BEGIN { printf(\"x\" }\n").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let tmpdir = std::env::temp_dir();
+    assert!(
+        !v.to_string().contains(tmpdir.to_str().unwrap()),
+        "the report names a server path: {v}"
+    );
+}
