@@ -1,6 +1,10 @@
 //! `holdup wb`: the command-line client of the workbench HTTP API
 //! (docs/WORKBENCH.md): incidents, scripts, requests and approval, runs and
 //! the audit log, as tables or (`--json`) the server's JSON.
+//!
+//! Why this file is long: one small function per subcommand, each with its
+//! table or text; requests and runs are read into `holdup-wb-api`'s types,
+//! the rest still index the JSON (moving them is issue 10's remainder).
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
