@@ -1,9 +1,14 @@
 //! `holdup wb`: the command-line client of the workbench HTTP API
 //! (docs/WORKBENCH.md): incidents, scripts, requests and approval, runs and
 //! the audit log, as tables or (`--json`) the server's JSON.
+//!
+//! Why this file is long: one small function per subcommand, each with its
+//! table or text; requests and runs are read into `holdup-wb-api`'s types,
+//! the rest still index the JSON (moving them is issue 10's remainder).
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
+use holdup_wb_api::{ProbeRequest, RequestStatus, Run, RunStatus};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
@@ -558,10 +563,53 @@ fn print_json(v: &Value) -> Result<()> {
     out(&format!("{}\n", serde_json::to_string_pretty(v)?))
 }
 
-/// Writes to stdout; a reader that went away is not an error.
+/// Writes to stdout; a reader that went away is not an error. Control
+/// characters other than newline and tab are shown escaped (`\u{1b}`):
+/// incident fields and run outputs come from other users, and a raw escape
+/// sequence would act on the reader's terminal.
 fn out(text: &str) -> Result<()> {
+    let safe = terminal_safe(text);
     let mut o = std::io::stdout().lock();
-    crate::quiet_on_closed_pipe(o.write_all(text.as_bytes()).and_then(|()| o.flush()))
+    crate::quiet_on_closed_pipe(o.write_all(safe.as_bytes()).and_then(|()| o.flush()))
+}
+
+/// `text` with control characters (but newline and tab) escaped.
+fn terminal_safe(text: &str) -> String {
+    let mut s = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            s.extend(c.escape_unicode());
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
+/// The server's JSON as one of the API's types.
+fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| anyhow!("the server's answer is not what this holdup expects ({e}): {v}"))
+}
+
+/// An optional field as display text ("-" when absent or empty).
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    match v {
+        Some(x) => {
+            let s = x.to_string();
+            if s.is_empty() {
+                "-".into()
+            } else {
+                s
+            }
+        }
+        None => "-".into(),
+    }
+}
+
+/// Unix seconds (or none) as a UTC date.
+fn at(t: Option<i64>) -> String {
+    time(&json!(t))
 }
 
 /// A field as display text: strings bare, null as "-", the rest as JSON.
@@ -829,7 +877,7 @@ fn show_incident(c: &Client, json: bool, id: i64) -> Result<()> {
     }
     s += &format!("\nruns ({}):\n", list(&runs).len());
     if !list(&runs).is_empty() {
-        s += &runs_table(&runs);
+        s += &runs_table(&runs)?;
     }
     out(&s)
 }
@@ -1035,27 +1083,28 @@ fn requests(c: &Client, json: bool, pending: bool) -> Result<()> {
     if json {
         return print_json(&json!(items));
     }
-    let rows: Vec<Vec<String>> = items
+    let rows = items
         .iter()
         .map(|r| {
-            let target = match r["target_kind"].as_str() {
-                Some("host") | None => "host".to_string(),
-                Some(k) => format!("{k} {}", txt(&r["target"])),
+            let r: ProbeRequest = typed(r)?;
+            let target = match r.input.target_kind.as_str() {
+                "host" => "host".to_string(),
+                k => format!("{k} {}", opt(&Some(&r.input.target))),
             };
-            vec![
-                txt(&r["id"]),
-                txt(&r["status"]),
-                txt(&r["probe"]),
+            Ok(vec![
+                r.id.to_string(),
+                r.status.to_string(),
+                r.input.probe,
                 target,
-                txt(&r["host"]),
-                format!("{}s", txt(&r["duration_s"])),
-                txt(&r["incident_id"]),
-                txt(&r["requester"]),
-                txt(&r["decided_by"]),
-                short(&txt(&r["purpose"]), 50),
-            ]
+                opt(&Some(r.input.host)),
+                format!("{}s", r.input.duration_s),
+                opt(&r.input.incident_id),
+                r.requester,
+                opt(&r.decided_by),
+                short(&opt(&Some(r.input.purpose)), 50),
+            ])
         })
-        .collect();
+        .collect::<Result<Vec<Vec<String>>>>()?;
     out(&table(
         &[
             "ID",
@@ -1081,97 +1130,87 @@ fn decide(c: &Client, json: bool, id: i64, verb: &str, comment: &str) -> Result<
     if json {
         return print_json(&v);
     }
-    let next = if v["status"] == "approved" {
+    let r: ProbeRequest = typed(&v)?;
+    let next = if r.status == RequestStatus::Approved {
         format!("; the requester starts it with `holdup wb run {id}`")
     } else {
         String::new()
     };
     out(&format!(
         "request {id} {} by {}{next}\n",
-        txt(&v["status"]),
-        txt(&v["decided_by"])
+        r.status,
+        opt(&r.decided_by)
     ))
 }
 
 fn start_run(c: &Client, json: bool, id: i64, wait: bool) -> Result<()> {
-    let run = c.post(&format!("/api/requests/{id}/run"), None)?;
-    let run_id = run["id"]
-        .as_i64()
-        .ok_or_else(|| anyhow!("the server's answer has no run id: {run}"))?;
+    let v = c.post(&format!("/api/requests/{id}/run"), None)?;
+    let run: Run = typed(&v)?;
+    let run_id = run.id;
     if !wait {
         if json {
-            return print_json(&run);
+            return print_json(&v);
         }
         return out(&format!(
             "run {run_id} of request {id} started (pid {}, ends by {} UTC); see it with `holdup wb runs show {run_id}`, stop it with `holdup wb runs stop {run_id}`\n",
-            txt(&run["pid"]),
-            time(&run["deadline"])
+            opt(&run.pid),
+            at(Some(run.deadline))
         ));
     }
     eprintln!(
         "run {run_id} of request {id} started (pid {}, ends by {} UTC); waiting for it to end (Ctrl-C stops waiting, not the run: `holdup wb runs stop {run_id}` stops it)",
-        txt(&run["pid"]),
-        time(&run["deadline"])
+        opt(&run.pid),
+        at(Some(run.deadline))
     );
-    let end = loop {
+    let (v, end) = loop {
         let v = c.get(&format!("/api/runs/{run_id}"))?;
-        if v["status"] != "running" {
-            break v;
+        let r: Run = typed(&v)?;
+        if r.status != RunStatus::Running {
+            break (v, r);
         }
         std::thread::sleep(POLL);
     };
     if json {
-        print_json(&end)?;
+        print_json(&v)?;
     } else {
         out(&run_text(&end))?;
     }
-    if end["status"] == "failed" {
-        bail!("run {run_id} failed: {}", txt(&end["reason"]));
+    if end.status == RunStatus::Failed {
+        bail!("run {run_id} failed: {}", opt(&end.reason));
     }
     Ok(())
 }
 
-fn run_text(v: &Value) -> String {
+fn run_text(r: &Run) -> String {
     let mut s = format!(
         "run {} (request {}, {}): {}\n",
-        txt(&v["id"]),
-        txt(&v["request_id"]),
-        txt(&v["probe"]),
-        txt(&v["status"])
+        r.id, r.request_id, r.probe, r.status
     );
-    s += &format!("  reason       {}\n", txt(&v["reason"]));
+    s += &format!("  reason       {}\n", opt(&r.reason));
     s += &format!(
         "  started      {} UTC by {}\n",
-        time(&v["started_at"]),
-        txt(&v["started_by"])
+        at(Some(r.started_at)),
+        r.started_by
     );
-    if !v["ended_at"].is_null() {
-        s += &format!("  ended        {} UTC\n", time(&v["ended_at"]));
+    if r.ended_at.is_some() {
+        s += &format!("  ended        {} UTC\n", at(r.ended_at));
     }
     s += &format!(
         "  bpf cpu      {}\n",
-        v["bpf_cpu_percent"]
-            .as_f64()
+        r.bpf_cpu_percent
             .map_or("-".into(), |p| format!("{p:.3}% of one CPU"))
     );
-    s += &format!("  output       {} bytes\n", txt(&v["output_bytes"]));
-    if !v["artifact"].is_null() {
-        s += &format!(
-            "  artifact     {} of incident {}\n",
-            txt(&v["artifact"]),
-            txt(&v["incident_id"])
-        );
+    s += &format!("  output       {} bytes\n", r.output_bytes);
+    if let Some(a) = &r.artifact {
+        s += &format!("  artifact     {a} of incident {}\n", opt(&r.incident_id));
     }
-    if let Some(o) = v["output"].as_str() {
-        if v["probe"]
-            .as_str()
-            .is_some_and(|p| !p.starts_with("script:"))
-        {
+    if let Some(o) = &r.output {
+        if !r.probe.starts_with("script:") {
             // A recording (binary): point at the artifact instead.
-            s += &match v["artifact"].as_str() {
+            s += &match &r.artifact {
                 Some(a) => format!(
                     "  (the output is a holdup recording: fetch it with `holdup wb incident artifact {} {a} -o {a}`)\n",
-                    txt(&v["incident_id"])
+                    opt(&r.incident_id)
                 ),
                 None => "  (the output is a holdup recording; this run has no incident, so it is not kept as an artifact: request with --incident to fetch it intact)\n".into(),
             };
@@ -1181,7 +1220,7 @@ fn run_text(v: &Value) -> String {
             if !o.is_empty() && !o.ends_with('\n') {
                 s.push('\n');
             }
-            if v["output_truncated"] == true {
+            if r.output_truncated {
                 s += "--- (truncated: the whole output is the run's incident artifact) ---\n";
             }
         }
@@ -1189,27 +1228,26 @@ fn run_text(v: &Value) -> String {
     s
 }
 
-fn runs_table(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = list(v)
-        .iter()
+fn runs_table(v: &Value) -> Result<String> {
+    let runs: Vec<Run> = typed(v)?;
+    let rows: Vec<Vec<String>> = runs
+        .into_iter()
         .map(|r| {
             vec![
-                txt(&r["id"]),
-                txt(&r["request_id"]),
-                txt(&r["probe"]),
-                txt(&r["incident_id"]),
-                txt(&r["status"]),
-                time(&r["started_at"]),
-                txt(&r["started_by"]),
-                txt(&r["output_bytes"]),
-                r["bpf_cpu_percent"]
-                    .as_f64()
-                    .map_or("-".into(), |p| format!("{p:.3}")),
-                txt(&r["artifact"]),
+                r.id.to_string(),
+                r.request_id.to_string(),
+                r.probe,
+                opt(&r.incident_id),
+                r.status.to_string(),
+                at(Some(r.started_at)),
+                r.started_by,
+                r.output_bytes.to_string(),
+                r.bpf_cpu_percent.map_or("-".into(), |p| format!("{p:.3}")),
+                opt(&r.artifact),
             ]
         })
         .collect();
-    table(
+    Ok(table(
         &[
             "RUN",
             "REQUEST",
@@ -1223,7 +1261,7 @@ fn runs_table(v: &Value) -> String {
             "ARTIFACT",
         ],
         &rows,
-    )
+    ))
 }
 
 fn runs(c: &Client, json: bool, incident: Option<i64>, limit: u32) -> Result<()> {
@@ -1235,7 +1273,7 @@ fn runs(c: &Client, json: bool, incident: Option<i64>, limit: u32) -> Result<()>
     if json {
         return print_json(&v);
     }
-    out(&runs_table(&v))
+    out(&runs_table(&v)?)
 }
 
 fn show_run(c: &Client, json: bool, id: i64) -> Result<()> {
@@ -1243,7 +1281,7 @@ fn show_run(c: &Client, json: bool, id: i64) -> Result<()> {
     if json {
         return print_json(&v);
     }
-    out(&run_text(&v))
+    out(&run_text(&typed(&v)?))
 }
 
 fn stop_run(c: &Client, json: bool, id: i64) -> Result<()> {
@@ -1251,17 +1289,18 @@ fn stop_run(c: &Client, json: bool, id: i64) -> Result<()> {
     // The watcher records the end once the probe is gone (SIGINT, then
     // SIGKILL after 2 s): wait for it, briefly.
     let started = std::time::Instant::now();
-    let v = loop {
+    let (v, run) = loop {
         let v = c.get(&format!("/api/runs/{id}"))?;
-        if v["status"] != "running" || started.elapsed() > Duration::from_secs(10) {
-            break v;
+        let run: Run = typed(&v)?;
+        if run.status != RunStatus::Running || started.elapsed() > Duration::from_secs(10) {
+            break (v, run);
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     if json {
         return print_json(&v);
     }
-    out(&format!("run {id}: {}\n", txt(&v["status"])))
+    out(&format!("run {id}: {}\n", run.status))
 }
 
 fn audit(c: &Client, json: bool, after: i64, limit: u32) -> Result<()> {
@@ -1332,6 +1371,18 @@ mod tests {
             ],
         );
         assert_eq!(t, "ID   NAME\n1    a\n100  bb\n");
+    }
+
+    #[test]
+    fn escape_sequences_from_the_server_are_shown_not_obeyed() {
+        // an incident title that would clear the screen and retitle the terminal
+        let evil = "redis slow\u{1b}[2J\u{1b}]0;pwned\u{7}\tok\n";
+        let shown = terminal_safe(evil);
+        assert!(
+            !shown.chars().any(|c| c == '\u{1b}' || c == '\u{7}'),
+            "{shown:?}"
+        );
+        assert_eq!(shown, "redis slow\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\tok\n");
     }
 
     #[test]

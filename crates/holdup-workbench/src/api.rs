@@ -25,6 +25,9 @@ use serde_json::{json, Value};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::server::check_host;
+pub use crate::server::{serve, serve_blocking, serve_with, HEADER_READ_TIMEOUT};
+
 type St = State<Arc<Workbench>>;
 
 /// The HTTP status of each kind of domain error.
@@ -244,58 +247,8 @@ pub fn router(wb: Arc<Workbench>) -> Router {
             Error::not_found("no such endpoint; see docs/WORKBENCH.md for the API")
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(wb.clone(), check_host))
         .with_state(wb)
-}
-
-/// Opens the store, prints the admin token on first start, and serves the
-/// API on `addr` until Ctrl-C / SIGTERM: `holdup workbench serve`.
-pub fn serve_blocking(
-    db_path: &std::path::Path,
-    policy_path: Option<&std::path::Path>,
-    addr: std::net::SocketAddr,
-) -> anyhow::Result<()> {
-    let policy = match policy_path {
-        Some(p) => crate::policy::Policy::load(p)?,
-        None => crate::policy::Policy::default(),
-    };
-    let (wb, admin_token) = Workbench::open(db_path, policy)?;
-    if let Some(t) = admin_token {
-        println!("first start: created user admin; its API token (shown only now, keep it):\n{t}");
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        eprintln!(
-            "holdup workbench: serving http://{} (store {}); open it in a browser and log in with a token, or use `holdup wb`",
-            listener.local_addr()?,
-            db_path.display()
-        );
-        serve(Arc::new(wb), listener).await
-    })
-}
-
-/// Serves the API on `listener` until Ctrl-C / SIGTERM.
-pub async fn serve(wb: Arc<Workbench>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    axum::serve(listener, router(wb))
-        .with_graceful_shutdown(async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
-            }
-        })
-        .await?;
-    Ok(())
 }
 
 async fn whoami(Caller(u, _): Caller<Viewer>) -> Json<User> {
@@ -481,7 +434,7 @@ struct ScriptBody {
 }
 
 fn script_response(s: crate::Script, created: bool) -> (StatusCode, Json<Value>) {
-    let status = if s.status != "accepted" {
+    let status = if s.status != crate::ScriptStatus::Accepted {
         StatusCode::UNPROCESSABLE_ENTITY
     } else if created {
         StatusCode::CREATED

@@ -1,6 +1,10 @@
 //! Server-side SVG plots of holdup recordings for the workbench web UI:
 //! thread states over time and the run-queue latency histogram.
 //!
+//! Why this file is long: the SVG is drawn by hand (axes, ticks, legends,
+//! stacked areas, bars) with its proptests beside it; moving it onto a
+//! plotting crate with an SVG backend (issue 10) is not done yet.
+//!
 //! Pure string building: no plotting dependency, no scripts, no external
 //! references, so the output can be inlined into a page or served as
 //! `image/svg+xml` as it is. Every text that comes from a recording goes

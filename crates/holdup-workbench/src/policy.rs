@@ -59,6 +59,11 @@ pub struct Policy {
     pub max_note_bytes: usize,
     /// Bytes of notes one user may write in total.
     pub note_quota_bytes: u64,
+    /// Domain names the server may be reached by (the `Host` header),
+    /// besides IP addresses, single-label names and this host's name: a
+    /// request naming another domain is refused (a DNS-rebinding page
+    /// would name its own).
+    pub server_names: Vec<String>,
     /// Largest number of probes one wildcard attach point may expand to.
     pub wildcard_limit: u64,
     /// Catalog probes that need no approval when at most
@@ -142,6 +147,7 @@ impl Default for Policy {
             artifact_quota_bytes: 1 << 30,
             max_note_bytes: 16 * 1024,
             note_quota_bytes: 4 << 20,
+            server_names: vec![],
             wildcard_limit: 100,
             auto_approve: vec!["holdup-sched".into()],
             auto_approve_max_duration_s: 60,

@@ -1,10 +1,11 @@
 //! Runs: executing an approved request on this host, bounded in time and
 //! output, and never outliving its bound across a server restart.
 
-use crate::{audit, now, overhead, Error, ErrorKind, User, WbResult, Workbench};
+use crate::output::{Live, LiveBuf, SharedOutput};
+pub use crate::output::{Output, RecordCommand, RecordTarget};
+use crate::{audit, now, overhead, Error, ErrorKind, Run, RunStatus, User, WbResult, Workbench};
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -16,39 +17,6 @@ use tokio::sync::oneshot;
 pub const OUTPUT_TEXT_LIMIT: usize = 64 * 1024;
 /// Grace between SIGINT and SIGKILL when a run is stopped.
 const KILL_GRACE: Duration = Duration::from_secs(2);
-
-/// One run of an approved request.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    pub id: i64,
-    pub request_id: i64,
-    /// The request's probe (catalog name or `script:<id>`).
-    pub probe: String,
-    /// The request's incident, which holds the run's output as an artifact.
-    pub incident_id: Option<i64>,
-    pub started_by: String,
-    pub status: String,
-    pub started_at: i64,
-    pub deadline: i64,
-    pub ended_at: Option<i64>,
-    pub pid: Option<i64>,
-    pub pgid: Option<i64>,
-    pub output_bytes: i64,
-    pub exit_status: Option<i64>,
-    pub reason: Option<String>,
-    /// BPF program run time of the run's process group, from the kernel's
-    /// BPF stats (last reading).
-    pub bpf_run_time_ns: Option<i64>,
-    /// That run time over the run's wall time, percent of one CPU.
-    pub bpf_cpu_percent: Option<f64>,
-    /// Name of the incident artifact holding the output, once attached.
-    pub artifact: Option<String>,
-    /// The output as (lossy UTF-8) text, at most [`OUTPUT_TEXT_LIMIT`] bytes;
-    /// left out of listings.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    pub output_truncated: bool,
-}
 
 /// This host's name.
 pub fn this_host() -> String {
@@ -99,7 +67,7 @@ fn row_to_run(r: &rusqlite::Row<'_>, with_output: bool) -> rusqlite::Result<Run>
         id: r.get(0)?,
         request_id: r.get(1)?,
         started_by: r.get(2)?,
-        status: r.get(3)?,
+        status: crate::store::named(r, 3, RunStatus::parse)?,
         started_at: r.get(4)?,
         deadline: r.get(5)?,
         ended_at: r.get(6)?,
@@ -131,15 +99,6 @@ fn output_text(out: &[u8], total: i64) -> String {
         Err(_) => format!(
             "(binary output, {total} bytes: a holdup recording is shown as plots; download it from the incident or /api/runs/ID/output)"
         ),
-    }
-}
-
-/// A stored output shared by its readers.
-struct SharedOutput(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for SharedOutput {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
     }
 }
 
@@ -205,140 +164,6 @@ enum Stop {
     Overhead(f64),
     /// Stopped through the API by this user.
     User(String),
-}
-
-/// bpftrace's stdout while it runs: the chunks as read, shared with every
-/// reader (a reader takes references to the chunks, never a copy of the
-/// bytes).
-#[derive(Default)]
-pub(crate) struct LiveBuf {
-    chunks: Vec<Bytes>,
-    len: usize,
-}
-
-impl LiveBuf {
-    /// Appends within `max` bytes in all; false once over it.
-    fn append(&mut self, data: &[u8], max: usize) -> bool {
-        let room = max.saturating_sub(self.len);
-        let take = data.len().min(room);
-        if take > 0 {
-            self.chunks.push(Bytes::copy_from_slice(&data[..take]));
-            self.len += take;
-        }
-        data.len() <= room
-    }
-
-    /// The first `n` bytes (for the text view).
-    fn head(&self, n: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n.min(self.len));
-        for c in &self.chunks {
-            if out.len() >= n {
-                break;
-            }
-            out.extend_from_slice(&c[..c.len().min(n - out.len())]);
-        }
-        out
-    }
-
-    /// All of it as one buffer (at the end of the run, to store it).
-    fn concat(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len);
-        for c in &self.chunks {
-            out.extend_from_slice(c);
-        }
-        out
-    }
-}
-
-/// Output of a run while it runs.
-#[derive(Clone)]
-pub(crate) enum Live {
-    /// bpftrace's stdout so far.
-    Stdout(Arc<std::sync::Mutex<LiveBuf>>),
-    /// The recording `holdup record` is writing.
-    File(std::path::PathBuf),
-}
-
-/// A run's output, to send: shared, never copied per reader.
-pub enum Output {
-    /// Chunks of a running bpftrace's stdout.
-    Chunks(Vec<Bytes>),
-    /// The first `max` bytes of a recording being written.
-    File(std::path::PathBuf, u64),
-    /// Stored output (one copy in memory, shared by concurrent readers).
-    Stored(Bytes),
-}
-
-impl Output {
-    /// The whole output in one buffer (for plots): copies chunks and
-    /// reads files.
-    pub fn to_bytes(&self) -> Bytes {
-        match self {
-            Output::Stored(b) => b.clone(),
-            Output::Chunks(c) => {
-                let mut v = Vec::with_capacity(c.iter().map(|b| b.len()).sum());
-                for b in c {
-                    v.extend_from_slice(b);
-                }
-                Bytes::from(v)
-            }
-            Output::File(p, max) => {
-                use std::io::Read;
-                let mut v = Vec::new();
-                if let Ok(f) = std::fs::File::open(p) {
-                    let _ = f.take(*max).read_to_end(&mut v);
-                }
-                Bytes::from(v)
-            }
-        }
-    }
-}
-
-/// `holdup record`'s target, as the workbench asks for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordTarget {
-    /// One process.
-    Pid(u32),
-    /// One cgroup (a path under the cgroup root).
-    Cgroup(String),
-    /// The whole host.
-    All,
-}
-
-/// A `holdup record` invocation, typed: [`RecordCommand::args`] is the one
-/// place that spells its flags.
-#[derive(Debug, Clone)]
-pub struct RecordCommand {
-    /// What to record.
-    pub target: RecordTarget,
-    /// Scheduler programs only.
-    pub sched_only: bool,
-    /// How long.
-    pub duration: Duration,
-    /// The recording file.
-    pub output: std::path::PathBuf,
-}
-
-impl RecordCommand {
-    /// The command line after the program name.
-    pub fn args(&self) -> Vec<std::ffi::OsString> {
-        let mut a: Vec<std::ffi::OsString> = vec!["record".into()];
-        match &self.target {
-            RecordTarget::Pid(p) => a.extend(["--pid".into(), p.to_string().into()]),
-            RecordTarget::Cgroup(c) => a.extend(["--cgroup".into(), c.into()]),
-            RecordTarget::All => a.push("--all".into()),
-        }
-        if self.sched_only {
-            a.push("--sched-only".into());
-        }
-        a.extend([
-            "--duration".into(),
-            format!("{}s", self.duration.as_secs()).into(),
-            "-o".into(),
-            self.output.clone().into_os_string(),
-        ]);
-        a
-    }
 }
 
 /// A run this server process is watching.
@@ -420,7 +245,7 @@ impl Workbench {
             .query_runs("WHERE r.id = ?1", [id], true)?
             .pop()
             .ok_or_else(|| Error::not_found(format!("no run {id}")))?;
-        if run.status == "running" {
+        if run.status == RunStatus::Running {
             let (head, len) = match self.live_output(id) {
                 Some(Live::Stdout(b)) => {
                     let b = b.lock().unwrap_or_else(|e| e.into_inner());
@@ -524,7 +349,9 @@ impl Workbench {
         let t0 = std::time::Instant::now();
         loop {
             let run = self.get_run(id)?;
-            if run.status != "running" || t0.elapsed() > KILL_GRACE + Duration::from_secs(3) {
+            if run.status != RunStatus::Running
+                || t0.elapsed() > KILL_GRACE + Duration::from_secs(3)
+            {
                 return Ok(run);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -913,3 +913,121 @@ async fn store_files_are_private_and_reserved_names_refused() {
         assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", f.display());
     }
 }
+
+/// Finding 10: no header-read timeout, so half-open connections stayed
+/// open (300 of them, before). 100 connections that send half a request
+/// line are closed by the server once the header timeout (1 s here) has
+/// passed; a whole request still gets its answer.
+#[test]
+fn half_open_connections_are_closed_at_the_header_timeout() {
+    use std::io::{Read, Write};
+    let tmp = Tmp::new("half-open");
+    let (wb, admin) = Workbench::open(&tmp.db(), Policy::default()).unwrap();
+    let admin = admin.unwrap();
+    let rt = rt();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = rt.spawn(api::serve_with(
+        Arc::new(wb),
+        listener,
+        Duration::from_secs(1),
+        std::future::pending(),
+    ));
+    let mut half: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /api/whoami HTT").unwrap();
+            s
+        })
+        .collect();
+    let mut whole = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        whole,
+        "GET /api/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    whole.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut still_open = 0;
+    for s in &mut half {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            // closed (0), or answered (408) and closed
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(_) => still_open += 1,
+        }
+    }
+    server.abort();
+    assert_eq!(
+        still_open, 0,
+        "{still_open} of 100 half-open connections still open"
+    );
+}
+
+/// Finding 12 (smaller): a `Host` naming another domain (DNS rebinding) is
+/// refused; two approvals of one request at once decide it once, with one
+/// audit entry; bpftrace's messages do not reveal server paths.
+#[tokio::test]
+async fn foreign_hosts_double_decisions_and_path_leaks() {
+    let tmp = Tmp::new("smaller");
+    let wb = start_with(&tmp, Policy::default());
+    for (host, ok) in [
+        ("evil.example", false),
+        ("evil.example:7420", false),
+        ("127.0.0.1:7420", true),
+        ("localhost", true),
+        ("[::1]:7420", true),
+    ] {
+        let r = axum::http::Request::get("/api/whoami")
+            .header("host", host)
+            .header("authorization", format!("Bearer {}", wb.admin))
+            .body(Body::empty())
+            .unwrap();
+        let resp = tower::ServiceExt::oneshot(wb.app.clone(), r).await.unwrap();
+        assert_eq!(
+            resp.status().is_success(),
+            ok,
+            "Host {host}: {}",
+            resp.status()
+        );
+    }
+    let req = user(&wb, "rita", "requester").await;
+    let a1 = user(&wb, "amos", "approver").await;
+    let a2 = user(&wb, "anna", "approver").await;
+    let (_, r) = call_as(
+        &wb.app,
+        Method::POST,
+        "/api/requests",
+        &req,
+        Some(json!({"probe": "holdup-full", "target_kind": "host", "target": "", "host": "localhost", "duration_s": 5, "purpose": "p"})),
+    )
+    .await;
+    let path = format!("/api/requests/{}/approve", r["id"]);
+    let (x, y) = tokio::join!(
+        call_as(&wb.app, Method::POST, &path, &a1, Some(json!({}))),
+        call_as(&wb.app, Method::POST, &path, &a2, Some(json!({})))
+    );
+    let mut statuses = [x.0, y.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    let approvals = audit(&wb)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "request.approved")
+        .count();
+    assert_eq!(approvals, 1);
+    let (s, v) = submit(&wb, &req, "broken.bt", "BEGIN { printf(\"x\" }\n").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let tmpdir = std::env::temp_dir();
+    assert!(
+        !v.to_string().contains(tmpdir.to_str().unwrap()),
+        "the report names a server path: {v}"
+    );
+}

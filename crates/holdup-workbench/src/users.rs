@@ -1,0 +1,302 @@
+//! Users and authentication: tokens, roles, refusals audited.
+
+use super::*;
+
+/// Actor names the workbench itself writes into the audit log; no user
+/// may have one.
+pub const RESERVED_ACTORS: &[&str] = &["system", "policy", "anonymous"];
+
+/// A new API token: 32 random bytes, hex. Only its sha256 is stored.
+pub(crate) fn new_token() -> anyhow::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    Ok(format!("hwb_{}", hex::encode(b)))
+}
+
+impl Workbench {
+    /// Authenticates a bearer token: the user it belongs to, enabled.
+    /// Refusals are audited (see [`Workbench::record_refusal`]).
+    pub fn authenticate(&self, token: Option<&str>) -> WbResult<User> {
+        let Some(token) = token else {
+            self.record_refusal("anonymous", "auth.failure", "no token", "failures")?;
+            return Err(Error::new(
+                ErrorKind::Unauthenticated,
+                "no API token: send `Authorization: Bearer <token>` (the admin token is printed once at first start; an admin creates users with POST /api/users)",
+            ));
+        };
+        let hash = sha256_hex(token.as_bytes());
+        let user = self
+            .db()
+            .query_row(
+                "SELECT id, name, role, disabled FROM users WHERE token_hash = ?1",
+                [&hash],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, bool>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        match user {
+            Some((id, name, role, false)) => Ok(User {
+                id,
+                name,
+                role: Role::parse(&role).unwrap_or(Role::Viewer),
+                disabled: false,
+            }),
+            other => {
+                let (reason, msg) = match &other {
+                    Some((_, name, _, _)) => (
+                        format!("user {name} is disabled"),
+                        format!("user {name} is disabled: ask an admin to enable it"),
+                    ),
+                    None => (
+                        format!("unknown token (sha256 prefix {})", &hash[..12]),
+                        "unknown or revoked API token: ask an admin for a valid one".to_string(),
+                    ),
+                };
+                self.record_refusal("anonymous", "auth.failure", &reason, "failures")?;
+                Err(Error::new(ErrorKind::Unauthenticated, msg))
+            }
+        }
+    }
+
+    /// Checks `user` has at least role `need`.
+    pub fn require_role(user: &User, need: Role) -> WbResult<()> {
+        if user.role < need {
+            return Err(Error::forbidden(format!(
+                "this needs role {} or higher; user {} has role {}",
+                need.as_str(),
+                user.name,
+                user.role.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Audits a refusal (`action`: `auth.failure`, `access.refused`) by
+    /// `actor`. A flood of refusals would grow the log without bound: per
+    /// actor and action, at most one entry per [`AUTH_FAILURE_EVERY`], each
+    /// counting (under `count_key`) the refusals it stands for. The count
+    /// not yet written is kept in the store, so a restart loses none: it is
+    /// written at the next start.
+    pub fn record_refusal(
+        &self,
+        actor: &str,
+        action: &str,
+        reason: &str,
+        count_key: &str,
+    ) -> WbResult<()> {
+        let key = format!("{actor}\n{action}");
+        let every = AUTH_FAILURE_EVERY.as_secs() as i64;
+        let mut conn = self.db();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let row: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT pending, last_logged FROM refusals WHERE key = ?1",
+                [&key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let t = now();
+        match row {
+            Some((pending, last)) if t - last < every => {
+                tx.execute(
+                    "UPDATE refusals SET pending = ?2, reason = ?3 WHERE key = ?1",
+                    params![key, pending + 1, reason],
+                )?;
+            }
+            row => {
+                let n = row.map_or(0, |r| r.0) + 1;
+                let mut d = json!({"reason": reason});
+                d[count_key] = json!(n);
+                audit::append(&tx, t, actor, action, &d)?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO refusals (key, actor, action, reason, pending, last_logged) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                    params![key, actor, action, reason, t],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes the refusals counted but not yet audited (at start: those a
+    /// previous server process counted before it stopped).
+    pub(crate) fn flush_refusals(conn: &mut Connection) -> rusqlite::Result<()> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows: Vec<(String, String, String, String, i64)> = {
+            let mut st = tx.prepare(
+                "SELECT key, actor, action, reason, pending FROM refusals WHERE pending > 0",
+            )?;
+            let v = st
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            v
+        };
+        for (key, actor, action, reason, pending) in rows {
+            let count_key = if action == "auth.failure" {
+                "failures"
+            } else {
+                "refusals"
+            };
+            let mut d = json!({"reason": reason, "counted_before_restart": true});
+            d[count_key] = json!(pending);
+            audit::append(&tx, now(), &actor, &action, &d)?;
+            tx.execute(
+                "UPDATE refusals SET pending = 0, last_logged = ?2 WHERE key = ?1",
+                params![key, now()],
+            )?;
+        }
+        tx.commit()
+    }
+
+    /// Replaces a user's token (revoking the old one); returns the new one.
+    /// Admins may rotate anyone's token, users their own.
+    pub fn rotate_token(&self, actor: &User, name: &str) -> WbResult<String> {
+        validate_name(name)?;
+        if actor.name != name && actor.role < Role::Admin {
+            return Err(Error::forbidden(format!(
+                "only an admin or {name} may replace {name}'s token"
+            )));
+        }
+        let token = new_token().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+        let mut conn = self.db();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE users SET token_hash = ?1 WHERE name = ?2",
+            params![sha256_hex(token.as_bytes()), name],
+        )?;
+        if n == 0 {
+            return Err(Error::not_found(format!("no user {name}")));
+        }
+        audit::append(
+            &tx,
+            now(),
+            &actor.name,
+            "user.token_rotated",
+            &json!({"name": name}),
+        )?;
+        tx.commit()?;
+        Ok(token)
+    }
+
+    /// Changes a user's role or disables/enables it (admin). The last
+    /// enabled admin can be neither demoted nor disabled.
+    pub fn update_user(
+        &self,
+        actor: &User,
+        name: &str,
+        role: Option<Role>,
+        disabled: Option<bool>,
+    ) -> WbResult<User> {
+        validate_name(name)?;
+        let mut conn = self.db();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let cur: Option<(String, bool)> = tx
+            .query_row(
+                "SELECT role, disabled FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((cur_role, cur_disabled)) = cur else {
+            return Err(Error::not_found(format!("no user {name}")));
+        };
+        let new_role = role.unwrap_or(Role::parse(&cur_role).unwrap_or(Role::Viewer));
+        let new_disabled = disabled.unwrap_or(cur_disabled);
+        if cur_role == "admin" && !cur_disabled && (new_role != Role::Admin || new_disabled) {
+            let admins: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
+                [],
+                |r| r.get(0),
+            )?;
+            if admins <= 1 {
+                return Err(Error::conflict(format!(
+                    "{name} is the last enabled admin; make another admin first"
+                )));
+            }
+        }
+        tx.execute(
+            "UPDATE users SET role = ?1, disabled = ?2 WHERE name = ?3",
+            params![new_role.as_str(), new_disabled, name],
+        )?;
+        audit::append(
+            &tx,
+            now(),
+            &actor.name,
+            "user.updated",
+            &json!({"name": name, "role": new_role.as_str(), "disabled": new_disabled}),
+        )?;
+        tx.commit()?;
+        drop(conn);
+        self.list_users()?
+            .into_iter()
+            .find(|u| u.name == name)
+            .ok_or_else(|| Error::not_found(format!("no user {name}")))
+    }
+
+    /// Creates a user and returns its token (shown once).
+    pub fn create_user(&self, actor: &User, name: &str, role: Role) -> WbResult<(User, String)> {
+        validate_name(name)?;
+        if RESERVED_ACTORS.contains(&name) {
+            return Err(Error::bad_request(format!(
+                "user name {name:?} is reserved: the audit log uses it for the workbench itself ({}); pick another",
+                RESERVED_ACTORS.join(", ")
+            )));
+        }
+        let token = new_token().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+        let mut conn = self.db();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM users WHERE name = ?1)",
+            [name],
+            |r| r.get(0),
+        )?;
+        if exists {
+            return Err(Error::conflict(format!("user {name} already exists")));
+        }
+        tx.execute(
+            "INSERT INTO users (name, role, token_hash, created) VALUES (?1, ?2, ?3, ?4)",
+            params![name, role.as_str(), sha256_hex(token.as_bytes()), now()],
+        )?;
+        let id = tx.last_insert_rowid();
+        audit::append(
+            &tx,
+            now(),
+            &actor.name,
+            "user.created",
+            &json!({"name": name, "role": role.as_str()}),
+        )?;
+        tx.commit()?;
+        Ok((
+            User {
+                id,
+                name: name.to_string(),
+                role,
+                disabled: false,
+            },
+            token,
+        ))
+    }
+
+    pub fn list_users(&self) -> WbResult<Vec<User>> {
+        let conn = self.db();
+        let mut st = conn.prepare("SELECT id, name, role, disabled FROM users ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            let role: String = r.get(2)?;
+            Ok(User {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                role: Role::parse(&role).unwrap_or(Role::Viewer),
+                disabled: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
