@@ -624,68 +624,21 @@ fn txt(v: &Value) -> String {
 
 /// At most `max` characters, on one line.
 fn short(s: &str, max: usize) -> String {
-    let one_line: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
+    holdup_format::one_line(s, max)
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
+/// Unix seconds as a UTC date and time.
 fn time(v: &Value) -> String {
-    let Some(t) = v.as_i64() else {
-        return "-".into();
-    };
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    v.as_i64().map_or_else(|| "-".into(), holdup_format::utc_s)
 }
 
 /// Left-aligned columns, two spaces apart; the last column is not padded.
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let n = headers.len();
-    let mut width: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    let mut t = holdup_format::table(headers, &[]);
     for r in rows {
-        for (w, cell) in width.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
+        t.add_row(r);
     }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 < n {
-                s.push_str(c);
-                s.push_str(&" ".repeat(width[i] - c.chars().count() + 2));
-            } else {
-                s.push_str(c);
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut s = line(headers.to_vec());
-    for r in rows {
-        s.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    s
+    holdup_format::indented(&t, 0)
 }
 
 fn list(v: &Value) -> &[Value] {
@@ -1355,9 +1308,9 @@ mod tests {
 
     #[test]
     fn times_are_utc_dates() {
-        assert_eq!(time(&json!(0)), "1970-01-01 00:00:00");
-        assert_eq!(time(&json!(951_782_400)), "2000-02-29 00:00:00");
-        assert_eq!(time(&json!(1_700_000_000)), "2023-11-14 22:13:20");
+        assert_eq!(time(&json!(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(time(&json!(951_782_400)), "2000-02-29 00:00:00 UTC");
+        assert_eq!(time(&json!(1_700_000_000)), "2023-11-14 22:13:20 UTC");
         assert_eq!(time(&Value::Null), "-");
     }
 

@@ -68,13 +68,23 @@ pub fn rate(v: f64) -> String {
     }
 }
 
-/// A name cut to `n` characters for a column; a cut name ends in `~`.
+/// A name cut to `n` characters for a column; a cut name ends in `…`.
 pub fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
-        s.chars().take(n.saturating_sub(1)).chain(['~']).collect()
+        s.chars().take(n.saturating_sub(1)).chain(['…']).collect()
     }
+}
+
+/// Text from elsewhere (a user's note, a process name) on one line, control
+/// characters shown as spaces, cut to `n` characters (see [`truncate`]).
+pub fn one_line(s: &str, n: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    truncate(&flat, n)
 }
 
 /// Unix milliseconds as a UTC date and time to the second: "2023-11-14 22:13:20 UTC".
@@ -125,9 +135,12 @@ pub fn table(header: &[&str], right: &[usize]) -> Table {
     t.load_preset(NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.iter().copied());
-    for &c in right {
+    for c in 0..header.len() {
         if let Some(col) = t.column_mut(c) {
-            col.set_cell_alignment(CellAlignment::Right);
+            col.set_padding((0, 2));
+            if right.contains(&c) {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
         }
     }
     t
@@ -156,7 +169,8 @@ mod tests {
         assert_eq!(us(64.0), "64 µs");
         assert_eq!(bytes_rate(3.0 * 1048576.0), "3.0 MiB/s");
         assert_eq!(pct(0.434), "43%");
-        assert_eq!(truncate("abcdefgh", 4), "abc~");
+        assert_eq!(truncate("abcdefgh", 4), "abc…");
+        assert_eq!(one_line("a\nb\x1b[2J", 20), "a b [2J");
         assert_eq!(truncate("abc", 4), "abc");
     }
 

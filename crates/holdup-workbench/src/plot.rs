@@ -623,13 +623,7 @@ fn axis_labels(out: &mut String, x: &str, y: &str, right: f64) {
 
 /// At most `max` characters, so a long command line stays inside the plot.
 fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
+    holdup_format::truncate(s, max)
 }
 
 /// A 1, 2 or 5 times a power of ten step that cuts `range` into about `ticks` parts.
