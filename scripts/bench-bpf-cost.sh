@@ -38,7 +38,10 @@ for r in $(seq "$runs"); do
   n=${#bins[@]}
   for i in $(seq 0 $((n - 1))); do
     b="${bins[$(( (i + r) % n ))]}"
+    c0="$(redis-cli -p "$port" info stats | awk -F: '/^total_commands_processed/ {print $2+0}')"
     "$b" record --pid "$redis" --duration "${secs}s" -o "$tmp/r.rec" >/dev/null 2>&1
+    c1="$(redis-cli -p "$port" info stats | awk -F: '/^total_commands_processed/ {print $2+0}')"
+    echo "$b redis_ops_per_s $(( (c1 - c0) / secs )) 0" >>"$tmp/vals"
     "$b" inspect --json "$tmp/r.rec" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
@@ -57,12 +60,16 @@ for line in open(sys.argv[1]):
     b, name, a, c = line.split()
     vals[(b, name)].append((float(a), float(c)))
 runs, secs, bins = sys.argv[2], sys.argv[3], sys.argv[4:]
-names = sorted({n for (_, n) in vals if n != "all"})
+names = sorted({n for (_, n) in vals if n not in ("all", "redis_ops_per_s")})
 print("| program | " + " | ".join(f"{b} ns/run (runs/s)" for b in bins) + " |")
 print("|---|" + "---|" * len(bins))
 row = ["all programs, % of one CPU"]
 for b in bins:
     row.append(f"{statistics.median(a for a, _ in vals[(b, 'all')]):.2f}%")
+print("| " + " | ".join(row) + " |")
+row = ["Redis commands/s while recording"]
+for b in bins:
+    row.append(f"{statistics.median(a for a, _ in vals[(b, 'redis_ops_per_s')]):.0f}")
 print("| " + " | ".join(row) + " |")
 for n in names:
     row = [n]
