@@ -5,12 +5,16 @@ use holdup_bpf::types;
 use holdup_model::{Histogram, Resource, SocketAddrs, WaitKind};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// Kernel `enum res_kind_extra::RES_FUTEX_WAKE`.
-pub const RES_FUTEX_WAKE: u32 = 16;
-/// Kernel `enum wake_cause`.
-pub const CAUSE_THREAD: u16 = 0;
+// The kernel's constants, from the enums of holdup.h as generated into the
+// skeleton (never copied here).
+/// Kernel `enum res_kind_extra::RES_FUTEX_WAKE`: a waker's futex wakes (metric 8).
+pub const RES_FUTEX_WAKE: u32 = types::res_kind_extra::RES_FUTEX_WAKE.0;
+/// Kernel `enum wake_cause`: a task woke it.
+pub const CAUSE_THREAD: u16 = types::wake_cause::CAUSE_THREAD.0 as u16;
 /// Data on a socket ended the wait.
-pub const CAUSE_SOCKET: u16 = 1;
+pub const CAUSE_SOCKET: u16 = types::wake_cause::CAUSE_SOCKET.0 as u16;
+/// Number of loss counters (`enum loss_kind`).
+pub const NR_LOSS: usize = types::loss_kind::NR_LOSS.0 as usize;
 
 /// Reads a plain-old-data kernel record from map bytes.
 pub fn pod<T: Copy + Default>(bytes: &[u8]) -> T {
@@ -170,6 +174,37 @@ pub fn disk_name(dev: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_kinds_match_the_kernels() {
+        use types::wait_kind as K;
+        let pairs = [
+            (K::WAIT_FUTEX, WaitKind::Futex),
+            (K::WAIT_FILE_READ, WaitKind::FileRead),
+            (K::WAIT_FILE_WRITE, WaitKind::FileWrite),
+            (K::WAIT_SOCK_RECV, WaitKind::SockRecv),
+            (K::WAIT_SOCK_SEND, WaitKind::SockSend),
+            (K::WAIT_ACCEPT, WaitKind::Accept),
+            (K::WAIT_CONNECT, WaitKind::Connect),
+            (K::WAIT_MUX, WaitKind::Mux),
+            (K::WAIT_OTHER, WaitKind::Other),
+        ];
+        for (k, w) in pairs {
+            assert_eq!(
+                WaitKind::from_kernel(k.0),
+                Some(w),
+                "kernel wait kind {}",
+                k.0
+            );
+        }
+        assert_eq!(WaitKind::from_kernel(K::WAIT_NONE.0), None);
+        assert_eq!(pairs.len() + 1, K::NR_WAIT_KINDS.0 as usize);
+        // thread_stats carries one slot per kind, indexed by the kernel value
+        assert_eq!(
+            types::thread_stats::default().wait_ns.len(),
+            K::NR_WAIT_KINDS.0 as usize
+        );
+    }
 
     #[test]
     fn ipv4_socket_formats_both_ends() {

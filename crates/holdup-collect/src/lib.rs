@@ -27,7 +27,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 pub use target::TargetSpec;
@@ -120,12 +120,16 @@ fn wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
-const NR_LOSS: usize = 9;
+use convert::NR_LOSS;
 
 /// A running collector. Dropping it detaches every program and restores BPF stats.
 pub struct Collector {
     skel: HoldupSkel<'static>,
     iter_link: Link,
+    /// `sk_data_ready`'s link while it is attached.
+    data_ready_link: Option<Link>,
+    /// Whether `sk_data_ready` was loaded (not with --sched-only).
+    data_ready_loaded: bool,
     _stats_fd: Option<OwnedFd>,
     exec_rb: Option<RingBuffer<'static>>,
     exec_pending: Arc<Mutex<Vec<(u32, String)>>>,
@@ -180,6 +184,10 @@ impl Collector {
             ro.targ_comm = u8::from(matches!(opts.target, TargetSpec::Comm(_)));
         }
         open.progs.window_cut.set_autoattach(false);
+        // Attached only while targets wait in poll or select (see `cut`): it
+        // fires for every packet on the host, and epoll and blocking socket
+        // waits are named without it.
+        open.progs.handle_sk_data_ready.set_autoattach(false);
         if !opts.socket_calls || opts.sched_only {
             open.progs.handle_sock_recv_length.set_autoload(false);
             open.progs.handle_sock_send_length.set_autoload(false);
@@ -227,6 +235,8 @@ impl Collector {
         let mut c = Collector {
             skel,
             iter_link,
+            data_ready_link: None,
+            data_ready_loaded: !opts.sched_only,
             _stats_fd: stats_fd,
             exec_rb,
             exec_pending,
@@ -357,13 +367,7 @@ impl Collector {
             }
         }
         let pid = pid as u32;
-        let _ = self
-            .skel
-            .maps
-            .target_tgids
-            .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY);
-        // The child may already have been seen, and remembered as not a target.
-        self.bump_targets_gen();
+        self.add_target(pid);
         let mut errno = 0i32;
         // SAFETY: our own pipe ends; the read returns 0 once exec closed the report pipe.
         let n = unsafe {
@@ -384,24 +388,19 @@ impl Collector {
         Ok(child)
     }
 
-    /// Keeps the kernel's target sets in line with the user's target. At a
-    /// window cut, cgroup and comm targets also make the kernel re-check every
-    /// task (processes move between cgroups and rename themselves).
+    /// Keeps the kernel's target set in line with the user's target. Cgroup
+    /// targets are matched by the kernel itself (fork and the window
+    /// iterator); comm targets are matched here on exec events, and at a
+    /// window cut on every process (processes rename themselves).
     fn refresh_targets(&mut self, at_cut: bool) {
-        let add_tgids = |skel: &HoldupSkel, set: &BTreeSet<u32>| {
-            for pid in set {
-                let _ = skel
-                    .maps
-                    .target_tgids
-                    .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY);
-            }
-        };
         match &self.spec {
             TargetSpec::Pid(_) => {
                 // Existing descendants too; later ones arrive through fork in the kernel.
                 if self.index == 0 {
                     if let Some(pid) = self.root_pid {
-                        add_tgids(&self.skel, &target::with_descendants(pid));
+                        for p in target::with_descendants(pid) {
+                            self.add_target(p);
+                        }
                     }
                 }
             }
@@ -414,9 +413,6 @@ impl Collector {
                             MapFlags::ANY,
                         );
                     }
-                }
-                if at_cut {
-                    self.bump_targets_gen();
                 }
             }
             TargetSpec::Comm(re) => {
@@ -434,32 +430,36 @@ impl Collector {
                     .filter(|(_, comm)| re.is_match(comm))
                     .map(|(pid, _)| pid)
                     .collect();
-                let fresh = !set.is_empty();
                 if at_cut {
                     set.extend(target::matching_comm(&re));
                 }
-                add_tgids(&self.skel, &set);
-                if fresh || at_cut {
-                    self.bump_targets_gen();
+                for p in set {
+                    self.add_target(p);
                 }
             }
             TargetSpec::All | TargetSpec::Command(_) => {}
         }
     }
 
-    /// Makes the kernel re-check tasks it remembered as not targets.
-    fn bump_targets_gen(&mut self) {
-        let bss = self
+    /// Sets a process's bit in the kernel's target bitmap (never holdup's own).
+    fn add_target(&mut self, tgid: u32) {
+        if tgid == std::process::id() {
+            return;
+        }
+        let bits = self
             .skel
             .maps
-            .bss_data
+            .data_targets_data
             .as_deref_mut()
-            .expect("bss is mmapped");
-        // SAFETY: aligned u32 in the mmapped .bss, read by the kernel with one load.
-        unsafe {
-            let g = std::ptr::read_volatile(&bss.targets_gen);
-            std::ptr::write_volatile(&mut bss.targets_gen, g.wrapping_add(1));
-        }
+            .expect("the target bitmap is mmapped");
+        // Its length is the kernel's (generated from BTF); tgids stop at 2^22.
+        let Some(word) = bits.target_bits.get_mut((tgid >> 6) as usize) else {
+            return;
+        };
+        let word = word as *mut u64;
+        // SAFETY: an aligned u64 in the mmapped map, which the kernel also
+        // updates with atomic ORs (fork): OR atomically here too.
+        unsafe { AtomicU64::from_ptr(word) }.fetch_or(1 << (tgid & 63), Ordering::SeqCst);
     }
 
     fn set_window_start(&mut self, t: u64) {
@@ -524,6 +524,7 @@ impl Collector {
         };
         let threads = self.drain_threads(old_slot);
         let (resources, futex_wakes) = self.drain_resources(old_slot);
+        self.attach_data_ready_if_polling(&resources);
         let wakeups = self.drain_wakeups(old_slot);
         let culprits = self.drain_culprits(old_slot);
         let disks = self.drain_disks(old_slot);
@@ -550,6 +551,24 @@ impl Collector {
             overhead,
             runtimes,
         })
+    }
+
+    /// Poll and select waits (unlike epoll's) name the socket that ended them
+    /// only from `sk_data_ready` on the waking CPU: attach it while the last
+    /// window had such waits by targets, detach it when it had none.
+    fn attach_data_ready_if_polling(&mut self, resources: &[ResourceWait]) {
+        if !self.data_ready_loaded {
+            return;
+        }
+        let polling = resources.iter().any(|r| {
+            r.kind == WaitKind::Mux
+                && matches!(r.resource, holdup_model::Resource::Mux { instance: 0, .. })
+        });
+        if polling && self.data_ready_link.is_none() {
+            self.data_ready_link = self.skel.progs.handle_sk_data_ready.attach().ok();
+        } else if !polling {
+            self.data_ready_link = None;
+        }
     }
 
     fn drain(map: &dyn MapCore, slot: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -756,16 +775,18 @@ impl Collector {
             .map(|(a, b)| a.saturating_sub(*b))
             .collect();
         self.prev_loss = now;
+        use types::loss_kind as L;
+        let d = |k: L| d[k.0 as usize];
         Loss {
-            thread_map_full: d[0],
-            resource_map_full: d[1],
-            wake_map_full: d[2],
-            culprit_map_full: d[3],
-            disk_map_full: d[4],
-            threads_untracked: d[5],
-            bio_inflight_full: d[6],
-            ringbuf_drops: d[7],
-            threads_missed: d[8],
+            thread_map_full: d(L::LOSS_THREAD_MAP_FULL),
+            resource_map_full: d(L::LOSS_RES_MAP_FULL),
+            wake_map_full: d(L::LOSS_WAKE_MAP_FULL),
+            culprit_map_full: d(L::LOSS_CULPRIT_MAP_FULL),
+            disk_map_full: d(L::LOSS_DISK_MAP_FULL),
+            threads_untracked: d(L::LOSS_STATE_MAP_FULL),
+            bio_inflight_full: d(L::LOSS_BIO_INFLIGHT_FULL),
+            ringbuf_drops: d(L::LOSS_RINGBUF),
+            threads_missed: d(L::LOSS_UNKNOWN_STATE),
         }
     }
 

@@ -17,7 +17,7 @@ int handle_block_bio_queue(struct trace_event_raw_block_bio *ctx)
 	info.ts = bpf_ktime_get_ns();
 	info.tid = t->pid;
 	info.tgid = t->tgid;
-	info.is_target = state_of(t) != 0;
+	info.is_target = task_is_target(t);
 	info.write = ctx->rwbs[0] == 'W' || (ctx->rwbs[0] == 'F' && ctx->rwbs[1] == 'W');
 	bpf_get_current_comm(info.comm, TASK_COMM_LEN);
 	if (bpf_map_update_elem(&bio_inflight, &key, &info, BPF_ANY))

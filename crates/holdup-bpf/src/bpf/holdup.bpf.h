@@ -27,6 +27,7 @@
 #define MAX_CULPRITS 16384
 #define MAX_DISK 8192
 #define MAX_INFLIGHT_BIO 16384
+#define TARGET_WORDS 65536 /* 2^22 tgid bits */
 
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
@@ -58,6 +59,22 @@ struct futex_key_cache {
 	__u32 dev;
 };
 
+/*
+ * The current window's wait totals of the resource a thread last waited on.
+ * A thread waits on one resource at a time and mostly on the same one again
+ * (its epoll instance, its lock, its socket), so its waits add up here and
+ * reach the res_stats hash map once, when it waits on something else or the
+ * window is cut: the hot path touches no hash map for them.
+ */
+struct res_acc {
+	__u32 slot;
+	__u32 kind; /* enum wait_kind; WAIT_NONE: empty */
+	__u64 wait_ns;
+	__u64 waits;
+	__u64 hist[NR_BUCKETS];
+	struct res_desc desc;
+};
+
 struct thread_state {
 	__u64 since;     /* start of the current state */
 	__u64 acct;      /* time up to which this state is already accounted */
@@ -67,6 +84,7 @@ struct thread_state {
 	__u32 _pad;
 	struct res_desc res;
 	struct futex_key_cache fkey;
+	struct res_acc acc;
 	struct thread_stats stats[2]; /* per window slot */
 };
 
@@ -133,13 +151,6 @@ struct bio_info {
 
 typedef struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} target_tgids_t;
-
-typedef struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);
 	__type(value, __u8);
@@ -152,14 +163,6 @@ typedef struct {
 	__type(key, int);
 	__type(value, struct thread_state);
 } thread_states_t;
-
-/* Negative cache: this task was checked against targets generation N and is not one. */
-typedef struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, __u32);
-} not_target_t;
 
 typedef struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -229,10 +232,8 @@ typedef struct {
 	__uint(max_entries, 64 * 1024);
 } exec_events_t;
 
-HOLDUP_MAP(target_tgids_t target_tgids);
 HOLDUP_MAP(target_cgroups_t target_cgroups);
 HOLDUP_MAP(thread_states_t thread_states);
-HOLDUP_MAP(not_target_t not_target);
 HOLDUP_MAP(thread_stats_map_t thread_stats);
 HOLDUP_MAP(res_stats_map_t res_stats);
 HOLDUP_MAP(wake_stats_map_t wake_stats);
@@ -253,8 +254,14 @@ const volatile __u8 follow_children = 1;
 const volatile __u32 self_tgid = 0;
 /* Start of the current window (CLOCK_MONOTONIC ns); its low bit is the slot. */
 volatile __u64 window_start = 0;
-/* Bumped by user space when the target set may have grown: redo negative checks. */
-volatile __u32 targets_gen = 0;
+/*
+ * The target set: one bit per tgid, up to PID_MAX_LIMIT (2^22). Set by user
+ * space (pid, command, comm targets), by fork for children of targets, and
+ * by the window iterator for processes in a target cgroup. A plain load
+ * rejects every other task before any helper call. Bits are never cleared
+ * (as the tgid set they replace was not): a reused tgid stays traced.
+ */
+volatile __u64 target_bits[TARGET_WORDS] SEC(".data.targets");
 /* Target threads asleep on a socket, epoll or poll: sk_data_ready only matters then. */
 volatile __s64 socket_waiters = 0;
 #else
@@ -264,7 +271,7 @@ extern const volatile __u8 targ_comm;
 extern const volatile __u8 follow_children;
 extern const volatile __u32 self_tgid;
 extern volatile __u64 window_start;
-extern volatile __u32 targets_gen;
+extern volatile __u64 target_bits[TARGET_WORDS];
 extern volatile __s64 socket_waiters;
 #endif
 
@@ -337,47 +344,37 @@ static __always_inline __u64 task_cgroup_id(struct task_struct *t)
 	return t->cgroups->dfl_cgrp->kn->id;
 }
 
-/* Is this task one of the traced ones? The first check of every handler. */
+/* Is this tgid in the target set? */
+static __always_inline bool tgid_is_target(__u32 tgid)
+{
+	return target_bits[BOUNDED(tgid >> 6, 0xffff)] & (1ULL << (tgid & 63));
+}
+
+static __always_inline void set_target_tgid(__u32 tgid)
+{
+	__sync_fetch_and_or(&target_bits[BOUNDED(tgid >> 6, 0xffff)], 1ULL << (tgid & 63));
+}
+
+/* Is this task one of the traced ones? The first check of every handler:
+ * two loads, no helper call. */
 static __always_inline bool task_is_target(struct task_struct *t)
 {
-	__u32 tgid = t->tgid;
-	if (tgid == self_tgid)
-		return false;
 	if (targ_all)
-		return t->pid != 0;
-	if (bpf_map_lookup_elem(&target_tgids, &tgid))
-		return true;
-	if (targ_cgroup) {
-		__u64 cg = task_cgroup_id(t);
-		if (bpf_map_lookup_elem(&target_cgroups, &cg))
-			return true;
-	}
-	return false;
+		return t->pid != 0 && t->tgid != self_tgid;
+	return tgid_is_target(t->tgid);
+}
+
+/* Cgroup targets: is the task in one of the target cgroups? (window iterator, fork) */
+static __always_inline bool task_in_target_cgroup(struct task_struct *t)
+{
+	__u64 cg = task_cgroup_id(t);
+	return bpf_map_lookup_elem(&target_cgroups, &cg) != 0;
 }
 
 /* The tracking state of a target thread, or NULL. */
 static __always_inline struct thread_state *state_of(struct task_struct *t)
 {
 	return bpf_task_storage_get(&thread_states, t, 0, 0);
-}
-
-/*
- * Whether an untracked task should be tracked. Non-targets are remembered in
- * task storage, so the common case (some other task) costs one lookup.
- */
-static __always_inline bool should_track(struct task_struct *t)
-{
-	__u32 gen = targets_gen;
-	__u32 *seen = bpf_task_storage_get(&not_target, t, 0, 0);
-
-	if (seen && *seen == gen)
-		return false;
-	if (task_is_target(t))
-		return true;
-	seen = bpf_task_storage_get(&not_target, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (seen)
-		*seen = gen;
-	return false;
 }
 
 /* Zeroed initial value for any map entry (values exceed the 512-byte stack). */
@@ -416,6 +413,8 @@ __hidden void futex_note_wake(struct task_struct *waker, __u32 slot,
 
 /* mux.bpf.c: epoll/poll/select wait; fills desc */
 __hidden __u32 mux_classify(struct task_struct *t, long nr, __u64 fd, struct res_desc *desc);
+/* mux.bpf.c: the socket on an epoll instance's ready list (what woke its waiter), or 0 */
+__hidden __u64 mux_epoll_ready_sock(__u64 epfile);
 /* mux.bpf.c: consume this CPU's recent sk_data_ready, if any: the socket pointer */
 __hidden __u64 mux_take_data_ready(__u64 now, __u32 waker_pid);
 

@@ -75,7 +75,7 @@ static __always_inline int sock_length(struct sock *sk, int ret, __u32 kind)
 	struct res_desc d = {};
 	struct res_stats *r;
 
-	if (!state_of(t))
+	if (!task_is_target(t) || !state_of(t))
 		return 0;
 	d.id1 = (__u64)sk;
 	r = bpf_map_lookup_elem(&res_stats, &(struct res_key){

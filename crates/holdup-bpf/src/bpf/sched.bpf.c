@@ -15,6 +15,16 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Type anchor: the ring buffer record has no map type for libbpf-cargo to emit. */
 struct exec_event _anchor_exec_event = {};
+/*
+ * Enum anchors: enums reach the generated Rust (holdup_bpf::types) only
+ * through a typed global, and user space reads their values from there
+ * instead of copying them (checked at build time by construction).
+ */
+enum thread_state_kind _anchor_thread_state_kind = ST_ONCPU;
+enum wait_kind _anchor_wait_kind = WAIT_NONE;
+enum res_kind_extra _anchor_res_kind_extra = RES_FUTEX_WAKE;
+enum wake_cause _anchor_wake_cause = CAUSE_THREAD;
+enum loss_kind _anchor_loss_kind = LOSS_THREAD_MAP_FULL;
 
 __hidden struct thread_stats *thread_stats_get(struct thread_state *ts, __u32 slot, __u32 tid,
 					       struct task_struct *t)
@@ -70,6 +80,48 @@ __hidden struct res_stats *res_stats_get(__u32 slot, __u32 tid, __u32 tgid, __u3
 	return r;
 }
 
+/* Hand a thread's accumulated waits on one resource to the res_stats map. */
+static __always_inline void flush_res_acc(struct thread_state *ts, __u32 tid)
+{
+	struct res_acc *acc = &ts->acc;
+	struct res_stats *r;
+
+	if (acc->kind == WAIT_NONE)
+		return;
+	r = res_stats_get(acc->slot, tid, ts->tgid, acc->kind, &acc->desc);
+	if (r) {
+		__sync_fetch_and_add(&r->wait_ns, acc->wait_ns);
+		__sync_fetch_and_add(&r->waits, acc->waits);
+		for (int i = 0; i < NR_BUCKETS; i++)
+			if (acc->hist[i])
+				__sync_fetch_and_add(&r->hist[i], acc->hist[i]);
+	}
+	acc->kind = WAIT_NONE;
+}
+
+/*
+ * The accumulator for the thread's current wait in the current window's
+ * slot, flushing whatever it held before. Older slots (a wait split at the
+ * boundary) are not accumulated: NULL, and the caller goes to the map.
+ */
+static __always_inline struct res_acc *res_acc_for(struct thread_state *ts, __u32 tid,
+						   __u32 slot)
+{
+	struct res_acc *acc = &ts->acc;
+
+	if (slot != (window_start & 1))
+		return 0;
+	if (acc->kind == ts->wait_kind && acc->slot == slot && acc->desc.id1 == ts->res.id1 &&
+	    acc->desc.id2 == ts->res.id2)
+		return acc;
+	flush_res_acc(ts, tid);
+	__builtin_memset(acc, 0, sizeof(*acc));
+	acc->slot = slot;
+	acc->kind = ts->wait_kind;
+	acc->desc = ts->res;
+	return acc;
+}
+
 /*
  * Add [a, b) of the thread's current state to window `slot`. A wait that
  * ends here (closing_dur: its whole length) also lands in the resource's
@@ -84,6 +136,7 @@ static __always_inline void add_interval(struct thread_state *ts, __u32 tid,
 	__u32 wk = ts->wait_kind;
 	struct thread_stats *s;
 	struct res_stats *r;
+	struct res_acc *acc;
 
 	if (b <= a || st >= NR_STATES)
 		return;
@@ -96,6 +149,13 @@ static __always_inline void add_interval(struct thread_state *ts, __u32 tid,
 	__sync_fetch_and_add(&s->wait_ns[BOUNDED(wk, 15)], d);
 	if (wk == WAIT_OTHER)
 		return;
+	acc = res_acc_for(ts, tid, slot);
+	if (acc) {
+		acc->wait_ns += d;
+		if (closing_dur)
+			acc->hist[BOUNDED(log2_bucket(closing_dur), 31)] += 1;
+		return;
+	}
 	r = res_stats_get(slot, tid, ts->tgid, wk, &ts->res);
 	if (!r)
 		return;
@@ -142,22 +202,31 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 	struct wake_stats *w;
 	__u64 sk = 0;
 	__u32 waker_pid;
+	struct cpu_ctx *c = this_cpu_ctx();
+	bool timer = c && c->timer_ts && now - c->timer_ts < SAME_EVENT_NS;
 
-	/* Who (or what) ended the sleep: metric 5, 8 and 15. */
+	/*
+	 * Who (or what) ended the sleep: metric 5, 8 and 15. A recv or accept
+	 * sleeper not woken by a timer was woken by its own socket (data, a
+	 * connection, or a state change on it): the wait's resource is the
+	 * socket. An epoll sleeper's socket is on the instance's ready list.
+	 */
+	waker_pid = waker->pid;
 	if (socket_wait(ts->wait_kind)) {
 		__sync_fetch_and_add(&socket_waiters, -1);
-		sk = mux_take_data_ready(now, waker->pid);
+		if (!timer && ts->wait_kind != WAIT_MUX)
+			sk = ts->res.id1;
+		else if (!timer && ts->res.id1)
+			sk = mux_epoll_ready_sock(ts->res.id1);
+		else if (!timer)
+			sk = mux_take_data_ready(now, waker_pid);
 	}
-	waker_pid = waker->pid;
 	wk.slot = slot;
 	wk.wakee_tid = tid;
 	wk.wait_kind = ts->wait_kind;
 	wk.res_id = ts->res.id1;
 	{
-		struct cpu_ctx *c = this_cpu_ctx();
-		bool kernel = waker_pid == 0;
-		if (c && c->timer_ts && now - c->timer_ts < SAME_EVENT_NS)
-			kernel = true;
+		bool kernel = waker_pid == 0 || timer;
 		if (c && (ts->state == ST_IOWAIT || ts->state == ST_DSLEEP) &&
 		    now - c->blk_done_ts < SAME_EVENT_NS)
 			kernel = true;
@@ -179,6 +248,8 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 		if (wk.cause == CAUSE_THREAD) {
 			w->waker_tgid = waker->tgid;
 			bpf_probe_read_kernel_str(w->waker_comm, sizeof(w->waker_comm), waker->comm);
+		} else if (wk.cause == CAUSE_SOCKET && sk == ts->res.id1) {
+			w->sock = ts->res.sock; /* the wait's own socket, described at sleep */
 		} else if (wk.cause == CAUSE_SOCKET) {
 			struct res_desc d = {};
 			net_describe_sock((struct sock *)sk, &d);
@@ -263,9 +334,9 @@ static __always_inline void begin_wait(struct thread_state *ts, __u32 tid, struc
 	if (wk == WAIT_OTHER)
 		return;
 	{
-		struct res_stats *r = res_stats_get(slot, tid, ts->tgid, wk, &ts->res);
-		if (r)
-			__sync_fetch_and_add(&r->waits, 1);
+		struct res_acc *acc = res_acc_for(ts, tid, slot);
+		if (acc)
+			acc->waits += 1;
 	}
 }
 
@@ -356,9 +427,9 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 	}
 
 	/* prev leaves the CPU */
-	if (prev_tid) {
+	if (prev_tid && task_is_target(prev)) {
 		ts = state_of(prev);
-		if (!ts && should_track(prev)) {
+		if (!ts) {
 			count_loss(LOSS_UNKNOWN_STATE);
 			ts = track(prev_tid, prev, ST_ONCPU, now);
 		}
@@ -368,6 +439,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 				struct thread_stats *s =
 					thread_stats_get(ts, window_start & 1, prev_tid, prev);
 				s->exited = 1;
+				flush_res_acc(ts, prev_tid);
 				flush_thread_stats(ts, 0, prev_tid, prev);
 				flush_thread_stats(ts, 1, prev_tid, prev);
 				bpf_task_storage_delete(&thread_states, prev);
@@ -388,9 +460,9 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 	}
 
 	/* next gets the CPU */
-	if (next_tid) {
+	if (next_tid && task_is_target(next)) {
 		ts = state_of(next);
-		if (!ts && should_track(next)) {
+		if (!ts) {
 			count_loss(LOSS_UNKNOWN_STATE);
 			ts = track(next_tid, next, ST_RUNQ, now);
 		}
@@ -423,13 +495,15 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 
 static __always_inline int on_wakeup(struct task_struct *p, bool is_new)
 {
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now;
 	__u32 tid = p->pid;
-	struct thread_state *ts = state_of(p);
+	struct thread_state *ts;
 
+	if (!task_is_target(p))
+		return 0;
+	now = bpf_ktime_get_ns();
+	ts = state_of(p);
 	if (!ts) {
-		if (!should_track(p))
-			return 0;
 		if (!is_new)
 			count_loss(LOSS_UNKNOWN_STATE);
 		track(tid, p, ST_RUNQ, now);
@@ -468,12 +542,13 @@ int BPF_PROG(handle_sched_process_fork, struct task_struct *parent, struct task_
 {
 	__u32 ptgid = parent->tgid;
 	__u32 ctgid = child->tgid;
-	__u8 one = 1;
 
-	if (!follow_children || ptgid == ctgid)
+	if (targ_all || ptgid == ctgid || tgid_is_target(ctgid))
 		return 0;
-	if (bpf_map_lookup_elem(&target_tgids, &ptgid))
-		bpf_map_update_elem(&target_tgids, &ctgid, &one, BPF_ANY);
+	/* a cgroup's new process is in it from birth, followed or not */
+	if ((follow_children && tgid_is_target(ptgid)) ||
+	    (targ_cgroup && task_in_target_cgroup(child)))
+		set_target_tgid(ctgid);
 	return 0;
 }
 
@@ -481,8 +556,11 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_sched_process_exit, struct task_struct *p)
 {
 	__u32 tid = p->pid;
-	struct thread_state *ts = state_of(p);
+	struct thread_state *ts;
 
+	if (!task_is_target(p))
+		return 0;
+	ts = state_of(p);
 	if (!ts)
 		return 0;
 	thread_stats_get(ts, window_start & 1, tid, p)->exited = 1;
@@ -546,6 +624,12 @@ int window_cut(struct bpf_iter__task *ctx)
 	if (!t)
 		return 0;
 	tid = t->pid;
+	if (!task_is_target(t)) {
+		/* cgroup targets: processes that moved into a target cgroup */
+		if (!targ_cgroup || tid == 0 || t->tgid == self_tgid || !task_in_target_cgroup(t))
+			return 0;
+		set_target_tgid(t->tgid);
+	}
 	ts = state_of(t);
 	if (ts) {
 		__u64 start = ts->since > ts->acct ? ts->since : ts->acct;
@@ -553,11 +637,11 @@ int window_cut(struct bpf_iter__task *ctx)
 			add_interval(ts, tid, t, (ws & 1) ^ 1, start, ws, 0);
 			ts->acct = ws;
 		}
+		if (ts->acc.slot != (ws & 1))
+			flush_res_acc(ts, tid);
 		flush_thread_stats(ts, (ws & 1) ^ 1, tid, t);
 		return 0;
 	}
-	if (!should_track(t))
-		return 0;
 	{
 		__u32 state;
 		unsigned int st = t->__state;
