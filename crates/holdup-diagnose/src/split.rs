@@ -464,10 +464,15 @@ pub fn active_windows(m: &Model, windows: &[WinRef], roles: &[usize]) -> (Vec<Wi
         sorted[sorted.len() / 2..][(sorted.len() - sorted.len() / 2) / 2]
     };
     let (level, work_level) = (level_of(&activity), level_of(&work));
-    let idle = |a: f64| a < IDLE_FLOOR.max(IDLE_LEVEL * level);
-    let mut first = activity
-        .iter()
-        .position(|a| !idle(*a))
+    // Idle needs both little busy time and little CPU work against their
+    // levels: a light load whose incident piles up lock waits keeps its
+    // CPU work, so it is not idle next to them.
+    let idle = |k: usize| {
+        activity[k] < IDLE_FLOOR
+            || (activity[k] < IDLE_LEVEL * level && work[k] < IDLE_LEVEL * work_level)
+    };
+    let mut first = (0..activity.len())
+        .find(|k| !idle(*k))
         .unwrap_or(activity.len());
     let lead_idle = first;
     if lead_idle > 0 {
@@ -476,7 +481,7 @@ pub fn active_windows(m: &Model, windows: &[WinRef], roles: &[usize]) -> (Vec<Wi
         }
     }
     let mut last = activity.len();
-    while last > first && idle(activity[last - 1]) {
+    while last > first && idle(last - 1) {
         last -= 1;
     }
     if first >= last {
