@@ -267,7 +267,15 @@ pub fn change_point(rows: &[Vec<f64>]) -> Option<(Segmentation, f64)> {
     if n < 4 {
         return None;
     }
-    let m = if n >= 8 { 3 } else { 2 };
+    // Each stretch needs enough windows that one odd window (a load that
+    // stops, a checkpoint) cannot be a stretch of its own.
+    let m = if n >= 12 {
+        4
+    } else if n >= 8 {
+        3
+    } else {
+        2
+    };
     let dims = rows[0].len();
     // Prefix sums for O(dims) segment costs.
     let mut s1 = vec![vec![0.0; dims]; n + 1];

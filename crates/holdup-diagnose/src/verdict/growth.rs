@@ -106,8 +106,16 @@ pub fn assess(m: &Model, b: &[WinRef], i: &[WinRef], role: usize, family: CauseF
         };
     let delta = cliffs_delta(&basis_before, &basis_after);
     let score = score_of(impact, delta, 0.25);
-    let significant =
-        impact >= MIN_IMPACT && delta >= MIN_DELTA && share_after > share_before && score >= 0.2;
+    // Most incident windows must be worse than nearly all baseline windows:
+    // one odd window (a load that stops, a checkpoint) moves the pooled
+    // sums, not the median.
+    let typical_worse =
+        crate::stats::Dist::of(&basis_after).p50 > crate::stats::Dist::of(&basis_before).p90;
+    let significant = impact >= MIN_IMPACT
+        && delta >= MIN_DELTA
+        && share_after > share_before
+        && score >= 0.2
+        && typical_worse;
     Growth {
         role,
         family,
