@@ -418,18 +418,19 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
             .as_ref()
             .filter(|(g, _)| g.family == CauseFamily::Lock && g.significant)
         {
-            if let Some((hg, hc)) = lock::holders_held_up(m, b, i, role, alone, &mut missing) {
+            if let Some((hg, hc, words)) = lock::holders_held_up(m, b, i, role, alone, &mut missing)
+            {
                 let mut hc = hc;
                 hc.verdict.score = hc.verdict.score.max(g.score * weight) + 0.01;
                 hc.verdict.significant = true;
                 hc.verdict.evidence.insert(
                     0,
                     format!(
-                        "{} waits for a lock ({}); its holders ({}) wait {} while they hold it: {}",
+                        "{} waits for a lock ({}); its holders ({}) are {} while they hold it: {}",
                         m.roles[role].name,
                         text::change(g),
                         m.roles[hg.role].name,
-                        hg.family.words(),
+                        words,
                         text::change(&hg)
                     ),
                 );
@@ -437,7 +438,7 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
                     role: format!("{} (lock holders)", m.roles[hg.role].name),
                     entry: m.roles[hg.role].entry,
                     threads: m.thread_count(i, hg.role),
-                    wait: hg.family.words().to_string(),
+                    wait: words.to_string(),
                     baseline: mean(&hg.before),
                     incident: mean(&hg.after),
                     leads_to: hc.leads_to.clone(),
