@@ -10,6 +10,7 @@ PKGS=(
   stress-ng fio procps                                 # load and contention generators
   haproxy etcd-server etcd-client util-linux coreutils # real-service matrix (tests/services/)
   postgresql postgresql-contrib                        # ... PostgreSQL and pgbench
+  mariadb-server mariadb-client sysbench               # ... MariaDB and sysbench
   chromium chromium-driver fonts-dejavu-core           # the workbench UI's browser test
 )
 missing=()
