@@ -27,7 +27,7 @@
 //! test says so and runs the scenario once more; both results are printed
 //! and the second decides.
 //!
-//! They need root (BPF), haproxy, etcd, taskset, timeout and sha256sum
+//! They need root (BPF), haproxy, etcd, PostgreSQL, MariaDB, sysbench, taskset, timeout and sha256sum
 //! (scripts/setup.sh installs them); the data of etcd and the disk writer go
 //! to /var/tmp (disk-backed). Run with
 //! `flock /tmp/holdup-measure.lock cargo test -p holdup-cli --test services -- --test-threads=1 --nocapture`;
