@@ -415,6 +415,7 @@ fn unchanged() -> Expect {
 mod cpu_limit;
 mod etcd;
 mod haproxy;
+mod io_limit;
 mod lockmgr;
 mod mariadb;
 mod postgres;

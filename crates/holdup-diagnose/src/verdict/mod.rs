@@ -44,6 +44,9 @@ pub enum VerdictKind {
     CpuThrottled,
     /// The service waits for a disk that others (or itself) keep busy.
     DiskContention,
+    /// The service waits for I/O that spends little time at the disk: held
+    /// before the device (a cgroup I/O limit, writeback throttling).
+    DiskThrottled,
     /// The service's threads wait for a lock held by each other.
     LockContention,
     /// A stage the request path hands work to is slow.
@@ -71,6 +74,7 @@ impl VerdictKind {
             VerdictKind::CpuSaturation => "CPU saturation by the service's own load",
             VerdictKind::CpuThrottled => "CPU throttled by its own limit",
             VerdictKind::DiskContention => "disk contention",
+            VerdictKind::DiskThrottled => "disk I/O throttled before the device",
             VerdictKind::LockContention => "lock contention",
             VerdictKind::HandoffStall => "hand-off stall",
             VerdictKind::SlowExternalService => "slow external service",
