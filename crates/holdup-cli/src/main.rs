@@ -1,5 +1,7 @@
 //! `holdup`: what is holding your threads up, and who is causing it.
 
+#![warn(missing_docs)]
+
 mod diagnose;
 mod sink;
 mod top;

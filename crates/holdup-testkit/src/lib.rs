@@ -4,6 +4,8 @@
 //! the program with known behaviour they measure; and in [`scenario`], what
 //! the scenario tests of `holdup diagnose` share.
 
+#![warn(missing_docs)]
+
 pub mod scenario;
 
 use serde_json::Value;
