@@ -40,6 +40,16 @@ pub fn bpf_allowed(what: &str) -> bool {
     false
 }
 
+/// A test cannot run here because the machine lacks `why`: with CI=true
+/// that fails the test (CI never skips what matters); otherwise it says so
+/// and the caller returns.
+pub fn skip_unless_ci(what: &str, why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true: {what} cannot run: {why}");
+    }
+    eprintln!("skipping {what}: {why}");
+}
+
 /// The serial lock, if BPF tests can run here (see [`bpf_allowed`]).
 pub fn bpf_setup(what: &str) -> Option<MutexGuard<'static, ()>> {
     let guard = serial();

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 /// v1's blkio controller, or v2 with the io controller); removed when
 /// dropped.
 struct IoLimit {
-    dir: PathBuf,
+    cg: TestCgroup,
     v2: bool,
     /// The whole disk under the service's data, "MAJ:MIN".
     disk: String,
@@ -35,13 +35,12 @@ impl IoLimit {
     fn new(tag: &str, data: &Path) -> Result<IoLimit, String> {
         let disk =
             disk_of(data).ok_or_else(|| format!("{} is not on a block device", data.display()))?;
-        let name = format!("holdup-test-{}-{tag}", std::process::id());
         let v1 = Path::new("/sys/fs/cgroup/blkio");
         if v1.join("blkio.throttle.write_iops_device").exists() {
-            let dir = v1.join(&name);
-            std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+            let cg =
+                TestCgroup::create(v1, tag).map_err(|e| format!("create a blkio cgroup: {e}"))?;
             return Ok(IoLimit {
-                dir,
+                cg,
                 v2: false,
                 disk,
             });
@@ -53,18 +52,8 @@ impl IoLimit {
             return Err("cgroup v2 has no io controller".into());
         }
         let _ = std::fs::write(v2.join("cgroup.subtree_control"), "+io");
-        let dir = v2.join(&name);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        Ok(IoLimit {
-            dir,
-            v2: true,
-            disk,
-        })
-    }
-
-    fn add(&self, pid: u32) {
-        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
-            .expect("setup: move the service into its cgroup");
+        let cg = TestCgroup::create(v2, tag).map_err(|e| format!("create a cgroup: {e}"))?;
+        Ok(IoLimit { cg, v2: true, disk })
     }
 
     /// Lifts the limit (a scenario run a second time starts unlimited).
@@ -85,34 +74,22 @@ impl IoLimit {
         };
         let r = if self.v2 {
             std::fs::write(
-                self.dir.join("io.max"),
+                self.cg.dir.join("io.max"),
                 format!("{d} wiops={} wbps={}", v2(iops), v2(bps)),
             )
         } else {
             std::fs::write(
-                self.dir.join("blkio.throttle.write_iops_device"),
+                self.cg.dir.join("blkio.throttle.write_iops_device"),
                 format!("{d} {iops}"),
             )
             .and_then(|_| {
                 std::fs::write(
-                    self.dir.join("blkio.throttle.write_bps_device"),
+                    self.cg.dir.join("blkio.throttle.write_bps_device"),
                     format!("{d} {bps}"),
                 )
             })
         };
         r.expect("setup: set the cgroup's write limit");
-    }
-}
-
-impl Drop for IoLimit {
-    fn drop(&mut self) {
-        // Its processes are gone (killed with their guards) before it is removed.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 
@@ -129,12 +106,7 @@ fn redis_in_an_io_limited_cgroup_is_disk_throttled_naming_its_cgroup() {
     let cg = match IoLimit::new(NAME, &data.0) {
         Ok(cg) => cg,
         Err(why) => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "CI=true: cannot limit a cgroup's disk writes: {why}"
-            );
-            eprintln!("skipping {NAME}: cannot limit a cgroup's disk writes: {why}");
+            skip_unless_ci(NAME, &format!("cannot limit a cgroup's disk writes: {why}"));
             return;
         }
     };
@@ -161,7 +133,7 @@ fn redis_in_an_io_limited_cgroup_is_disk_throttled_naming_its_cgroup() {
         let redis = Guard::spawn("redis-server", quiet(&mut cmd));
         wait_for_port(port, "redis-server", Duration::from_secs(10));
         cg.unlimit();
-        cg.add(redis.pid());
+        cg.cg.add(redis.pid());
         let mut bench = None;
         let run = watch(NAME, redis.pid(), |phase, _| match phase {
             Phase::Watching => {}
@@ -189,7 +161,7 @@ fn redis_in_an_io_limited_cgroup_is_disk_throttled_naming_its_cgroup() {
         );
         let facts = json!({
             "redis_pid": redis.pid(),
-            "cgroup": cg.dir.display().to_string(),
+            "cgroup": cg.cg.dir.display().to_string(),
             "disk": cg.disk,
             "load_at": run.load_at,
             "fault_at": run.fault_at,

@@ -37,7 +37,7 @@ use holdup_testkit::scenario::{
     culprits, describe, foreign_culprit, free_port, have_tools, quiet, wait_for_port, wait_until,
     Diagnose, Guard, KERNEL_AND_HOLDUP,
 };
-use holdup_testkit::{bpf_setup, TempDir, Workload};
+use holdup_testkit::{bpf_setup, skip_unless_ci, TempDir, Workload};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -409,6 +409,37 @@ fn unchanged() -> Expect {
     Expect {
         kind: "no_significant_change",
         culprit: Box::new(|_, _| Ok(())),
+    }
+}
+
+/// A cgroup directory a test creates under `root` (a controller's mount),
+/// removed when dropped, once its processes are gone.
+struct TestCgroup {
+    dir: PathBuf,
+}
+
+impl TestCgroup {
+    fn create(root: &Path, tag: &str) -> std::io::Result<TestCgroup> {
+        let dir = root.join(format!("holdup-test-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TestCgroup { dir })
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+            .expect("setup: move the service into its cgroup");
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Its processes are killed with their guards before it is removed.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

@@ -184,12 +184,7 @@ pub(super) fn candidate(
         )
     };
     if throttled {
-        let cgroups: BTreeSet<u64> = i
-            .iter()
-            .flat_map(|w| m.snapshot(*w).threads.iter())
-            .filter(|t| m.role_of_thread(i[0], t.tid) == Some(g.role))
-            .map(|t| t.cgroup_id)
-            .collect();
+
         v.summary = format!(
             "{role} waits for a CPU while no other task holds it: {}; its CPU limit throttles it (a cgroup CPU quota, cpu.max or cfs_quota_us)",
             change(g)
@@ -200,15 +195,7 @@ pub(super) fn candidate(
             fmt::ms_per_s(culprit_growth),
             fmt::ms_per_s(unattributed_growth.max(0.0))
         ));
-        v.culprits = cgroups
-            .iter()
-            .map(|id| Named {
-                kind: NamedKind::Cgroup,
-                name: format!("cgroup {id}"),
-                ids: Vec::new(),
-                detail: "the service's cgroup: its CPU limit".into(),
-            })
-            .collect();
+        v.culprits = role_cgroups(m, i, g.role, "the service's cgroup: its CPU limit");
         return Candidate {
             verdict: v,
             leads_to: "its own CPU limit (throttled)".into(),

@@ -252,16 +252,7 @@ pub(super) fn candidate(
         ),
     };
     if throttled {
-        let cgroups: BTreeSet<u64> = i
-            .iter()
-            .flat_map(|w| {
-                m.snapshot(*w)
-                    .threads
-                    .iter()
-                    .filter(|t| m.role_of_thread(*w, t.tid) == Some(g.role))
-                    .map(|t| t.cgroup_id)
-            })
-            .collect();
+
         let at_device = |x: Option<f64>| x.map(fmt::pct).unwrap_or_else(|| "-".into());
         v.summary = format!(
             "{role} waits for I/O that hardly reaches the disk{}: {}; its I/O is held before the device (a cgroup I/O limit: io.max or blkio.throttle, or writeback throttling)",
@@ -278,15 +269,12 @@ pub(super) fn candidate(
                 ba(g.alone, at_device(device_b), at_device(device_i))
             ),
         );
-        let mut named: Vec<Named> = cgroups
-            .iter()
-            .map(|id| Named {
-                kind: NamedKind::Cgroup,
-                name: format!("cgroup {id}"),
-                ids: Vec::new(),
-                detail: "the service's cgroup: its I/O limit, if it has one".into(),
-            })
-            .collect();
+        let mut named = role_cgroups(
+            m,
+            i,
+            g.role,
+            "the service's cgroup: its I/O limit, if it has one",
+        );
         named.extend(
             culprits
                 .into_iter()

@@ -617,6 +617,29 @@ pub(super) fn base_verdict(kind: VerdictKind, m: &Model, g: &Growth) -> Verdict 
     }
 }
 
+/// The cgroups of `role`'s threads in `period`, named as the place of a
+/// limit that holds it up.
+fn role_cgroups(m: &Model, period: &[WinRef], role: usize, detail: &str) -> Vec<Named> {
+    let ids: BTreeSet<u64> = period
+        .iter()
+        .flat_map(|w| {
+            m.snapshot(*w)
+                .threads
+                .iter()
+                .filter(move |t| m.role_of_thread(*w, t.tid) == Some(role))
+                .map(|t| t.cgroup_id)
+        })
+        .collect();
+    ids.into_iter()
+        .map(|id| Named {
+            kind: NamedKind::Cgroup,
+            name: format!("cgroup {id}"),
+            ids: Vec::new(),
+            detail: detail.into(),
+        })
+        .collect()
+}
+
 fn candidate(
     m: &Model,
     b: &[WinRef],
