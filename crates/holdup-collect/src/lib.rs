@@ -13,6 +13,7 @@ mod convert;
 pub mod preflight;
 pub mod runtime;
 pub mod target;
+pub mod throttle;
 pub mod windows;
 
 use holdup_bpf::{types, HoldupSkel, HoldupSkelBuilder};
@@ -147,6 +148,7 @@ pub struct Collector {
     cgroup_names: target::CgroupNames,
     disk_names: HashMap<u32, String>,
     runtimes: runtime::RuntimeCache,
+    throttles: throttle::ThrottleReader,
 }
 
 impl Collector {
@@ -247,6 +249,7 @@ impl Collector {
             root_pid,
             index: 0,
             runtimes: runtime::RuntimeCache::default(),
+            throttles: throttle::ThrottleReader::default(),
             window_start_ns: 0,
             window_wall_ms: 0,
             interval: opts.interval,
@@ -535,6 +538,7 @@ impl Collector {
         if self.index.is_multiple_of(64) {
             self.runtimes.retain(&tgids);
         }
+        let throttles = self.throttles.read(&tgids);
 
         self.index += 1;
         self.window_start_ns = end;
@@ -550,6 +554,7 @@ impl Collector {
             loss,
             overhead,
             runtimes,
+            throttles,
         })
     }
 

@@ -8,7 +8,7 @@ use common::*;
 use holdup_diagnose::states::{breakdown, Category, SourceFacts};
 use holdup_diagnose::verdict::NamedKind;
 use holdup_diagnose::{diagnose, Input, SplitRequest, TimeRange, VerdictKind};
-use holdup_model::{FutexWake, Resource, Snapshot, WaitKind, Waker};
+use holdup_model::{CgroupThrottle, FutexWake, Resource, Snapshot, WaitKind, Waker};
 
 #[test]
 fn automatic_split_finds_the_change_point() {
@@ -480,6 +480,60 @@ fn runnable_while_nobody_ran_is_throttled_by_its_own_limit() {
         );
         if inc {
             s.culprits.push(culprit(SVC, 900, 900, "hog", 450));
+        }
+    });
+    assert_eq!(top_kind(&diag(&w)), VerdictKind::CpuContention);
+}
+
+#[test]
+fn a_spent_quota_is_throttling_even_while_others_ran() {
+    // On a busy host the throttled wait is credited to whoever ran
+    // meanwhile ("build" here); the cgroup's cpu.stat says the quota held
+    // the service off the CPUs for most of it.
+    let w = run(24, |i, inc, s| {
+        event_loop(
+            s,
+            300,
+            if inc { 500 } else { 30 + jitter(i, 5) },
+            0,
+            10,
+            5000,
+        );
+        if inc {
+            s.culprits.push(culprit(SVC, 900, 900, "build", 300));
+            s.throttles.push(CgroupThrottle {
+                cgroup: "/limited".into(),
+                tgids: vec![SVC],
+                periods: 10,
+                throttled_periods: 9,
+                throttled_ns: 420_000_000,
+            });
+        }
+    });
+    let d = diag(&w);
+    let text = holdup_diagnose::text::render(&d);
+    assert_eq!(top_kind(&d), VerdictKind::CpuThrottled, "{text}");
+    assert_eq!(names(&d, NamedKind::Cgroup), vec!["/limited"], "{text}");
+    assert!(d.top().summary.contains("quota"), "{text}");
+    // Throttling of another process's cgroup is not the service's.
+    let w = run(24, |i, inc, s| {
+        event_loop(
+            s,
+            300,
+            if inc { 500 } else { 30 + jitter(i, 5) },
+            0,
+            10,
+            5000,
+        );
+        if inc {
+            s.culprits.push(culprit(SVC, 900, 900, "build", 300));
+            s.throttles.push(CgroupThrottle {
+                cgroup: "/other".into(),
+                tgids: vec![4242],
+                periods: 10,
+                throttled_periods: 9,
+                throttled_ns: 420_000_000,
+            });
         }
     });
     assert_eq!(top_kind(&diag(&w)), VerdictKind::CpuContention);

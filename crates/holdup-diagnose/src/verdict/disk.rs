@@ -252,7 +252,6 @@ pub(super) fn candidate(
         ),
     };
     if throttled {
-
         let at_device = |x: Option<f64>| x.map(fmt::pct).unwrap_or_else(|| "-".into());
         v.summary = format!(
             "{role} waits for I/O that hardly reaches the disk{}: {}; its I/O is held before the device (a cgroup I/O limit: io.max or blkio.throttle, or writeback throttling)",
