@@ -354,8 +354,8 @@ pub const LOAD_WEIGHT: f64 = 0.5;
 /// Per-window state vectors of some roles: each hold-up category's share of
 /// their busy (not idle) time, which says what holds requests up whatever
 /// the load, plus the on-CPU and idle fractions of their time and their
-/// client connections and requests per second relative to the most seen in
-/// a window (weighted by [`LOAD_WEIGHT`]), which say how busy they are.
+/// client connections relative to the most seen in a window (weighted by
+/// [`LOAD_WEIGHT`]), which say how busy they are.
 fn state_rows(m: &Model, windows: &[WinRef], roles: &[usize]) -> Vec<Vec<f64>> {
     let holdups: Vec<Category> = Category::ALL
         .into_iter()
@@ -388,23 +388,18 @@ fn state_rows(m: &Model, windows: &[WinRef], roles: &[usize]) -> Vec<Vec<f64>> {
             v.push(LOAD_WEIGHT * frac(cats[Category::OnCpu.index()]));
             v.push(LOAD_WEIGHT * frac(obs - busy));
             v.push(roles.iter().map(|r| m.cell(*w, *r).clients).sum::<u64>() as f64);
-            v.push(
-                roles.iter().map(|r| m.cell(*w, *r).requests).sum::<u64>() as f64
-                    / m.window_secs(*w),
-            );
             v
         })
         .collect::<Vec<Vec<f64>>>();
-    // Client connections and requests per second, relative to the most seen
-    // in a window. Under a closed-loop load (a fixed set of clients, each
-    // waiting for its answer) a slower dependency shows as fewer requests,
-    // not as a larger share of the same wait.
-    let dims = rows.first().map_or(0, Vec::len);
-    for d in dims.saturating_sub(2)..dims {
-        let most = rows.iter().map(|r| r[d]).fold(0.0, f64::max);
-        for r in &mut rows {
-            r[d] = if most > 0.0 {
-                LOAD_WEIGHT * r[d] / most
+    // Client connections, relative to the most seen in a window.
+    let most = rows
+        .iter()
+        .filter_map(|r| r.last().copied())
+        .fold(0.0, f64::max);
+    for r in &mut rows {
+        if let Some(c) = r.last_mut() {
+            *c = if most > 0.0 {
+                LOAD_WEIGHT * *c / most
             } else {
                 0.0
             };

@@ -467,25 +467,3 @@ fn more_client_connections_with_flat_work_are_not_more_load() {
     assert_eq!(top_kind(&d), VerdictKind::NoSignificantChange, "{text}");
     assert_eq!(d.mode, Mode::Compare);
 }
-
-/// Under a closed-loop load (a fixed set of clients, each waiting for its
-/// answer) a slower dependency can leave every share of the entry threads'
-/// time as it was and show only as fewer requests: the change point still
-/// finds it (nginx in front of an upstream that turned slow did this).
-#[test]
-fn a_change_only_in_the_request_rate_is_found() {
-    let w = run(24, |i, inc, s| {
-        event_loop(
-            s,
-            300 + jitter(i, 3),
-            30,
-            0,
-            10,
-            if inc { 4000 } else { 8000 },
-        );
-    });
-    let d = diag(&w);
-    assert_eq!(d.split.method, SplitMethod::ChangePoint, "{:?}", d.split);
-    assert_eq!(d.split.incident.windows, 12, "{:?}", d.split);
-    assert_eq!(d.split.baseline.windows, 12, "{:?}", d.split);
-}
