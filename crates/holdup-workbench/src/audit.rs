@@ -7,37 +7,14 @@
 //! chain at that entry; [`verify`] names the first bad seq.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audit entry as stored.
-#[derive(Debug, Clone, Serialize)]
-pub struct Entry {
-    pub seq: i64,
-    pub time: i64,
-    pub actor: String,
-    pub action: String,
-    pub details: serde_json::Value,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
+pub use holdup_wb_api::AuditEntry as Entry;
 /// Result of [`verify`].
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub ok: bool,
-    pub entries: u64,
-    /// The first seq at which the chain is broken.
-    pub bad_seq: Option<i64>,
-    pub reason: Option<String>,
-    /// Hash of the last entry. Deleting entries from the end leaves a valid
-    /// (shorter) chain: the head copy beside the store catches that.
-    pub head_hash: String,
-    /// Whether the log was also checked against the head copy.
-    pub head_copy_checked: bool,
-}
+pub use holdup_wb_api::VerifyReport;
 
 fn entry_hash(prev: &str, seq: i64, time: i64, actor: &str, action: &str, details: &str) -> String {
     let mut h = Sha256::new();
@@ -172,7 +149,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
 /// The last entry of the log, kept outside the database as well: a chain
 /// cut short at its end is still a valid chain, so only a copy of its head
 /// kept elsewhere shows that entries were deleted from the end.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Head {
     pub seq: i64,
     pub hash: String,

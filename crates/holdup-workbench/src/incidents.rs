@@ -300,7 +300,7 @@ impl Workbench {
         actor: &User,
         incident: i64,
         name: &str,
-    ) -> WbResult<serde_json::Value> {
+    ) -> WbResult<Diagnosis> {
         let data = self.get_artifact(incident, name)?;
         let rec = holdup_record::Recording::from_bytes(&data).map_err(|e| {
             Error::new(
@@ -324,7 +324,11 @@ impl Workbench {
         let text = holdup_diagnose::text::render(&d);
         let report = format!("{name}.diagnosis.txt");
         self.store_user_artifact(actor, incident, &report, text.as_bytes())?;
-        Ok(json!({"artifact": report, "top": d.top(), "text": text}))
+        Ok(Diagnosis {
+            artifact: report,
+            top: serde_json::to_value(d.top()).unwrap_or_default(),
+            text,
+        })
     }
 
     pub fn list_incidents(&self) -> WbResult<Vec<Incident>> {

@@ -24,8 +24,9 @@ pub mod users;
 
 pub use error::{Error, ErrorKind, WbResult};
 pub use holdup_wb_api::{
-    Grant, Incident, IncidentInput, Note, ProbeRequest, RequestInput, RequestStatus, Role, Run,
-    RunStatus, Script, ScriptStatus, User,
+    Authorization, Catalog, CatalogProbe, CatalogScript, Decision, Diagnosis, Grant, Incident,
+    IncidentInput, Note, ProbeRequest, RequestInput, RequestStatus, Role, Run, RunStatus, Script,
+    ScriptStatus, TargetKind, User,
 };
 pub use incidents::reserved_artifact_name;
 pub(crate) use incidents::{incident_exists, store_artifact};

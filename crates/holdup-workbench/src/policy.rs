@@ -3,14 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Overhead class of a probe: how much it may slow the target down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Overhead {
-    Low,
-    Medium,
-    High,
-}
+pub use holdup_wb_api::{Overhead, TargetKind};
 
 /// The policy. Every field has a safe default, so an empty file is valid.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,7 +19,7 @@ pub struct Policy {
     /// Highest overhead class a request may use.
     pub max_overhead: Overhead,
     /// Target kinds a request may name (`host`, `pid`, `cgroup`).
-    pub allowed_target_kinds: Vec<String>,
+    pub allowed_target_kinds: Vec<TargetKind>,
     /// Hosts a request may name; `"*"` allows any.
     pub allowed_hosts: Vec<String>,
     /// Cgroup targets must lie under one of these paths (`"/"`: any).
@@ -132,7 +125,7 @@ impl Default for Policy {
             max_duration_s: 600,
             max_output_bytes: 256 << 20,
             max_overhead: Overhead::Medium,
-            allowed_target_kinds: vec!["host".into(), "pid".into(), "cgroup".into()],
+            allowed_target_kinds: vec![TargetKind::Host, TargetKind::Pid, TargetKind::Cgroup],
             allowed_hosts: vec!["*".into()],
             allowed_cgroup_prefixes: vec!["/".into()],
             allowed_pid_comms: vec!["*".into()],

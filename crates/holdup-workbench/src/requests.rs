@@ -37,29 +37,33 @@ impl Workbench {
         {
             return Err(Error::forbidden(format!(
                 "target_kind {:?} is not allowed; the policy allows {:?}",
-                input.target_kind, p.allowed_target_kinds
+                input.target_kind.as_str(),
+                p.allowed_target_kinds
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
             )));
         }
-        match input.target_kind.as_str() {
-            "pid" if input.target.parse::<u32>().is_err() => {
+        match input.target_kind {
+            TargetKind::Pid if input.target.parse::<u32>().is_err() => {
                 return Err(Error::bad_request(
                     "target must be a numeric pid for target_kind pid",
                 ));
             }
-            "cgroup" if !input.target.starts_with('/') || input.target.contains("..") => {
+            TargetKind::Cgroup if !input.target.starts_with('/') || input.target.contains("..") => {
                 return Err(Error::bad_request(
                     "target must be an absolute cgroup path without '..' for target_kind cgroup",
                 ));
             }
             _ => {}
         }
-        if input.target_kind == "cgroup" && !p.cgroup_allowed(&input.target) {
+        if input.target_kind == TargetKind::Cgroup && !p.cgroup_allowed(&input.target) {
             return Err(Error::forbidden(format!(
                 "cgroup {:?} is not under the policy's allowed_cgroup_prefixes {:?}",
                 input.target, p.allowed_cgroup_prefixes
             )));
         }
-        if input.target_kind == "pid" && runs::is_this_host(&input.host) {
+        if input.target_kind == TargetKind::Pid && runs::is_this_host(&input.host) {
             self.check_pid_target(&input.target)?;
         }
         if !p.host_allowed(&input.host) {
@@ -94,7 +98,6 @@ impl Workbench {
     pub fn create_request(&self, actor: &User, input: RequestInput) -> WbResult<ProbeRequest> {
         for (f, v, max) in [
             ("probe", &input.probe, 256),
-            ("target_kind", &input.target_kind, 32),
             ("target", &input.target, 4096),
             ("host", &input.host, 1024),
             ("purpose", &input.purpose, 16 * 1024),
@@ -118,7 +121,7 @@ impl Workbench {
             if s.status != ScriptStatus::Accepted {
                 return Err(Error::forbidden(format!(
                     "script {sid} was refused by the static checks: {}",
-                    s.report["problems"]
+                    json!(s.report.problems)
                 )));
             }
             Some((sid, s.sha256))
@@ -140,7 +143,7 @@ impl Workbench {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO requests (probe, script_id, script_sha256, target_kind, target, host, duration_s, purpose, requester, status, created, incident_id, max_runs, approval_expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![input.probe, script.as_ref().map(|s| s.0), script.as_ref().map(|s| s.1.clone()), input.target_kind, input.target, input.host, input.duration_s as i64, input.purpose, actor.name, status, now(), input.incident_id, max_runs, expires],
+                params![input.probe, script.as_ref().map(|s| s.0), script.as_ref().map(|s| s.1.clone()), input.target_kind.as_str(), input.target, input.host, input.duration_s as i64, input.purpose, actor.name, status, now(), input.incident_id, max_runs, expires],
             )?;
             let id = tx.last_insert_rowid();
             audit::append(
@@ -327,7 +330,7 @@ impl Workbench {
 
     /// The run gate the runner calls, as an API of its own: what may run.
     /// [`Workbench::start_run`] goes through the same gate.
-    pub fn authorize_run(&self, actor: &User, id: i64) -> WbResult<serde_json::Value> {
+    pub fn authorize_run(&self, actor: &User, id: i64) -> WbResult<Authorization> {
         let conn = self.db();
         match self.gate(&conn, actor, id) {
             Err(e) => {
@@ -343,9 +346,16 @@ impl Workbench {
                     "run.authorized",
                     &json!({"request": id, "script_sha256": c.req.script_sha256}),
                 )?;
-                Ok(
-                    json!({"request": id, "authorized": true, "probe": c.req.input.probe, "script_sha256": c.req.script_sha256, "duration_s": c.req.input.duration_s, "max_output_bytes": self.policy.max_output_bytes, "runs_left": c.req.max_runs.unwrap_or(self.policy.approval_runs) as i64 - c.req.runs}),
-                )
+                Ok(Authorization {
+                    request: id,
+                    authorized: true,
+                    runs_left: c.req.max_runs.unwrap_or(self.policy.approval_runs) as i64
+                        - c.req.runs,
+                    probe: c.req.input.probe,
+                    script_sha256: c.req.script_sha256,
+                    duration_s: c.req.input.duration_s,
+                    max_output_bytes: self.policy.max_output_bytes,
+                })
             }
         }
     }
@@ -374,7 +384,7 @@ fn load_request(conn: &Connection, id: i64) -> WbResult<ProbeRequest> {
                 id: r.get(0)?,
                 input: RequestInput {
                     probe: r.get(1)?,
-                    target_kind: r.get(2)?,
+                    target_kind: crate::store::named(r, 2, TargetKind::parse)?,
                     target: r.get(3)?,
                     host: r.get(4)?,
                     duration_s: r.get::<_, i64>(5)? as u64,

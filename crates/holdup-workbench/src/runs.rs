@@ -3,7 +3,9 @@
 
 use crate::output::{Live, LiveBuf, SharedOutput};
 pub use crate::output::{Output, RecordCommand, RecordTarget};
-use crate::{audit, now, overhead, Error, ErrorKind, Run, RunStatus, User, WbResult, Workbench};
+use crate::{
+    audit, now, overhead, Error, ErrorKind, Run, RunStatus, TargetKind, User, WbResult, Workbench,
+};
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
@@ -495,15 +497,15 @@ impl Workbench {
                 ));
             }
             let file = dir.join("recording.rec");
-            let target = match req.input.target_kind.as_str() {
-                "pid" => RecordTarget::Pid(
+            let target = match req.input.target_kind {
+                TargetKind::Pid => RecordTarget::Pid(
                     req.input
                         .target
                         .parse()
                         .map_err(|_| Error::bad_request("target must be a numeric pid"))?,
                 ),
-                "cgroup" => RecordTarget::Cgroup(req.input.target.clone()),
-                _ => RecordTarget::All,
+                TargetKind::Cgroup => RecordTarget::Cgroup(req.input.target.clone()),
+                TargetKind::Host => RecordTarget::All,
             };
             let record = RecordCommand {
                 target,

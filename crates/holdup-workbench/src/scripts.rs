@@ -125,42 +125,48 @@ impl Workbench {
     }
 
     /// The catalog: built-in probes and accepted user scripts.
-    pub fn catalog(&self) -> WbResult<serde_json::Value> {
+    pub fn catalog(&self) -> WbResult<Catalog> {
         let conn = self.db();
         let mut st = conn.prepare(
             "SELECT id, name, sha256, submitted_by FROM scripts WHERE status = 'accepted' ORDER BY id",
         )?;
-        let scripts: Vec<serde_json::Value> = st
+        let scripts: Vec<CatalogScript> = st
             .query_map([], |r| {
-                Ok(json!({
-                    "probe": format!("script:{}", r.get::<_, i64>(0)?),
-                    "name": r.get::<_, String>(1)?,
-                    "sha256": r.get::<_, String>(2)?,
-                    "submitted_by": r.get::<_, String>(3)?,
-                    "overhead": "high",
-                    "budget_percent": self.policy.overhead_budget_percent.high,
-                }))
+                Ok(CatalogScript {
+                    probe: format!("script:{}", r.get::<_, i64>(0)?),
+                    name: r.get(1)?,
+                    sha256: r.get(2)?,
+                    submitted_by: r.get(3)?,
+                    overhead: Overhead::High,
+                    budget_percent: self.policy.overhead_budget_percent.high,
+                })
             })?
             .collect::<Result<_, _>>()?;
         let p = &self.policy;
         // Each probe with the bounds a run of it gets under this policy.
-        let builtin: Vec<serde_json::Value> = BUILTIN_PROBES
+        let builtin = BUILTIN_PROBES
             .iter()
-            .map(|b| {
-                json!({
-                    "name": b.name,
-                    "description": b.description,
-                    "overhead": b.overhead,
-                    "budget_percent": p.overhead_budget_percent.for_class(b.overhead),
-                    "max_duration_s": p.max_duration_s,
-                    "max_output_bytes": p.max_output_bytes,
-                    "auto_approve_max_duration_s": p.auto_approve.iter().any(|a| a == b.name).then_some(p.auto_approve_max_duration_s),
-                    "allowed": b.overhead <= p.max_overhead,
-                })
+            .map(|b| CatalogProbe {
+                name: b.name.into(),
+                description: b.description.into(),
+                overhead: b.overhead,
+                budget_percent: p.overhead_budget_percent.for_class(b.overhead),
+                max_duration_s: p.max_duration_s,
+                max_output_bytes: p.max_output_bytes,
+                auto_approve_max_duration_s: p
+                    .auto_approve
+                    .iter()
+                    .any(|a| a == b.name)
+                    .then_some(p.auto_approve_max_duration_s),
+                allowed: b.overhead <= p.max_overhead,
             })
             .collect();
-        Ok(
-            json!({"builtin": builtin, "scripts": scripts, "script_budget_percent": p.overhead_budget_percent.high, "max_duration_s": p.max_duration_s, "max_output_bytes": p.max_output_bytes}),
-        )
+        Ok(Catalog {
+            builtin,
+            scripts,
+            script_budget_percent: p.overhead_budget_percent.high,
+            max_duration_s: p.max_duration_s,
+            max_output_bytes: p.max_output_bytes,
+        })
     }
 }
