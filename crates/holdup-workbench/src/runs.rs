@@ -3,11 +3,12 @@
 
 use crate::output::{Live, LiveBuf, SharedOutput};
 pub use crate::output::{Output, RecordCommand, RecordTarget};
+use crate::store::{self, runs as db};
 use crate::{
     audit, now, overhead, Error, ErrorKind, Run, RunStatus, TargetKind, User, WbResult, Workbench,
 };
 use bytes::Bytes;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -58,39 +59,9 @@ fn kill_group(pgid: i64, sig: libc::c_int) {
     }
 }
 
-fn row_to_run(r: &rusqlite::Row<'_>, with_output: bool) -> rusqlite::Result<Run> {
-    let out: Vec<u8> = if with_output {
-        r.get::<_, Option<Vec<u8>>>(17)?.unwrap_or_default()
-    } else {
-        vec![]
-    };
-    let bytes: i64 = r.get(9)?;
-    Ok(Run {
-        id: r.get(0)?,
-        request_id: r.get(1)?,
-        started_by: r.get(2)?,
-        status: crate::store::named(r, 3, RunStatus::parse)?,
-        started_at: r.get(4)?,
-        deadline: r.get(5)?,
-        ended_at: r.get(6)?,
-        pid: r.get(7)?,
-        pgid: r.get(8)?,
-        output_bytes: bytes,
-        exit_status: r.get(10)?,
-        reason: r.get(11)?,
-        probe: r.get(12)?,
-        incident_id: r.get(13)?,
-        bpf_run_time_ns: r.get(14)?,
-        bpf_cpu_percent: r.get(15)?,
-        artifact: r.get(16)?,
-        output: with_output.then(|| output_text(&out, bytes)),
-        output_truncated: bytes as usize > OUTPUT_TEXT_LIMIT,
-    })
-}
-
 /// The start of a run's output as text; binary output (a recording) is
 /// described instead of being shown as mojibake.
-fn output_text(out: &[u8], total: i64) -> String {
+pub(crate) fn output_text(out: &[u8], total: i64) -> String {
     let head = &out[..out.len().min(OUTPUT_TEXT_LIMIT)];
     match std::str::from_utf8(head) {
         Ok(t) => t.to_string(),
@@ -104,30 +75,17 @@ fn output_text(out: &[u8], total: i64) -> String {
     }
 }
 
-/// A run's stored output: its incident's artifact when it has one (the
-/// output is stored once), else the run row's.
-const STORED_OUTPUT: &str = "COALESCE((SELECT a.data FROM artifacts a WHERE a.incident_id = q.incident_id AND a.name = r.artifact), r.output)";
-
-/// The start of [`STORED_OUTPUT`], for the text view.
-const STORED_OUTPUT_HEAD: &str = "COALESCE((SELECT substr(a.data, 1, 65536) FROM artifacts a WHERE a.incident_id = q.incident_id AND a.name = r.artifact), substr(r.output, 1, 65536))";
-
-/// Columns of [`row_to_run`], over `runs r JOIN requests q`.
-const RUN_COLS: &str = "r.id, r.request_id, r.started_by, r.status, r.started_at, r.deadline, r.ended_at, r.pid, r.pgid, r.output_bytes, r.exit_status, r.reason, q.probe, q.incident_id, r.bpf_run_time_ns, r.bpf_cpu_percent, r.artifact";
-const RUN_FROM: &str = "FROM runs r JOIN requests q ON q.id = r.request_id";
-
 /// At open: every run still `running` belongs to a previous server process.
 /// Kill its process group if it is still the same process (pid and start
 /// time match), and mark it `interrupted`, audited.
 pub(crate) fn interrupt_stale(conn: &mut Connection) -> anyhow::Result<()> {
-    // (run id, pid, pgid, process start time)
-    type Stale = (i64, Option<i64>, Option<i64>, Option<i64>);
-    let stale: Vec<Stale> = {
-        let mut st =
-            conn.prepare("SELECT id, pid, pgid, proc_start FROM runs WHERE status = 'running'")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    for (id, pid, pgid, start) in stale {
+    for db::Going {
+        id,
+        pid,
+        pgid,
+        proc_start: start,
+    } in db::going(conn)?
+    {
         let mut killed = false;
         if let (Some(pid), Some(start)) = (pid, start) {
             if proc_start_time(pid) == Some(start) {
@@ -140,11 +98,8 @@ pub(crate) fn interrupt_stale(conn: &mut Connection) -> anyhow::Result<()> {
         } else {
             "the server stopped while this run was running; its process was already gone at restart"
         };
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE runs SET status = 'interrupted', ended_at = ?2, reason = ?3 WHERE id = ?1",
-            params![id, now(), reason],
-        )?;
+        let tx = store::begin(conn)?;
+        db::end_without_output(&tx, id, RunStatus::Interrupted, now(), reason)?;
         audit::append(
             &tx,
             now(),
@@ -198,23 +153,6 @@ struct Watch {
 const OVERHEAD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Workbench {
-    fn query_runs(
-        &self,
-        filter: &str,
-        args: impl rusqlite::Params,
-        with_output: bool,
-    ) -> WbResult<Vec<Run>> {
-        let conn = self.db();
-        let out_col = if with_output {
-            format!(", {STORED_OUTPUT_HEAD}")
-        } else {
-            String::new()
-        };
-        let mut st = conn.prepare(&format!("SELECT {RUN_COLS}{out_col} {RUN_FROM} {filter}"))?;
-        let rows = st.query_map(args, |r| row_to_run(r, with_output))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// A pid target must exist here and, by policy, have an allowed name.
     pub(crate) fn check_pid_target(&self, pid: &str) -> WbResult<()> {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -240,13 +178,17 @@ impl Workbench {
             .map(|a| a.live.clone())
     }
 
+    /// [`Workbench::get_run`] on the blocking pool, for async callers.
+    async fn get_run_off_worker(self: &Arc<Self>, id: i64) -> WbResult<Run> {
+        let wb = self.clone();
+        crate::api::blocking(move || wb.get_run(id)).await
+    }
+
     /// One run, with the start of its output as text (so far, while it
     /// runs).
     pub fn get_run(&self, id: i64) -> WbResult<Run> {
-        let mut run = self
-            .query_runs("WHERE r.id = ?1", [id], true)?
-            .pop()
-            .ok_or_else(|| Error::not_found(format!("no run {id}")))?;
+        let mut run =
+            db::get(&self.db(), id)?.ok_or_else(|| Error::not_found(format!("no run {id}")))?;
         if run.status == RunStatus::Running {
             let (head, len) = match self.live_output(id) {
                 Some(Live::Stdout(b)) => {
@@ -289,14 +231,7 @@ impl Workbench {
         if let Some(shared) = cache.get(&id).and_then(|w| w.upgrade()) {
             return Ok(Output::Stored(Bytes::from_owner(SharedOutput(shared))));
         }
-        let data: Vec<u8> = self
-            .db()
-            .query_row(
-                &format!("SELECT {STORED_OUTPUT} {RUN_FROM} WHERE r.id = ?1"),
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?
+        let data = db::stored_output(&self.db(), id)?
             .ok_or_else(|| Error::not_found(format!("no run {id}")))?;
         let shared = Arc::new(data);
         cache.insert(id, Arc::downgrade(&shared));
@@ -306,28 +241,23 @@ impl Workbench {
     /// The runs of one request, oldest first, without output.
     pub fn list_runs(&self, request_id: i64) -> WbResult<Vec<Run>> {
         self.get_request(request_id)?;
-        self.query_runs("WHERE r.request_id = ?1 ORDER BY r.id", [request_id], false)
+        Ok(db::of_request(&self.db(), request_id)?)
     }
 
     /// The latest runs (of one incident, if given), newest first, without
     /// output.
     pub fn recent_runs(&self, incident: Option<i64>, limit: i64) -> WbResult<Vec<Run>> {
         let limit = limit.clamp(1, 1000);
-        match incident {
-            Some(i) => self.query_runs(
-                "WHERE q.incident_id = ?1 ORDER BY r.id DESC LIMIT ?2",
-                params![i, limit],
-                false,
-            ),
-            None => self.query_runs("ORDER BY r.id DESC LIMIT ?1", [limit], false),
-        }
+        Ok(db::recent(&self.db(), incident, limit)?)
     }
 
     /// Stops a running run now (the requester or an approver) and returns
     /// it once it has ended `stopped_by_user` (or as it is after 5 s).
-    pub async fn stop_run(&self, actor: &User, id: i64) -> WbResult<Run> {
-        let run = self.get_run(id)?;
-        let req = self.get_request(run.request_id)?;
+    pub async fn stop_run(self: &Arc<Self>, actor: &User, id: i64) -> WbResult<Run> {
+        let run = self.get_run_off_worker(id).await?;
+        let wb = self.clone();
+        let request_id = run.request_id;
+        let req = crate::api::blocking(move || wb.get_request(request_id)).await?;
         if req.requester != actor.name && actor.role < crate::Role::Approver {
             return Err(Error::forbidden(format!(
                 "only the requester ({}) or an approver may stop run {id}",
@@ -350,7 +280,7 @@ impl Workbench {
         // most KILL_GRACE, then SIGKILL.
         let t0 = std::time::Instant::now();
         loop {
-            let run = self.get_run(id)?;
+            let run = self.get_run_off_worker(id).await?;
             if run.status != RunStatus::Running
                 || t0.elapsed() > KILL_GRACE + Duration::from_secs(3)
             {
@@ -379,7 +309,7 @@ impl Workbench {
                 this_host()
             )));
         }
-        if req.input.target_kind == "pid" {
+        if req.input.target_kind == TargetKind::Pid {
             // The pid may have been reused since approval.
             self.check_pid_target(&req.input.target)?;
         }
@@ -394,7 +324,7 @@ impl Workbench {
         let deadline = started + req.input.duration_s as i64;
         let (cleared, run_id) = {
             let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = store::begin(&mut conn)?;
             let cleared = match self.gate(&tx, actor, id) {
                 Ok(c) => c,
                 Err(e) => {
@@ -404,11 +334,7 @@ impl Workbench {
                     return Err(e);
                 }
             };
-            tx.execute(
-                "INSERT INTO runs (request_id, started_by, status, started_at, deadline) VALUES (?1, ?2, 'running', ?3, ?4)",
-                params![id, actor.name, started, deadline],
-            )?;
-            let run_id = tx.last_insert_rowid();
+            let run_id = db::reserve(&tx, id, &actor.name, started, deadline)?;
             audit::append(
                 &tx,
                 now(),
@@ -431,14 +357,13 @@ impl Workbench {
     /// Marks a reserved run whose probe could not be started as failed.
     fn end_unstarted(&self, run_id: i64, why: &str) -> WbResult<()> {
         let mut conn = self.db();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE runs SET status = 'failed', ended_at = ?2, reason = ?3 WHERE id = ?1",
-            params![
-                run_id,
-                now(),
-                format!("the probe could not be started: {why}")
-            ],
+        let tx = store::begin(&mut conn)?;
+        db::end_without_output(
+            &tx,
+            run_id,
+            RunStatus::Failed,
+            now(),
+            &format!("the probe could not be started: {why}"),
         )?;
         audit::append(
             &tx,
@@ -540,11 +465,8 @@ impl Workbench {
         let limit = self.policy.overhead_budget_percent.for_class(class);
         {
             let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "UPDATE runs SET pid = ?2, pgid = ?2, proc_start = ?3 WHERE id = ?1",
-                params![run_id, pid, start],
-            )?;
+            let tx = store::begin(&mut conn)?;
+            db::set_process(&tx, run_id, pid, start)?;
             audit::append(
                 &tx,
                 now(),
@@ -705,20 +627,20 @@ impl Workbench {
         let limit = w.budget.limit_percent;
         let (status, reason) = match &stop {
             Stop::Duration => (
-                "stopped_duration",
+                RunStatus::StoppedDuration,
                 format!("stopped at the approved duration of {} s", w.bound.as_secs()),
             ),
             Stop::Output => (
-                "stopped_output",
+                RunStatus::StoppedOutput,
                 format!("output exceeded the policy's max_output_bytes ({max}); the first {max} bytes are kept"),
             ),
             Stop::Overhead(p) => (
-                "stopped_overhead",
+                RunStatus::StoppedOverhead,
                 format!("its BPF programs used {p:.2}% of a CPU for two consecutive seconds, over the budget of {limit}% (policy overhead_budget_percent)"),
             ),
-            Stop::User(who) => ("stopped_by_user", format!("stopped by {who}")),
-            Stop::Exited(s) if s.success() => ("finished", "exited with status 0".to_string()),
-            Stop::Exited(s) => ("failed", format!("exited with {s}; stderr: {err_text}")),
+            Stop::User(who) => (RunStatus::StoppedByUser, format!("stopped by {who}")),
+            Stop::Exited(s) if s.success() => (RunStatus::Finished, "exited with status 0".to_string()),
+            Stop::Exited(s) => (RunStatus::Failed, format!("exited with {s}; stderr: {err_text}")),
         };
         let cpu_percent = (elapsed > 0.0).then(|| bpf.run_time_ns as f64 / (elapsed * 1e9) * 100.0);
         // Storing is blocking work (file, SQLite): off the async workers.
@@ -767,28 +689,35 @@ impl Workbench {
         &self,
         w: &Watch,
         out: &[u8],
-        status: &str,
+        status: RunStatus,
         reason: &str,
         code: Option<i64>,
         bpf: overhead::GroupStats,
         cpu_percent: Option<f64>,
     ) -> WbResult<()> {
         let mut conn = self.db();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = store::begin(&mut conn)?;
         let sha = crate::sha256_hex(out);
         // The incident may have been deleted meanwhile: then there is
         // nothing to attach to.
         let attach = match &w.attach {
             Some((inc, name)) => {
-                crate::incident_exists(&tx, *inc)?.then_some((*inc, name.as_str()))
+                crate::store::incidents::exists(&tx, *inc)?.then_some((*inc, name.as_str()))
             }
             None => None,
         };
         let in_row: &[u8] = if attach.is_some() { &[] } else { out };
-        tx.execute(
-            "UPDATE runs SET status = ?2, ended_at = ?3, output = ?4, output_bytes = ?5, exit_status = ?6, reason = ?7, bpf_run_time_ns = ?8, bpf_cpu_percent = ?9, artifact = ?10 WHERE id = ?1",
-            params![w.run_id, status, now(), in_row, out.len() as i64, code, reason, bpf.run_time_ns as i64, cpu_percent, attach.map(|a| a.1)],
-        )?;
+        let end = db::End {
+            status,
+            output_in_row: in_row,
+            output_bytes: out.len() as i64,
+            exit_status: code,
+            reason,
+            bpf_run_time_ns: bpf.run_time_ns as i64,
+            bpf_cpu_percent: cpu_percent,
+            artifact: attach.map(|a| a.1),
+        };
+        db::end(&tx, w.run_id, &end, now())?;
         audit::append(
             &tx,
             now(),

@@ -324,26 +324,10 @@ pub fn run(args: WbArgs) -> Result<()> {
         ),
         WbCmd::Users {
             cmd: Some(UsersCmd::Disable { name }),
-        } => people::update_user(
-            &c,
-            json,
-            &name,
-            UserChange {
-                role: None,
-                disabled: Some(true),
-            },
-        ),
+        } => people::set_disabled(&c, json, &name, true),
         WbCmd::Users {
             cmd: Some(UsersCmd::Enable { name }),
-        } => people::update_user(
-            &c,
-            json,
-            &name,
-            UserChange {
-                role: None,
-                disabled: Some(false),
-            },
-        ),
+        } => people::set_disabled(&c, json, &name, false),
         WbCmd::Incidents => people::incidents(&c, json),
         WbCmd::Incident {
             cmd:

@@ -58,6 +58,15 @@ pub(crate) fn update_user(c: &Client, json: bool, name: &str, change: UserChange
     ))
 }
 
+/// Disables (`true`) or enables a user.
+pub(crate) fn set_disabled(c: &Client, json: bool, name: &str, disabled: bool) -> Result<()> {
+    let change = UserChange {
+        role: None,
+        disabled: Some(disabled),
+    };
+    update_user(c, json, name, change)
+}
+
 pub(crate) fn create_user(c: &Client, json: bool, name: &str, role: &str) -> Result<()> {
     let body = NewUser {
         name: name.into(),

@@ -1,6 +1,24 @@
-//! SQLite store: schema migrations and small helpers.
+//! SQLite store: the one place with SQL. Schema migrations and small
+//! helpers here; one module per table group with typed functions the
+//! domain modules call (`users`, `incidents`, `scripts`, `requests`,
+//! `runs`, `agents`). Every function takes a `&Connection`: a transaction
+//! derefs to one, so callers compose them inside [`begin`]'s transaction
+//! with the audit entry of the change.
 
-use rusqlite::Connection;
+pub mod audit;
+pub mod incidents;
+pub mod requests;
+pub mod runs;
+pub mod scripts;
+pub mod users;
+
+use rusqlite::{Connection, Transaction};
+
+/// Begins a write transaction that takes the store's write lock first
+/// (`IMMEDIATE`), so a check and the write it guards see one state.
+pub fn begin(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
 
 /// Migrations, applied in order; `schema_version` records how many ran.
 /// Never edit a shipped entry: append a new one.
