@@ -555,3 +555,111 @@ pub struct VerifyReport {
     /// Whether the log was also checked against the head copy.
     pub head_copy_checked: bool,
 }
+
+/// An agent: the identity a host's `holdup wb agent` pulls its runs with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    /// Its id.
+    pub id: i64,
+    /// The host it runs requests for (a request's `host`).
+    pub host: String,
+    /// The admin who created it.
+    pub created_by: String,
+    /// When (unix time).
+    pub created: i64,
+    /// A revoked agent's token is refused.
+    pub revoked: bool,
+    /// When it last asked for work or sent a heartbeat (unix time).
+    pub last_seen: Option<i64>,
+}
+
+/// `POST /api/agents`: an agent identity for a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAgent {
+    /// The host (a request's `host` names it).
+    pub host: String,
+}
+
+/// `POST /api/agents` and `POST /api/agents/{host}/token`: the agent and
+/// its token, shown once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentToken {
+    /// The agent.
+    pub agent: Agent,
+    /// Its token (`hwa_` + 64 hex characters).
+    pub token: String,
+    /// That it is shown only once.
+    pub note: String,
+}
+
+/// `GET /agent/runs/next`: a run the agent is to execute now, with every
+/// bound it must enforce.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatchedRun {
+    /// The run.
+    pub run_id: i64,
+    /// Its request.
+    pub request_id: i64,
+    /// The probe (catalog name or `script:<id>`).
+    pub probe: String,
+    /// For a built-in probe: `holdup record --sched-only`.
+    pub sched_only: bool,
+    /// For a script: the approved bytes (what runs), and their sha256.
+    pub script: Option<String>,
+    /// sha256 of `script`.
+    pub script_sha256: Option<String>,
+    /// What it targets.
+    pub target_kind: TargetKind,
+    /// The pid or cgroup path.
+    pub target: String,
+    /// Approved duration: stopped there.
+    pub duration_s: u64,
+    /// The policy's output bound: stopped past it, this much kept.
+    pub max_output_bytes: u64,
+    /// The probe's class.
+    pub overhead: Overhead,
+    /// BPF CPU budget of that class, percent of one CPU (two intervals over: stopped).
+    pub budget_percent: f64,
+}
+
+/// `POST /agent/runs/{id}/heartbeat`: the agent's run is alive.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The probe's pid on the agent's host.
+    pub pid: Option<i64>,
+    /// BPF run time of its programs so far.
+    pub bpf_run_time_ns: u64,
+    /// Output so far, bytes.
+    pub output_bytes: u64,
+}
+
+/// The answer to a heartbeat: whether someone stopped the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    /// Set when the run is to stop now: who stopped it.
+    pub stop_by: Option<String>,
+}
+
+/// `POST /agent/runs/{id}/end`: how the run ended on the agent (its output
+/// was sent before with `PUT /agent/runs/{id}/output`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEnd {
+    /// Final status (not `running` or `interrupted`).
+    pub status: RunStatus,
+    /// Exit status of the probe.
+    pub exit_status: Option<i64>,
+    /// Why it ended.
+    pub reason: String,
+    /// Size of the output sent.
+    pub output_bytes: u64,
+    /// Its sha256 (the server checks it against what it received).
+    pub output_sha256: String,
+    /// BPF run time of its programs.
+    pub bpf_run_time_ns: u64,
+    /// Programs seen.
+    pub bpf_programs: usize,
+    /// Average BPF CPU, percent of one CPU.
+    pub bpf_cpu_percent: Option<f64>,
+    /// Highest one-interval BPF CPU.
+    pub peak_interval_percent: f64,
+}

@@ -7,6 +7,7 @@
 //! operations (SQLite, files, plots) off the async workers with
 //! [`blocking`], and [`status_of`] maps domain errors to status codes.
 
+use crate::agent_api;
 use crate::runs::Output;
 use crate::{Error, ErrorKind, IncidentInput, RequestInput, Role, User, WbResult, Workbench};
 use axum::body::{Body, Bytes};
@@ -28,7 +29,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::server::check_host;
-pub use crate::server::{serve, serve_blocking, serve_with, HEADER_READ_TIMEOUT};
+pub use crate::server::{
+    serve, serve_blocking, serve_blocking_tls, serve_with, tls_acceptor, HEADER_READ_TIMEOUT,
+};
 
 type St = State<Arc<Workbench>>;
 
@@ -87,7 +90,7 @@ fn body_error(status: StatusCode, text: String, limit: usize, key: &str) -> Erro
 }
 
 /// The JSON body, or why it is refused.
-fn json_body<T>(wb: &Workbench, body: Result<Json<T>, JsonRejection>) -> WbResult<T> {
+pub(crate) fn json_body<T>(wb: &Workbench, body: Result<Json<T>, JsonRejection>) -> WbResult<T> {
     body.map(|Json(v)| v).map_err(|e| {
         body_error(
             e.status(),
@@ -98,7 +101,7 @@ fn json_body<T>(wb: &Workbench, body: Result<Json<T>, JsonRejection>) -> WbResul
     })
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     v.strip_prefix("Bearer ")
         .map(str::trim)
@@ -142,7 +145,7 @@ async fn authenticate(State(wb): St, mut req: axum::extract::Request, next: Next
     no_store(resp)
 }
 
-fn no_store(mut r: Response) -> Response {
+pub(crate) fn no_store(mut r: Response) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -177,7 +180,7 @@ impl MinRole for Admin {
 }
 
 /// The authenticated caller of a route that needs role `R` (403 below it).
-pub struct Caller<R>(pub User, PhantomData<R>);
+pub struct Caller<R>(pub User, pub(crate) PhantomData<R>);
 
 impl<S: Send + Sync, R: MinRole> FromRequestParts<S> for Caller<R> {
     type Rejection = Error;
@@ -192,6 +195,24 @@ impl<S: Send + Sync, R: MinRole> FromRequestParts<S> for Caller<R> {
         Workbench::require_role(&user, R::ROLE)?;
         Ok(Caller(user, PhantomData))
     }
+}
+
+/// The routes agents use, behind their own authentication (agent tokens,
+/// not users').
+fn agent_routes(wb: Arc<Workbench>) -> Router<Arc<Workbench>> {
+    let output_limit = usize::try_from(wb.policy().max_output_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/agent/runs/next", get(agent_api::next_run))
+        .route("/agent/runs/{id}/heartbeat", post(agent_api::heartbeat))
+        .route(
+            "/agent/runs/{id}/output",
+            put(agent_api::put_output).layer(DefaultBodyLimit::max(output_limit)),
+        )
+        .route("/agent/runs/{id}/end", post(agent_api::end_run))
+        .route_layer(middleware::from_fn_with_state(
+            wb,
+            agent_api::authenticate_agent,
+        ))
 }
 
 /// Builds the router over a shared workbench.
@@ -243,7 +264,17 @@ pub fn router(wb: Arc<Workbench>) -> Router {
         )
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))
+        .route(
+            "/api/agents",
+            get(agent_api::list_agents).post(agent_api::create_agent),
+        )
+        .route(
+            "/api/agents/{host}",
+            axum::routing::delete(agent_api::revoke_agent),
+        )
+        .route("/api/agents/{host}/token", post(agent_api::rotate_agent))
         .route_layer(middleware::from_fn_with_state(wb.clone(), authenticate))
+        .merge(agent_routes(wb.clone()))
         .merge(crate::ui::routes())
         .fallback(|| async {
             Error::not_found("no such endpoint; see docs/WORKBENCH.md for the API")

@@ -4,13 +4,15 @@
 //! scripts, requests with approval, and a TOML policy — all behind the HTTP
 //! API in [`api`]. See docs/WORKBENCH.md.
 
+pub mod agent_api;
+pub mod agents;
 pub mod api;
 pub mod audit;
 pub mod checks;
 pub mod error;
 pub mod incidents;
 pub mod output;
-pub mod overhead;
+pub use holdup_runner::overhead;
 pub mod plot;
 pub mod policy;
 pub mod requests;

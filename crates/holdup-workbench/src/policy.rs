@@ -46,6 +46,10 @@ pub struct Policy {
     pub approval_ttl_s: u64,
     /// Most runs going at once on this server.
     pub max_concurrent_runs: usize,
+    /// A run on an agent whose agent sends no heartbeat for this long (or
+    /// that no agent claims by its deadline plus this long) is marked
+    /// interrupted, seconds.
+    pub agent_heartbeat_timeout_s: u64,
     /// Bytes of artifacts one user may upload in total.
     pub artifact_quota_bytes: u64,
     /// Largest note (or incident notes field), bytes.
@@ -137,6 +141,7 @@ impl Default for Policy {
             approval_max_runs: 10,
             approval_ttl_s: 24 * 3600,
             max_concurrent_runs: 4,
+            agent_heartbeat_timeout_s: 15,
             artifact_quota_bytes: 1 << 30,
             max_note_bytes: 16 * 1024,
             note_quota_bytes: 4 << 20,
@@ -174,6 +179,11 @@ impl Policy {
                 "approval_runs = {} must be within 1..=approval_max_runs ({})",
                 p.approval_runs,
                 p.approval_max_runs
+            );
+        }
+        if p.agent_heartbeat_timeout_s < 2 {
+            anyhow::bail!(
+                "agent_heartbeat_timeout_s must be at least 2 (agents beat once a second)"
             );
         }
         if p.max_concurrent_runs == 0 {

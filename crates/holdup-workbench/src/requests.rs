@@ -388,7 +388,11 @@ fn load_request(conn: &Connection, id: i64) -> WbResult<ProbeRequest> {
 /// must still hash to the pinned sha256 (409 otherwise, as it was changed
 /// since), and with `approved`, the copy kept with the approval must too;
 /// that copy is returned, else the script's current body.
-fn pinned_body(conn: &Connection, req: &ProbeRequest, approved: bool) -> WbResult<Option<Vec<u8>>> {
+pub(crate) fn pinned_body(
+    conn: &Connection,
+    req: &ProbeRequest,
+    approved: bool,
+) -> WbResult<Option<Vec<u8>>> {
     let (Some(sid), Some(pinned)) = (req.script_id, &req.script_sha256) else {
         return Ok(None);
     };

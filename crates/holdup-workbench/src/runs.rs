@@ -8,6 +8,8 @@ use crate::{
     audit, now, overhead, Error, ErrorKind, Run, RunStatus, TargetKind, User, WbResult, Workbench,
 };
 use bytes::Bytes;
+pub use holdup_runner::proc_start_time;
+use holdup_runner::{kill_group, Stop, KILL_GRACE, OUTPUT_CHECK, OVERHEAD_INTERVAL, STDERR_KEPT};
 use rusqlite::Connection;
 use serde_json::json;
 use std::process::Stdio;
@@ -18,8 +20,6 @@ use tokio::sync::oneshot;
 
 /// How much output `GET` returns as text.
 pub const OUTPUT_TEXT_LIMIT: usize = 64 * 1024;
-/// Grace between SIGINT and SIGKILL when a run is stopped.
-const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// This host's name.
 pub fn this_host() -> String {
@@ -38,25 +38,6 @@ pub fn this_host() -> String {
 /// seam left for later: [`Workbench::start_run`] refuses other hosts).
 pub fn is_this_host(host: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1") || host == this_host()
-}
-
-/// Start time of process `pid` (field 22 of /proc/PID/stat, clock ticks
-/// since boot), or None if it does not exist. Used against pid reuse.
-pub fn proc_start_time(pid: i64) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm (field 2) may contain spaces and ')': split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // rest starts at field 3 (state); starttime is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn kill_group(pgid: i64, sig: libc::c_int) {
-    if pgid > 1 {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(-(pgid as libc::pid_t), sig);
-        }
-    }
 }
 
 /// The start of a run's output as text; binary output (a recording) is
@@ -112,17 +93,6 @@ pub(crate) fn interrupt_stale(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What ended a run's wait loop.
-enum Stop {
-    Exited(std::process::ExitStatus),
-    Duration,
-    Output,
-    /// Over the overhead budget: the interval value, percent of one CPU.
-    Overhead(f64),
-    /// Stopped through the API by this user.
-    User(String),
-}
-
 /// A run this server process is watching.
 pub(crate) struct ActiveRun {
     /// Taken by the first stop.
@@ -148,9 +118,6 @@ struct Watch {
     dir: std::path::PathBuf,
     _stats: overhead::StatsGuard,
 }
-
-/// How often the BPF stats of a run are read.
-const OVERHEAD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Workbench {
     /// A pid target must exist here and, by policy, have an allowed name.
@@ -264,13 +231,18 @@ impl Workbench {
                 req.requester
             )));
         }
-        let tx = self
+        if run.status == RunStatus::Running && !is_this_host(&req.input.host) {
+            // Its agent stops it at its next heartbeat.
+            let (wb, who) = (self.clone(), actor.name.clone());
+            crate::api::blocking(move || Ok(db::request_stop(&wb.db(), id, &who)?)).await?;
+        } else if self
             .active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(&id)
-            .and_then(|a| a.stop.take());
-        if tx.is_none_or(|tx| tx.send(actor.name.clone()).is_err()) {
+            .and_then(|a| a.stop.take())
+            .is_none_or(|tx| tx.send(actor.name.clone()).is_err())
+        {
             return Err(Error::conflict(format!(
                 "run {id} is {}, not running",
                 run.status
@@ -303,11 +275,7 @@ impl Workbench {
     pub fn start_run(self: &Arc<Self>, actor: &User, id: i64) -> WbResult<Run> {
         let req = self.get_request(id)?;
         if !is_this_host(&req.input.host) {
-            return Err(Error::conflict(format!(
-                "request {id} names host {:?}, but this server runs probes only on its own host ({}); agents for other hosts are not built yet",
-                req.input.host,
-                this_host()
-            )));
+            return self.dispatch_run(actor, id, &req.input.host);
         }
         if req.input.target_kind == TargetKind::Pid {
             // The pid may have been reused since approval.
@@ -526,8 +494,8 @@ impl Workbench {
                     if n == 0 {
                         break;
                     }
-                    if buf.len() < 8192 {
-                        buf.extend_from_slice(&chunk[..n.min(8192 - buf.len())]);
+                    if buf.len() < STDERR_KEPT {
+                        buf.extend_from_slice(&chunk[..n.min(STDERR_KEPT - buf.len())]);
                     }
                 }
             }
@@ -535,7 +503,7 @@ impl Workbench {
         });
         let deadline = tokio::time::sleep(w.bound);
         tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut tick = tokio::time::interval(OUTPUT_CHECK);
         let mut meter = tokio::time::interval(OVERHEAD_INTERVAL);
         let mut bpf = overhead::GroupStats::default();
         let max = w.max_output;
@@ -547,10 +515,14 @@ impl Workbench {
                 .append(data, max)
         };
         let mut chunk = vec![0u8; 16384];
+        let mut exited = None;
         let stop = loop {
             tokio::select! {
                 st = w.child.wait() => break match st {
-                    Ok(s) => Stop::Exited(s),
+                    Ok(s) => {
+                        exited = Some(s);
+                        Stop::Exited { success: s.success(), how: s.to_string() }
+                    }
                     Err(_) => Stop::Duration,
                 },
                 _ = &mut deadline => break Stop::Duration,
@@ -594,7 +566,7 @@ impl Workbench {
             }
         };
         let exit = match stop {
-            Stop::Exited(s) => Some(s),
+            Stop::Exited { .. } => exited,
             _ => {
                 kill_group(w.pgid, libc::SIGINT);
                 match tokio::time::timeout(KILL_GRACE, w.child.wait()).await {
@@ -606,7 +578,7 @@ impl Workbench {
                 }
             }
         };
-        let elapsed = started.elapsed().as_secs_f64();
+        let elapsed = started.elapsed();
         // Anything still in the pipe after the stop, within the bound.
         if let Some(s) = stdout.as_mut() {
             while let Ok(Ok(n)) =
@@ -625,24 +597,8 @@ impl Workbench {
         let code = exit.and_then(|s| s.code()).map(i64::from);
         let err_text = String::from_utf8_lossy(&err).trim().to_string();
         let limit = w.budget.limit_percent;
-        let (status, reason) = match &stop {
-            Stop::Duration => (
-                RunStatus::StoppedDuration,
-                format!("stopped at the approved duration of {} s", w.bound.as_secs()),
-            ),
-            Stop::Output => (
-                RunStatus::StoppedOutput,
-                format!("output exceeded the policy's max_output_bytes ({max}); the first {max} bytes are kept"),
-            ),
-            Stop::Overhead(p) => (
-                RunStatus::StoppedOverhead,
-                format!("its BPF programs used {p:.2}% of a CPU for two consecutive seconds, over the budget of {limit}% (policy overhead_budget_percent)"),
-            ),
-            Stop::User(who) => (RunStatus::StoppedByUser, format!("stopped by {who}")),
-            Stop::Exited(s) if s.success() => (RunStatus::Finished, "exited with status 0".to_string()),
-            Stop::Exited(s) => (RunStatus::Failed, format!("exited with {s}; stderr: {err_text}")),
-        };
-        let cpu_percent = (elapsed > 0.0).then(|| bpf.run_time_ns as f64 / (elapsed * 1e9) * 100.0);
+        let (status, reason) = stop.verdict(w.bound, max, limit, &err_text);
+        let cpu_percent = holdup_runner::average_percent(bpf.run_time_ns, elapsed);
         // Storing is blocking work (file, SQLite): off the async workers.
         let wb = Arc::clone(&self);
         let _ = tokio::task::spawn_blocking(move || {
@@ -682,8 +638,7 @@ impl Workbench {
         .await;
     }
 
-    /// Stores how a run ended and its output: once, in its incident's
-    /// artifact when it has one, else in the run's row.
+    /// Stores how a run this server watched ended.
     #[allow(clippy::too_many_arguments)]
     fn store_end(
         &self,
@@ -695,40 +650,73 @@ impl Workbench {
         bpf: overhead::GroupStats,
         cpu_percent: Option<f64>,
     ) -> WbResult<()> {
+        self.finish_run(&Finish {
+            run_id: w.run_id,
+            attach: w.attach.as_ref().map(|(i, n)| (*i, n.as_str())),
+            out,
+            status,
+            reason,
+            code,
+            bpf_run_time_ns: bpf.run_time_ns,
+            bpf_programs: bpf.programs,
+            cpu_percent,
+            peak_percent: w.budget.peak_percent,
+            agent: None,
+        })
+    }
+
+    /// Stores how a run ended and its output: once, in its incident's
+    /// artifact when it has one, else in the run's row; audited
+    /// `run.stopped`.
+    pub(crate) fn finish_run(&self, f: &Finish<'_>) -> WbResult<()> {
         let mut conn = self.db();
         let tx = store::begin(&mut conn)?;
+        let out = f.out;
         let sha = crate::sha256_hex(out);
         // The incident may have been deleted meanwhile: then there is
         // nothing to attach to.
-        let attach = match &w.attach {
-            Some((inc, name)) => {
-                crate::store::incidents::exists(&tx, *inc)?.then_some((*inc, name.as_str()))
-            }
+        let attach = match f.attach {
+            Some((inc, name)) => crate::store::incidents::exists(&tx, inc)?.then_some((inc, name)),
             None => None,
         };
         let in_row: &[u8] = if attach.is_some() { &[] } else { out };
         let end = db::End {
-            status,
+            status: f.status,
             output_in_row: in_row,
             output_bytes: out.len() as i64,
-            exit_status: code,
-            reason,
-            bpf_run_time_ns: bpf.run_time_ns as i64,
-            bpf_cpu_percent: cpu_percent,
+            exit_status: f.code,
+            reason: f.reason,
+            bpf_run_time_ns: f.bpf_run_time_ns as i64,
+            bpf_cpu_percent: f.cpu_percent,
             artifact: attach.map(|a| a.1),
         };
-        db::end(&tx, w.run_id, &end, now())?;
-        audit::append(
-            &tx,
-            now(),
-            "system",
-            "run.stopped",
-            &json!({"run": w.run_id, "status": status, "output_bytes": out.len(), "output_sha256": sha, "exit_status": code, "reason": reason, "bpf_run_time_ns": bpf.run_time_ns, "bpf_programs": bpf.programs, "bpf_cpu_percent": cpu_percent, "peak_interval_percent": w.budget.peak_percent}),
-        )?;
+        db::end(&tx, f.run_id, &end, now())?;
+        let mut details = json!({"run": f.run_id, "status": f.status, "output_bytes": out.len(), "output_sha256": sha, "exit_status": f.code, "reason": f.reason, "bpf_run_time_ns": f.bpf_run_time_ns, "bpf_programs": f.bpf_programs, "bpf_cpu_percent": f.cpu_percent, "peak_interval_percent": f.peak_percent});
+        if let Some(host) = f.agent {
+            details["agent"] = json!(host);
+        }
+        audit::append(&tx, now(), "system", "run.stopped", &details)?;
         if let Some((inc, name)) = attach {
-            crate::store_artifact(&tx, "system", inc, name, out, json!({"run": w.run_id}))?;
+            crate::store_artifact(&tx, "system", inc, name, out, json!({"run": f.run_id}))?;
         }
         tx.commit()?;
         Ok(())
     }
+}
+
+/// How a run ended, to store.
+pub(crate) struct Finish<'a> {
+    pub run_id: i64,
+    /// The incident and artifact name its output goes to.
+    pub attach: Option<(i64, &'a str)>,
+    pub out: &'a [u8],
+    pub status: RunStatus,
+    pub reason: &'a str,
+    pub code: Option<i64>,
+    pub bpf_run_time_ns: u64,
+    pub bpf_programs: usize,
+    pub cpu_percent: Option<f64>,
+    pub peak_percent: f64,
+    /// The host of the agent that ran it.
+    pub agent: Option<&'a str>,
 }

@@ -21,22 +21,82 @@ pub(crate) enum Method {
     Get,
     Post,
     Put,
+    Delete,
+}
+
+/// How to check an `https://` server's certificate.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Trust the CA certificates in this PEM file (a private CA) instead
+    /// of the built-in web roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Client {
     /// A client of the workbench at `server` with API token `token`.
-    pub(crate) fn new(server: &str, token: &str) -> Client {
+    pub(crate) fn new(server: &str, token: &str, tls: &TlsOptions) -> Result<Client> {
+        // Script checks run bpftrace (30 s per call) before answering.
+        Client::with_tls(server, token, tls, Duration::from_secs(300))
+    }
+
+    /// A client whose requests may take up to `timeout` each.
+    pub(crate) fn with_tls(
+        server: &str,
+        token: &str,
+        tls: &TlsOptions,
+        timeout: Duration,
+    ) -> Result<Client> {
+        let mut tls_config =
+            ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::Rustls);
+        if let Some(ca) = &tls.ca_file {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read the CA file {}", ca.display()))?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("the CA file {} is not PEM", ca.display()))?;
+            if certs.is_empty() {
+                anyhow::bail!(
+                    "the CA file {} holds no certificate (expected PEM `BEGIN CERTIFICATE` blocks)",
+                    ca.display()
+                );
+            }
+            tls_config = tls_config.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
-            // Script checks run bpftrace (30 s per call) before answering.
-            .timeout_global(Some(Duration::from_secs(300)))
+            .timeout_global(Some(timeout))
+            .tls_config(tls_config.build())
             .build();
-        Client {
+        Ok(Client {
             base: server.trim_end_matches('/').to_string(),
             token: token.trim().to_string(),
             agent: ureq::Agent::new_with_config(config),
+        })
+    }
+
+    /// `PUT path` with raw bytes; a 2xx answer, or an error with the
+    /// server's message.
+    pub(crate) fn put_bytes(&self, path: &str, data: &[u8]) -> Result<()> {
+        let url = format!("{}{path}", self.base);
+        let mut resp = self
+            .agent
+            .put(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/octet-stream")
+            .send(data)
+            .map_err(|e| transport_error(&url, e))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = resp.body_mut().read_to_vec().unwrap_or_default();
+            return Err(server_error(status, &body));
         }
+        Ok(())
     }
 
     /// One request: the HTTP status and the raw body.
@@ -50,6 +110,11 @@ impl Client {
         let auth = format!("Bearer {}", self.token);
         let res = match method {
             Method::Get => self.agent.get(&url).header("Authorization", &auth).call(),
+            Method::Delete => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
             Method::Post | Method::Put => {
                 let b = match method {
                     Method::Post => self.agent.post(&url),

@@ -7,6 +7,7 @@
 //! incidents), `probes` (catalog, scripts, requests) and `runs` (runs,
 //! audit). Every answer is read into `holdup-wb-api`'s types.
 
+mod agent;
 mod client;
 mod people;
 mod probes;
@@ -15,7 +16,11 @@ mod show;
 
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
+// The `holdup agent` daemon starts the loop as a thread of its own.
+#[allow(unused_imports)]
+pub use agent::{run_agent_loop, AgentConfig};
 use client::Client;
+pub use client::TlsOptions;
 use holdup_wb_api::UserChange;
 use std::path::PathBuf;
 
@@ -33,6 +38,12 @@ pub enum WorkbenchCmd {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:7420")]
         listen: std::net::SocketAddr,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// The audit log.
     Audit {
@@ -55,8 +66,20 @@ pub enum ServerAuditCmd {
 /// `holdup workbench serve|audit verify`.
 pub fn workbench(cmd: WorkbenchCmd) -> Result<()> {
     match cmd {
-        WorkbenchCmd::Serve { db, policy, listen } => {
-            holdup_workbench::api::serve_blocking(&db, policy.as_deref(), listen)
+        WorkbenchCmd::Serve {
+            db,
+            policy,
+            listen,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = tls_cert.zip(tls_key);
+            holdup_workbench::api::serve_blocking_tls(
+                &db,
+                policy.as_deref(),
+                listen,
+                tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            )
         }
         WorkbenchCmd::Audit {
             cmd: ServerAuditCmd::Verify { db },
@@ -95,6 +118,9 @@ pub struct WbArgs {
     /// Print the server's JSON instead of tables and text.
     #[arg(long, global = true)]
     json: bool,
+    /// PEM file of CA certificates to trust for an https:// server (a private CA).
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     cmd: WbCmd,
 }
@@ -103,6 +129,14 @@ pub struct WbArgs {
 enum WbCmd {
     /// Who the token belongs to, and its role.
     Whoami,
+    /// Run as the agent of a host: pull the runs dispatched to it, run them
+    /// here bounded, report them (needs root for BPF).
+    Agent(agent::AgentArgs),
+    /// Agent identities (admin): list, or create / rotate / revoke one.
+    Agents {
+        #[command(subcommand)]
+        cmd: Option<AgentsCmd>,
+    },
     /// Users (admin only).
     Users {
         #[command(subcommand)]
@@ -195,6 +229,16 @@ enum WbCmd {
         #[command(subcommand)]
         cmd: Option<AuditCmd>,
     },
+}
+
+#[derive(Subcommand)]
+enum AgentsCmd {
+    /// Create the agent identity of a host; prints its token (shown only once).
+    Create { host: String },
+    /// Replace a host's agent token (also lifts a revocation); the old one stops working.
+    Rotate { host: String },
+    /// Revoke a host's agent: its token is refused from now on.
+    Revoke { host: String },
 }
 
 #[derive(Subcommand)]
@@ -293,6 +337,13 @@ pub fn run(args: WbArgs) -> Result<()> {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| DEFAULT_URL.to_string());
+    if let WbCmd::Agent(a) = args.cmd {
+        let a = agent::AgentArgs {
+            ca_file: a.ca_file.or(args.ca_file),
+            ..a
+        };
+        return agent::agent_main(a, server);
+    }
     let token = args
         .token
         .or_else(|| std::env::var("HOLDUP_WB_TOKEN").ok())
@@ -300,10 +351,24 @@ pub fn run(args: WbArgs) -> Result<()> {
         .ok_or_else(|| {
             anyhow!("no workbench API token: set HOLDUP_WB_TOKEN or pass --token TOKEN (an admin creates users and their tokens with `holdup wb users create NAME ROLE`)")
         })?;
-    let c = Client::new(&server, &token);
+    let tls = TlsOptions {
+        ca_file: args.ca_file,
+    };
+    let c = Client::new(&server, &token, &tls)?;
     let json = args.json;
     match args.cmd {
         WbCmd::Whoami => people::whoami(&c, json),
+        WbCmd::Agent(_) => unreachable!("handled above"),
+        WbCmd::Agents { cmd: None } => agent::list(&c, json),
+        WbCmd::Agents {
+            cmd: Some(AgentsCmd::Create { host }),
+        } => agent::issue(&c, json, &host, false),
+        WbCmd::Agents {
+            cmd: Some(AgentsCmd::Rotate { host }),
+        } => agent::issue(&c, json, &host, true),
+        WbCmd::Agents {
+            cmd: Some(AgentsCmd::Revoke { host }),
+        } => agent::revoke(&c, json, &host),
         WbCmd::Users { cmd: None } => people::users(&c, json),
         WbCmd::Users {
             cmd: Some(UsersCmd::Create { name, role }),

@@ -5,6 +5,7 @@
 //! derefs to one, so callers compose them inside [`begin`]'s transaction
 //! with the audit entry of the change.
 
+pub mod agents;
 pub mod audit;
 pub mod incidents;
 pub mod requests;
@@ -141,6 +142,23 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX artifacts_uploader ON artifacts(uploaded_by);
     CREATE INDEX notes_author ON notes(author);",
+    // 7: dispatch (issue 14). Agents pull the runs of their host: a run for
+    // another host names its agent's host, and records when the agent
+    // claimed it, its last heartbeat, and who asked it to stop.
+    "CREATE TABLE agents (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL UNIQUE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_by TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0,
+        last_seen INTEGER
+    );
+    ALTER TABLE runs ADD COLUMN agent_host TEXT;
+    ALTER TABLE runs ADD COLUMN claimed_at INTEGER;
+    ALTER TABLE runs ADD COLUMN heartbeat INTEGER;
+    ALTER TABLE runs ADD COLUMN stop_by TEXT;
+    CREATE INDEX runs_agent ON runs(agent_host, status);",
 ];
 
 /// Files of the store (the database, its WAL and shared-memory files, the

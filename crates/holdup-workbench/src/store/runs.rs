@@ -212,3 +212,142 @@ pub fn end(conn: &Connection, id: i64, e: &End<'_>, now: i64) -> rusqlite::Resul
     )?;
     Ok(())
 }
+
+/// Reserves a run of request `request_id` for the agent of `agent_host`:
+/// running, not yet claimed; its id.
+pub fn reserve_for_agent(
+    conn: &Connection,
+    request_id: i64,
+    started_by: &str,
+    started_at: i64,
+    deadline: i64,
+    agent_host: &str,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO runs (request_id, started_by, status, started_at, deadline, agent_host) VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
+        params![request_id, started_by, started_at, deadline, agent_host],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The oldest run reserved for `agent_host`'s agent and not claimed yet:
+/// its id and request.
+pub fn next_unclaimed(conn: &Connection, agent_host: &str) -> rusqlite::Result<Option<(i64, i64)>> {
+    conn.query_row(
+        "SELECT id, request_id FROM runs WHERE agent_host = ?1 AND status = 'running' AND claimed_at IS NULL ORDER BY id LIMIT 1",
+        [agent_host],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Marks run `id` claimed by its agent at `now` (its first heartbeat);
+/// whether it was still unclaimed.
+pub fn claim(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE runs SET claimed_at = ?2, heartbeat = ?2 WHERE id = ?1 AND claimed_at IS NULL AND status = 'running'",
+        params![id, now],
+    )? > 0)
+}
+
+/// A run as its agent's side sees it.
+pub struct AgentRun {
+    /// The host whose agent runs it (None: this server runs it).
+    pub agent_host: Option<String>,
+    /// Whether its agent claimed it.
+    pub claimed: bool,
+    /// Its status.
+    pub status: RunStatus,
+    /// Who asked it to stop, if someone did.
+    pub stop_by: Option<String>,
+    /// Its request's incident.
+    pub incident_id: Option<i64>,
+}
+
+/// How run `id` stands with its agent.
+pub fn agent_run(conn: &Connection, id: i64) -> rusqlite::Result<Option<AgentRun>> {
+    conn.query_row(
+        "SELECT r.agent_host, r.claimed_at IS NOT NULL, r.status, r.stop_by, q.incident_id FROM runs r JOIN requests q ON q.id = r.request_id WHERE r.id = ?1",
+        [id],
+        |r| {
+            Ok(AgentRun {
+                agent_host: r.get(0)?,
+                claimed: r.get(1)?,
+                status: super::named(r, 2, RunStatus::parse)?,
+                stop_by: r.get(3)?,
+                incident_id: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Records a heartbeat of run `id`'s agent.
+pub fn heartbeat(
+    conn: &Connection,
+    id: i64,
+    pid: Option<i64>,
+    bpf_run_time_ns: u64,
+    output_bytes: u64,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runs SET heartbeat = ?2, pid = COALESCE(?3, pid), bpf_run_time_ns = ?4, output_bytes = ?5 WHERE id = ?1",
+        params![id, now, pid, bpf_run_time_ns as i64, output_bytes as i64],
+    )?;
+    Ok(())
+}
+
+/// Asks run `id`'s agent to stop it (at its next heartbeat).
+pub fn request_stop(conn: &Connection, id: i64, by: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runs SET stop_by = COALESCE(stop_by, ?2) WHERE id = ?1",
+        params![id, by],
+    )?;
+    Ok(())
+}
+
+/// Keeps the output an agent sent for run `id` in its row, until its end.
+pub fn put_output(conn: &Connection, id: i64, data: &[u8]) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runs SET output = ?2 WHERE id = ?1",
+        params![id, data],
+    )?;
+    Ok(())
+}
+
+/// The output kept in run `id`'s row.
+pub fn row_output(conn: &Connection, id: i64) -> rusqlite::Result<Vec<u8>> {
+    conn.query_row("SELECT output FROM runs WHERE id = ?1", [id], |r| {
+        r.get::<_, Option<Vec<u8>>>(0)
+    })
+    .map(Option::unwrap_or_default)
+}
+
+/// A run of an agent that has gone quiet.
+pub struct Silent {
+    /// The run.
+    pub id: i64,
+    /// Its agent's host.
+    pub agent_host: String,
+    /// Its last heartbeat (None: never claimed).
+    pub heartbeat: Option<i64>,
+}
+
+/// Runs of agents whose last heartbeat is before `cutoff`, and runs never
+/// claimed whose deadline is before `cutoff`.
+pub fn silent(conn: &Connection, cutoff: i64) -> rusqlite::Result<Vec<Silent>> {
+    let mut st = conn.prepare(
+        "SELECT id, agent_host, heartbeat FROM runs WHERE agent_host IS NOT NULL AND status = 'running' AND ((claimed_at IS NOT NULL AND heartbeat < ?1) OR (claimed_at IS NULL AND deadline < ?1))",
+    )?;
+    let v = st
+        .query_map([cutoff], |r| {
+            Ok(Silent {
+                id: r.get(0)?,
+                agent_host: r.get(1)?,
+                heartbeat: r.get(2)?,
+            })
+        })?
+        .collect();
+    v
+}
