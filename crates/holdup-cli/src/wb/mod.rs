@@ -4,8 +4,9 @@
 //!
 //! This file holds the command line and its dispatch; the client is in
 //! `client`, printing in `show`, and the commands in `people` (users,
-//! incidents), `probes` (catalog, scripts, requests) and `runs` (runs,
-//! audit). Every answer is read into `holdup-wb-api`'s types.
+//! incidents), `probes` (catalog, scripts, requests), `runs` (runs,
+//! audit) and `agent` (`holdup wb agent`, the agent of a host, and
+//! `holdup wb agents`). Every answer is read into `holdup-wb-api`'s types.
 
 mod agent;
 mod client;
