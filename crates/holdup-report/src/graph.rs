@@ -168,7 +168,7 @@ pub fn svg(d: &Diagnosis) -> String {
             r##"<text x="{col}" y="30" font-size="13" font-weight="bold" fill="#333333">{head}</text>"##
         );
     }
-    o.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="#555555"/></marker><marker id="arrow-red" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="#b83c14"/></marker></defs>"##);
+    o.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="#555555"/></marker><marker id="arrow-red" viewBox="0 0 10 10" refX="10" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0 0L10 5L0 10z" fill="#b83c14"/></marker></defs>"##);
     let centre = |b: &Box| (COLS[b.col], TOP + ROW * b.row as f64 + BOX_H / 2.0);
     if drawn.is_empty() && holds.is_empty() {
         let _ = write!(
@@ -208,7 +208,10 @@ pub fn svg(d: &Diagnosis) -> String {
         let (lx, ly) = if boxes[*a].col == boxes[*b].col {
             (ax + BOX_W + 50.0, (ay + by) / 2.0 - 3.0)
         } else {
-            ((ax + BOX_W + bx) / 2.0, (ay + by) / 2.0 - 4.0)
+            // A quarter of the way from the waker: edges that meet at one
+            // role keep their labels apart.
+            let sx = ax + BOX_W;
+            (sx + (bx - sx) * 0.3, ay + (by - ay) * 0.2 - 4.0)
         };
         let _ = write!(
             o,

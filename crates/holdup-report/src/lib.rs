@@ -212,3 +212,76 @@ fn diagnosis(o: &mut String, d: &Diagnosis) {
         esc(&holdup_diagnose::text::render(d))
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use holdup_model::Target;
+    use holdup_record::{Recorder, RecordingHeader};
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer the test reads back after the recorder took it.
+    #[derive(Clone, Default)]
+    struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for SharedBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A recording with no windows, of a command whose arguments are markup.
+    fn empty_recording() -> Recording {
+        let header = RecordingHeader::new(
+            Target::Command {
+                argv: vec!["./srv".into(), "<script>alert(1)</script>".into()],
+                pid: 7,
+            },
+            1000,
+            vec!["holdup".into(), "record".into(), "<b>&".into()],
+        );
+        let buf = SharedBuf::default();
+        let rec = Recorder::from_writer(buf.clone(), "memory", &header).unwrap();
+        rec.finish().unwrap();
+        let bytes = buf.0.lock().unwrap().clone();
+        Recording::from_bytes(&bytes).unwrap()
+    }
+
+    #[test]
+    fn an_empty_recording_gives_a_whole_page_that_says_so_with_text_escaped() {
+        let rec = empty_recording();
+        let d = holdup_diagnose::diagnose(&holdup_diagnose::Input {
+            target: "test".into(),
+            windows: &rec.windows,
+            label: "empty.rec",
+            baseline_windows: None,
+            split: Default::default(),
+        });
+        let html = render(&ReportInput {
+            recording: &rec,
+            source: "empty.rec",
+            diagnosis: &d,
+        });
+        assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
+        for id in [
+            "verdict",
+            "facts",
+            "states",
+            "latency",
+            "graph",
+            "diagnosis",
+        ] {
+            assert!(html.contains(&format!("<section id=\"{id}\">")), "{id}");
+        }
+        assert!(html.contains("no complete windows in this recording"));
+        assert!(html.contains("not enough data"), "the verdict says why");
+        assert!(!html.contains("<script"), "recorded text is escaped");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("&lt;b&gt;&amp;"));
+    }
+}
