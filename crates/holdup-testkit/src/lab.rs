@@ -14,7 +14,8 @@ pub const RECORD_SECS: u64 = 16;
 /// Window length of the recording, ms (32 windows: enough for the
 /// diagnosis to compare the two stretches, in few seconds).
 pub const INTERVAL_MS: u64 = 500;
-/// When the hog starts, from the start of the recording.
+/// When the hog starts, from the start of `holdup record` (its first window
+/// opens a moment later, once the programs are loaded).
 pub const HOG_AT: Duration = Duration::from_secs(7);
 /// The culprit the diagnosis must name.
 pub const HOG_COMM: &str = "stress-ng-cpu";

@@ -452,7 +452,7 @@ impl App {
             })
             .collect();
         let widths = [
-            Constraint::Length(28),
+            Constraint::Length(36),
             Constraint::Length(8),
             Constraint::Length(6),
             Constraint::Length(6),
@@ -594,7 +594,10 @@ pub fn role_rows(context: &[Snapshot]) -> Vec<RowData> {
 /// What holds the service up in these windows, judged alone (no baseline):
 /// holdup-diagnose's verdict on them, in one line.
 pub fn now_verdict(windows: &[Snapshot]) -> Now {
-    let label = format!("last {} windows", windows.len());
+    let label = match windows.len() {
+        1 => "this window only".to_string(),
+        n => format!("last {n} windows"),
+    };
     let d = holdup_diagnose::diagnose(&holdup_diagnose::Input {
         target: String::new(),
         windows,
@@ -660,7 +663,7 @@ pub fn run_terminal(
                     _ => {}
                 }
             }
-            if stop.load(Ordering::Relaxed) && app.ended.is_some() && !app.paused() {
+            if stop.load(Ordering::Relaxed) && app.ended.is_some() {
                 // Ctrl-C from outside (SIGINT/SIGTERM) ends the UI too.
                 app.quit = true;
             }
