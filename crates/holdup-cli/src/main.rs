@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod diagnose;
+mod report;
 mod sink;
 mod top;
 #[cfg(feature = "workbench")]
@@ -36,6 +37,8 @@ enum Cmd {
     Top {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        replay: top::ReplayArgs,
         /// Print one JSON object per window instead of the terminal view.
         #[arg(long)]
         json: bool,
@@ -63,6 +66,9 @@ enum Cmd {
     /// Say what holds the target up and who causes it: ranked causes with
     /// evidence, live (`--pid P --duration 60s`) or from a recording.
     Diagnose(diagnose::DiagnoseArgs),
+    /// Write a recording and its diagnosis as one self-contained HTML page
+    /// (`holdup report incident.rec -o report.html`).
+    Report(report::ReportArgs),
     /// The governed-probes server: catalog, review, approval, policy, audit.
     #[cfg(feature = "workbench")]
     Workbench {
@@ -185,13 +191,19 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Top {
             target,
+            replay,
             json,
             duration,
             rows,
         } => {
-            let mut c = Collector::start(target.options()?)?;
             let stop = stop_flag();
-            match top::run(&mut c, &stop, json, duration, rows) {
+            let r = match replay.file.is_some() {
+                true => top::replay(&replay, &stop, json, duration, rows),
+                false => Collector::start(target.options()?)
+                    .map_err(Into::into)
+                    .and_then(|mut c| top::run(&mut c, &stop, json, duration, rows)),
+            };
+            match r {
                 Err(e) if is_broken_pipe(&e) => Ok(()),
                 other => other,
             }
@@ -204,6 +216,7 @@ fn run(cli: Cli) -> Result<()> {
         } => record(target, output, duration, summary),
         Cmd::Inspect { file, json } => inspect(&file, json),
         Cmd::Diagnose(args) => diagnose::run(args),
+        Cmd::Report(args) => report::run(args),
         #[cfg(feature = "workbench")]
         Cmd::Wb(args) => wb::run(args),
         #[cfg(feature = "workbench")]

@@ -2,10 +2,13 @@
 //! BPF (run as root; skip otherwise, except with CI=true where not being root
 //! fails), one lock so such tests run one at a time, and `holdup-workload`,
 //! the program with known behaviour they measure; and in [`scenario`], what
-//! the scenario tests of `holdup diagnose` share.
+//! the scenario tests of `holdup diagnose` share; [`lab`] makes a real
+//! incident recording, [`browser`] drives headless Chromium.
 
 #![warn(missing_docs)]
 
+pub mod browser;
+pub mod lab;
 pub mod scenario;
 
 use serde_json::Value;
