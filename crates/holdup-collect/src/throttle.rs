@@ -70,11 +70,7 @@ pub fn parse_cpu_stat(text: &str) -> Option<(u64, u64, u64)> {
         (None, Some(us)) => us.saturating_mul(1000),
         (None, None) => return None,
     };
-    Some((
-        *vals.get("nr_periods")?,
-        *vals.get("nr_throttled")?,
-        ns,
-    ))
+    Some((*vals.get("nr_periods")?, *vals.get("nr_throttled")?, ns))
 }
 
 /// A process's cgroup is looked up again after this many windows.
@@ -145,7 +141,6 @@ impl ThrottleReader {
         }
         out
     }
-
 }
 
 #[cfg(test)]
