@@ -561,6 +561,8 @@ fn start_contention(
                             cpu: Some(*share),
                             cpus: Some(cpus.to_vec()),
                             write_bps: None,
+                            // As a process beside the service would.
+                            weight: Some(reproduce::cpu_weight_of(service)),
                         },
                     )?;
                 }
@@ -594,6 +596,7 @@ fn start_contention(
                         cpus: None,
                         // Headroom above the paced rate: the limit is a cap.
                         write_bps: dev.map(|d| (d, (*bytes_per_s * 1.5) as u64)),
+                        weight: None,
                     },
                 )?;
                 said.push(format!(

@@ -241,6 +241,7 @@ pub fn router(wb: Arc<Workbench>) -> Router {
         )
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))
+        .merge(crate::matches::routes())
         .route_layer(middleware::from_fn_with_state(wb.clone(), authenticate))
         .merge(crate::ui::routes())
         .fallback(|| async {

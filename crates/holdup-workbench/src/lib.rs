@@ -9,6 +9,7 @@ pub mod audit;
 pub mod checks;
 pub mod error;
 pub mod incidents;
+pub mod matches;
 pub mod output;
 pub mod overhead;
 pub mod plot;

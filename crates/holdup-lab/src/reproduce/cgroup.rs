@@ -18,6 +18,9 @@ pub struct Limits {
     pub cpus: Option<Vec<usize>>,
     /// Write bytes per second on a disk ("MAJ:MIN", bytes/s).
     pub write_bps: Option<(String, u64)>,
+    /// CPU weight against other groups, in the kernel's units (1024: a
+    /// task of nice 0), so a hog competes as a process beside the service.
+    pub weight: Option<u64>,
 }
 
 /// Where cgroup v2 is mounted (read from the mount table).
@@ -152,11 +155,17 @@ impl LabCgroups {
             set.procs.push(d.join("cgroup.procs"));
             Some(d)
         };
+        // One v1 cpu directory for the quota and the weight.
+        let cpu_v1 = if !has("cpu") && (limits.cpu.is_some() || limits.weight.is_some()) {
+            v1_dir(V1_CPU)
+        } else {
+            None
+        };
         if let Some(cpu) = limits.cpu {
             let quota = ((cpu * PERIOD_US as f64) as u64).max(1000);
             let ok = if has("cpu") {
                 write(&v2.join("cpu.max"), &format!("{quota} {PERIOD_US}")).is_ok()
-            } else if let Some(d) = v1_dir(V1_CPU) {
+            } else if let Some(d) = &cpu_v1 {
                 write(&d.join("cpu.cfs_period_us"), &PERIOD_US.to_string()).is_ok()
                     && write(&d.join("cpu.cfs_quota_us"), &quota.to_string()).is_ok()
             } else {
@@ -165,6 +174,21 @@ impl LabCgroups {
             if !ok {
                 set.notes.push(format!(
                     "no CPU controller: the {cpu:.2}-CPU quota of {name} is not applied"
+                ));
+            }
+        }
+        if let Some(w) = limits.weight {
+            let ok = if has("cpu") {
+                let w2 = (w * 100 / 1024).clamp(1, 10000);
+                write(&v2.join("cpu.weight"), &w2.to_string()).is_ok()
+            } else if let Some(d) = &cpu_v1 {
+                write(&d.join("cpu.shares"), &w.clamp(2, 262144).to_string()).is_ok()
+            } else {
+                false
+            };
+            if !ok {
+                set.notes.push(format!(
+                    "no CPU controller: the CPU weight of {name} is not set"
                 ));
             }
         }

@@ -237,6 +237,28 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / hz)
 }
 
+/// The CPU weight a process competes with, in the kernel's units (1024:
+/// nice 0): its session's autogroup nice when autogroups are on (tasks of
+/// one session share one group), else its own nice.
+pub fn cpu_weight_of(pid: u32) -> u64 {
+    let autogroup = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled")
+        .is_ok_and(|s| s.trim() == "1");
+    let nice = if autogroup {
+        std::fs::read_to_string(format!("/proc/{pid}/autogroup"))
+            .ok()
+            .and_then(|s| s.rsplit("nice").next()?.trim().parse::<i32>().ok())
+    } else {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s[s.rfind(')')? + 2..].to_string();
+                rest.split_whitespace().nth(16)?.parse::<i32>().ok()
+            })
+    };
+    // The scheduler's table is 1024 × 1.25^-nice, rounded.
+    (1024.0 * 1.25f64.powi(-nice.unwrap_or(0).clamp(-20, 19))).round() as u64
+}
+
 /// How closely a lab run matches the incident.
 #[derive(Clone, Debug, Serialize)]
 pub struct Closeness {
