@@ -268,12 +268,6 @@ fn collect(m: &Model, period: &[WinRef], roles: &[usize]) -> (Series, Series, Se
                 k,
                 d.bytes as f64 / secs,
             );
-            disks.add(
-                (d.disk.clone(), format!("{who}\0latency")),
-                n,
-                k,
-                d.latency_ns as f64 / secs,
-            );
             disks.hist((d.disk.clone(), "all submitters".into()), &d.latency_hist);
         }
         for (disk, bytes) in disk_bytes {
@@ -441,8 +435,6 @@ pub fn diff(run: Source, baseline: Option<Source>, split_req: &SplitRequest, tar
             continue;
         }
         let (vb, vi) = (get(&db, &k, b.len(), &zeros), get(&di, &k, i.len(), &zeros));
-        let lat = (k.0.clone(), format!("{}\0latency", k.1));
-        let impact = mean(get(&di, &lat, i.len(), &zeros)) - mean(get(&db, &lat, b.len(), &zeros));
         if mean(vb).max(mean(vi)) < 0.02 {
             continue;
         }
@@ -454,7 +446,10 @@ pub fn diff(run: Source, baseline: Option<Source>, split_req: &SplitRequest, tar
             vb,
             vi,
             0.05,
-            impact,
+            // A disk's requests overlap (their latencies add up to more
+            // than a second per second): what they cost the service is in
+            // its own wait rows, so disk rows are context, not impact.
+            0.0,
         ));
     }
     for k in keys(&db, &di) {
