@@ -4,6 +4,7 @@
 
 mod diagnose;
 mod report;
+mod lab;
 mod sink;
 mod top;
 #[cfg(feature = "workbench")]
@@ -79,6 +80,15 @@ enum Cmd {
     /// audit (`--server`/HOLDUP_WB_URL, `--token`/HOLDUP_WB_TOKEN).
     #[cfg(feature = "workbench")]
     Wb(wb::WbArgs),
+    /// Compare a baseline and an incident per role and resource:
+    /// `holdup diff base.rec incident.rec` or `holdup diff x.rec --base 0s..60s --incident 60s..120s`.
+    Diff(lab::DiffArgs),
+    /// Rank earlier incidents by how much they look like this one:
+    /// `holdup match incident.rec --library DIR` (or `--workbench URL`).
+    Match(lab::MatchArgs),
+    /// Regenerate a recorded incident's contention against a lab copy:
+    /// `holdup reproduce incident.rec --load 'CMD' -- COMMAND` (or `--pid P`).
+    Reproduce(lab::ReproduceArgs),
     /// Summarise a recording.
     Inspect {
         /// The recording.
@@ -217,6 +227,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Inspect { file, json } => inspect(&file, json),
         Cmd::Diagnose(args) => diagnose::run(args),
         Cmd::Report(args) => report::run(args),
+        Cmd::Diff(args) => lab::diff(args),
+        Cmd::Match(args) => lab::matches(args),
+        Cmd::Reproduce(args) => lab::reproduce(args),
         #[cfg(feature = "workbench")]
         Cmd::Wb(args) => wb::run(args),
         #[cfg(feature = "workbench")]

@@ -273,6 +273,7 @@ pub fn router(wb: Arc<Workbench>) -> Router {
             axum::routing::delete(agent_api::revoke_agent),
         )
         .route("/api/agents/{host}/token", post(agent_api::rotate_agent))
+        .merge(crate::matches::routes())
         .route_layer(middleware::from_fn_with_state(wb.clone(), authenticate))
         .merge(agent_routes(wb.clone()))
         .merge(crate::ui::routes())

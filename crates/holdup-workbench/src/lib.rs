@@ -11,6 +11,7 @@ pub mod audit;
 pub mod checks;
 pub mod error;
 pub mod incidents;
+pub mod matches;
 pub mod output;
 pub use holdup_runner::overhead;
 pub mod plot;
