@@ -3,6 +3,7 @@
 mod diagnose;
 mod sink;
 mod top;
+mod triage;
 #[cfg(feature = "workbench")]
 mod wb;
 
@@ -61,6 +62,9 @@ enum Cmd {
     /// Say what holds the target up and who causes it: ranked causes with
     /// evidence, live (`--pid P --duration 60s`) or from a recording.
     Diagnose(diagnose::DiagnoseArgs),
+    /// A bounded host-wide first look: who is held up most, by what, and
+    /// who causes it; writes a bundle (recording, report, host facts).
+    Triage(triage::TriageArgs),
     /// The governed-probes server: catalog, review, approval, policy, audit.
     #[cfg(feature = "workbench")]
     Workbench {
@@ -202,6 +206,7 @@ fn run(cli: Cli) -> Result<()> {
         } => record(target, output, duration, summary),
         Cmd::Inspect { file, json } => inspect(&file, json),
         Cmd::Diagnose(args) => diagnose::run(args),
+        Cmd::Triage(args) => triage::run(args),
         #[cfg(feature = "workbench")]
         Cmd::Wb(args) => wb::run(args),
         #[cfg(feature = "workbench")]
