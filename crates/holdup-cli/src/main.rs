@@ -1,6 +1,7 @@
 //! `holdup`: what is holding your threads up, and who is causing it.
 
 mod diagnose;
+mod ring;
 mod sink;
 mod top;
 mod triage;
@@ -49,15 +50,17 @@ enum Cmd {
     Record {
         #[command(flatten)]
         target: TargetArgs,
-        /// Output file.
-        #[arg(short, long)]
-        output: PathBuf,
+        /// Output file (or --ring and --dir for a flight recorder).
+        #[arg(short, long, required_unless_present = "ring")]
+        output: Option<PathBuf>,
         /// Stop after this long (e.g. 10s, 5m); default: until Ctrl-C or the target exits.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
         /// Print a summary of the recording when done.
         #[arg(long)]
         summary: bool,
+        #[command(flatten)]
+        ring: ring::RingArgs,
     },
     /// Say what holds the target up and who causes it: ranked causes with
     /// evidence, live (`--pid P --duration 60s`) or from a recording.
@@ -203,7 +206,11 @@ fn run(cli: Cli) -> Result<()> {
             output,
             duration,
             summary,
-        } => record(target, output, duration, summary),
+            ring,
+        } => match output {
+            Some(output) => record(target, output, duration, summary),
+            None => ring::run(target, ring, duration),
+        },
         Cmd::Inspect { file, json } => inspect(&file, json),
         Cmd::Diagnose(args) => diagnose::run(args),
         Cmd::Triage(args) => triage::run(args),
