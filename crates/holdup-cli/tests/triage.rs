@@ -945,3 +945,129 @@ fn a_bad_trigger_is_a_clear_error() {
     );
     assert_fails_with(&out, "not a directory", "missing ring dir");
 }
+
+/// SIGUSR1 freezes the ring, the sidecar says so, and SIGTERM stops the
+/// recorder cleanly with every segment complete.
+#[test]
+fn sigusr1_freezes_the_ring_and_sigterm_closes_it() {
+    let Some(_serial) = bpf_setup("holdup record --ring, SIGUSR1") else {
+        return;
+    };
+    let dir = TempDir::new("ring-usr1");
+    let mut sleeper = Guard::spawn("sleep", Command::new("sleep").arg("60"));
+    let mut rec = holdup()
+        .args([
+            "record",
+            "--pid",
+            &sleeper.pid().to_string(),
+            "--interval",
+            "500ms",
+        ])
+        .args([
+            "--ring",
+            "20s",
+            "--segment",
+            "2s",
+            "--before",
+            "2s",
+            "--after",
+            "1s",
+            "--dir",
+        ])
+        .arg(&dir.0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start holdup record --ring");
+    let pid = rec.id() as libc::pid_t;
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    let t0 = Instant::now();
+    let sidecar = loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "SIGUSR1 froze nothing"
+        );
+        let found = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".rec.json"));
+        if let Some(p) = found {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let mut err = String::new();
+    rec.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(rec.wait().unwrap().success(), "{err}");
+    assert!(sleeper.running(), "the target is still there");
+    let meta: Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    assert_eq!(meta["trigger"], "SIGUSR1", "{meta}");
+    let frozen = dir.join(meta["recording"].as_str().unwrap());
+    let r = holdup_record::Recording::open(&frozen).unwrap();
+    assert_eq!(r.status, holdup_record::ReadStatus::Complete);
+    assert!(
+        r.windows.len() >= 4,
+        "2 s before + 1 s after in 500 ms windows: {}",
+        r.windows.len()
+    );
+    assert!(
+        r.header.argv.iter().any(|a| a.contains("SIGUSR1")),
+        "{:?}",
+        r.header.argv
+    );
+    for e in std::fs::read_dir(&dir.0).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("seg-") {
+            let s = holdup_record::Recording::open(&e.path()).unwrap();
+            assert_eq!(
+                s.status,
+                holdup_record::ReadStatus::Complete,
+                "{name} after SIGTERM"
+            );
+        }
+    }
+}
+
+/// A BPF budget below what tracing the host costs stops the trace after
+/// its first window, and the report says why.
+#[test]
+fn a_cost_budget_stops_the_trace_early() {
+    let Some(_serial) = bpf_setup("holdup triage --max-cpu") else {
+        return;
+    };
+    let dir = TempDir::new("triage-budget");
+    let t0 = Instant::now();
+    let out = run_for(
+        holdup()
+            .args([
+                "triage",
+                "--duration",
+                "20s",
+                "--max-cpu",
+                "0.0001%",
+                "--json",
+                "-o",
+            ])
+            .arg(dir.join("b.tar.zst")),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let why = v["report"]["stopped_early"].as_str().unwrap_or("");
+    assert!(
+        why.contains("--max-cpu"),
+        "the report says why it stopped: {why:?}"
+    );
+    assert_eq!(v["report"]["windows"], 1, "{why}");
+    assert!(t0.elapsed() < Duration::from_secs(15), "it stopped early");
+    assert!(
+        dir.join("b.tar.zst").exists(),
+        "the bundle of what was traced is written"
+    );
+}
