@@ -3,10 +3,12 @@
 #![warn(missing_docs)]
 
 mod diagnose;
-mod report;
 mod lab;
+mod report;
+mod ring;
 mod sink;
 mod top;
+mod triage;
 #[cfg(feature = "workbench")]
 mod wb;
 
@@ -54,15 +56,17 @@ enum Cmd {
     Record {
         #[command(flatten)]
         target: TargetArgs,
-        /// Output file.
-        #[arg(short, long)]
-        output: PathBuf,
+        /// Output file (or --ring and --dir for a flight recorder).
+        #[arg(short, long, required_unless_present = "ring")]
+        output: Option<PathBuf>,
         /// Stop after this long (e.g. 10s, 5m); default: until Ctrl-C or the target exits.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
         /// Print a summary of the recording when done.
         #[arg(long)]
         summary: bool,
+        #[command(flatten)]
+        ring: ring::RingArgs,
     },
     /// Say what holds the target up and who causes it: ranked causes with
     /// evidence, live (`--pid P --duration 60s`) or from a recording.
@@ -70,6 +74,9 @@ enum Cmd {
     /// Write a recording and its diagnosis as one self-contained HTML page
     /// (`holdup report incident.rec -o report.html`).
     Report(report::ReportArgs),
+    /// A bounded host-wide first look: who is held up most, by what, and
+    /// who causes it; writes a bundle (recording, report, host facts).
+    Triage(triage::TriageArgs),
     /// The governed-probes server: catalog, review, approval, policy, audit.
     #[cfg(feature = "workbench")]
     Workbench {
@@ -223,13 +230,18 @@ fn run(cli: Cli) -> Result<()> {
             output,
             duration,
             summary,
-        } => record(target, output, duration, summary),
+            ring,
+        } => match output {
+            Some(output) => record(target, output, duration, summary),
+            None => ring::run(target, ring, duration),
+        },
         Cmd::Inspect { file, json } => inspect(&file, json),
         Cmd::Diagnose(args) => diagnose::run(args),
         Cmd::Report(args) => report::run(args),
         Cmd::Diff(args) => lab::diff(args),
         Cmd::Match(args) => lab::matches(args),
         Cmd::Reproduce(args) => lab::reproduce(args),
+        Cmd::Triage(args) => triage::run(args),
         #[cfg(feature = "workbench")]
         Cmd::Wb(args) => wb::run(args),
         #[cfg(feature = "workbench")]
