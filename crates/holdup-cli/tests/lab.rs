@@ -136,6 +136,9 @@ fn record(pid: u32, out: &Path) {
 /// A request that costs Redis ~0.2 ms of CPU and its client nothing: a
 /// few connections keep it busy all the time.
 const EVAL: &str = "eval 'local x = 0 for i = 1, 20000 do x = x + i end return x' 0";
+/// Half of that: one connection waiting for each answer leaves Redis time
+/// to spare (the lab's load, which reproduce scales).
+const EVAL_LIGHT: &str = "eval 'local x = 0 for i = 1, 10000 do x = x + i end return x' 0";
 
 /// The kinds of fault the library holds, as the diagnosis names them.
 const KINDS: &[&str] = &[
@@ -709,6 +712,30 @@ fn reproduce_a_slow_peer_with_a_delay_proxy() {
 }
 
 #[test]
+fn reproduce_more_load_by_scaling_the_load() {
+    let Some(_g) = needs("lab-reproduce-load") else {
+        return;
+    };
+    let rec = incident_of("more_load");
+    let dir = TempDir::under("/tmp", "lab-rep-load");
+    let port = free_port();
+    let v = reproduce(
+        &rec,
+        &[
+            // One copy is one connection, waiting for each answer: Redis
+            // has time to spare between requests.
+            "--load",
+            &benchmark_line(port, &format!("-c 1 {EVAL_LIGHT}")),
+            "--",
+            "sh",
+            "-c",
+            &format!("exec {}", redis_cmd(port, &dir.0, "--appendonly no")),
+        ],
+    );
+    assert_same_kind(&v, "more_load");
+}
+
+#[test]
 fn lab_verbs_say_what_is_wrong_with_their_input() {
     let _g = holdup_testkit::serial();
     let dir = TempDir::new("lab-bad");
@@ -830,4 +857,168 @@ fn reproduce_interrupted_mid_run_leaves_nothing_behind() {
         !Path::new(cg).exists(),
         "the lab's cgroup {cg} survived Ctrl-C"
     );
+}
+
+/// A child killed with its process group when dropped.
+#[cfg(feature = "workbench")]
+struct Stopped(std::process::Child);
+
+#[cfg(feature = "workbench")]
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process group this test started.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// `curl` against the workbench (loopback), the answer's body.
+#[cfg(feature = "workbench")]
+fn curl(token: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .args(args)
+        .output()
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out.stdout
+}
+
+#[cfg(feature = "workbench")]
+#[test]
+fn the_workbench_ranks_an_incidents_matches_and_match_reads_its_incidents() {
+    use std::io::BufRead;
+    let Some(_g) = needs("lab-workbench") else {
+        return;
+    };
+    if !have_tools("lab-workbench", &["curl"]) {
+        return;
+    }
+    let lib = library();
+    let dir = TempDir::new("lab-wb");
+    let mut cmd = Command::new(HOLDUP);
+    cmd.args(["workbench", "serve", "--db"])
+        .arg(dir.join("wb.db"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    use std::os::unix::process::CommandExt;
+    let mut server = Stopped(
+        cmd.process_group(0)
+            .spawn()
+            .expect("start holdup workbench serve"),
+    );
+    let server = &mut server.0;
+    // First start: the admin token on stdout, then "serving URL" on stderr.
+    let mut out = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let token = line.trim().to_string();
+    let mut err = std::io::BufReader::new(server.stderr.take().unwrap());
+    let url = loop {
+        let mut l = String::new();
+        assert!(
+            err.read_line(&mut l).unwrap() > 0,
+            "the workbench did not start"
+        );
+        if let Some(rest) = l.split("serving ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep reading its log, so it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    // Earlier incidents, one per kind, titled with what they were.
+    let mut titles = std::collections::BTreeMap::new();
+    for (kind, rec) in lib.entries.iter().skip(KINDS.len()).take(KINDS.len()) {
+        let title = format!("{} seen in production", kind.replace('_', " "));
+        let inc: Value = serde_json::from_slice(&curl(
+            &token,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &serde_json::json!({"title": title, "notes": format!("kind {kind}")}).to_string(),
+                &format!("{url}/api/incidents"),
+            ],
+        ))
+        .unwrap();
+        let id = inc["id"].as_i64().unwrap();
+        curl(
+            &token,
+            &[
+                "-X",
+                "PUT",
+                "--data-binary",
+                &format!("@{}", rec.display()),
+                &format!("{url}/api/incidents/{id}/artifacts/recording.rec"),
+            ],
+        );
+        titles.insert(kind.clone(), (id, title));
+    }
+    // The new incident: the disk recording of another load level.
+    let (kind, rec) = &lib.entries[1];
+    let inc: Value = serde_json::from_slice(&curl(
+        &token,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"title": "slow writes again"}"#,
+            &format!("{url}/api/incidents"),
+        ],
+    ))
+    .unwrap();
+    let id = inc["id"].as_i64().unwrap();
+    curl(
+        &token,
+        &[
+            "-X",
+            "PUT",
+            "--data-binary",
+            &format!("@{}", rec.display()),
+            &format!("{url}/api/incidents/{id}/artifacts/now.rec"),
+        ],
+    );
+    let m: Value = serde_json::from_slice(&curl(
+        &token,
+        &[&format!("{url}/api/incidents/{id}/matches")],
+    ))
+    .unwrap();
+    let (want_id, want_title) = &titles[kind];
+    assert_eq!(m["matches"].as_array().unwrap().len(), KINDS.len(), "{m:#}");
+    assert_eq!(m["matches"][0]["id"], *want_id, "{m:#}");
+    assert_eq!(m["matches"][0]["verdict"], want_title.as_str(), "{m:#}");
+    // The CLI over the same API.
+    let tf = dir.join("token");
+    std::fs::write(&tf, &token).unwrap();
+    let v = holdup_json(&[
+        "match",
+        &rec.display().to_string(),
+        "--workbench",
+        &url,
+        "--token-file",
+        &tf.display().to_string(),
+        "--json",
+    ]);
+    // The new incident is in the workbench too: it matches itself first.
+    let names: Vec<&str> = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["entry"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], format!("incident {id}"), "{v:#}");
+    assert_eq!(names[1], format!("incident {want_id}"), "{v:#}");
 }
