@@ -253,9 +253,19 @@ struct Library {
     took: Duration,
 }
 
+static LIB: OnceLock<Library> = OnceLock::new();
+
+/// A static is never dropped: the library's folder goes at exit.
+extern "C" fn remove_library() {
+    if let Some(l) = LIB.get() {
+        let _ = std::fs::remove_dir_all(&l.dir.0);
+    }
+}
+
 fn library() -> &'static Library {
-    static LIB: OnceLock<Library> = OnceLock::new();
     LIB.get_or_init(|| {
+        // SAFETY: registers a plain function to run at process exit.
+        unsafe { libc::atexit(remove_library) };
         let _lock = MeasureLock::take();
         let t0 = Instant::now();
         let dir = TempDir::under("/tmp", "lab-library");
