@@ -1,6 +1,8 @@
 //! `holdup`: what is holding your threads up, and who is causing it.
 
+mod agent;
 mod diagnose;
+mod export;
 mod sink;
 mod top;
 #[cfg(feature = "workbench")]
@@ -71,6 +73,11 @@ enum Cmd {
     /// audit (`--server`/HOLDUP_WB_URL, `--token`/HOLDUP_WB_TOKEN).
     #[cfg(feature = "workbench")]
     Wb(wb::WbArgs),
+    /// The per-host daemon: watches services continuously and serves
+    /// Prometheus/OpenMetrics on /metrics (docs/AGENT.md).
+    Agent(agent::AgentArgs),
+    /// Write a recording's tables as Parquet or JSON Lines (docs/EXPORT.md).
+    Export(export::ExportArgs),
     /// Summarise a recording.
     Inspect {
         /// The recording.
@@ -202,6 +209,8 @@ fn run(cli: Cli) -> Result<()> {
         } => record(target, output, duration, summary),
         Cmd::Inspect { file, json } => inspect(&file, json),
         Cmd::Diagnose(args) => diagnose::run(args),
+        Cmd::Agent(args) => agent::run(args),
+        Cmd::Export(args) => export::run(args),
         #[cfg(feature = "workbench")]
         Cmd::Wb(args) => wb::run(args),
         #[cfg(feature = "workbench")]
