@@ -56,6 +56,56 @@ impl Bounded {
     }
 }
 
+/// The culprit names of one service that have their own label: at most K
+/// at any time. Each name's score is its culprit time per window, averaged
+/// over about ten windows. A name that is not labelled gets a label when,
+/// in one window, it held more than twice the lowest labelled score, and
+/// that name loses its label (its series stops rising; what it does next
+/// counts under `other`). Every exposed counter only rises, and a new hog
+/// is named within a window or two even when quieter names took the slots
+/// first.
+#[derive(Clone, Debug, Default)]
+struct TopK {
+    scores: BTreeMap<String, f64>,
+}
+
+/// Weight of the newest window in a culprit's score.
+const SCORE_WEIGHT: f64 = 0.1;
+
+impl TopK {
+    fn has(&self, name: &str) -> bool {
+        self.scores.contains_key(name)
+    }
+
+    fn window(&mut self, names: &BTreeMap<String, u64>, k: usize) {
+        for (name, score) in self.scores.iter_mut() {
+            let ns = names.get(name).copied().unwrap_or(0) as f64;
+            *score = *score * (1.0 - SCORE_WEIGHT) + ns * SCORE_WEIGHT;
+        }
+        let mut ranked: Vec<(&String, u64)> = names.iter().map(|(n, ns)| (n, *ns)).collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        for (name, ns) in ranked.into_iter().take(k) {
+            if self.has(name) || ns == 0 {
+                continue;
+            }
+            if self.scores.len() < k {
+                self.scores.insert(name.clone(), ns as f64);
+                continue;
+            }
+            let (lowest, low) = self
+                .scores
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(n, s)| (n.clone(), *s))
+                .expect("k > 0 names");
+            if ns as f64 > 2.0 * low {
+                self.scores.remove(&lowest);
+                self.scores.insert(name.clone(), ns as f64);
+            }
+        }
+    }
+}
+
 /// Everything `/metrics` serves, accumulated since the agent started.
 #[derive(Default)]
 pub struct Registry {
@@ -71,7 +121,7 @@ pub struct Registry {
     culprit_ns: BTreeMap<(String, String), u64>,
     threads: BTreeMap<String, u64>,
     roles: BTreeMap<String, Bounded>,
-    culprits: BTreeMap<String, Bounded>,
+    culprits: BTreeMap<String, TopK>,
     bpf_ns: BTreeMap<String, (u64, u64)>,
     loss: BTreeMap<&'static str, u64>,
     windows: BTreeMap<String, u64>,
@@ -195,8 +245,8 @@ impl Registry {
         }
     }
 
-    /// Culprits per service: a name is admitted when it is among the
-    /// window's top K of its service while there is room.
+    /// Culprits per service: the K names with their own label are those
+    /// of [`TopK`]; the rest of each window's culprit time goes to `other`.
     fn add_culprits(&mut self, snap: &Snapshot, service_of_tid: &BTreeMap<u32, String>) {
         let mut per_svc: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
         for c in &snap.culprits {
@@ -210,13 +260,14 @@ impl Registry {
                 .or_default() += c.ns;
         }
         for (svc, names) in per_svc {
-            let mut ranked: Vec<(&String, &u64)> = names.iter().collect();
-            ranked.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-            let bounded = self.culprits.entry(svc.to_string()).or_default();
-            for (rank, (name, ns)) in ranked.into_iter().enumerate() {
-                let label = bounded
-                    .label(name, self.top_culprits, rank < self.top_culprits)
-                    .to_string();
+            let top = self.culprits.entry(svc.to_string()).or_default();
+            top.window(&names, self.top_culprits);
+            for (name, ns) in names {
+                let label = if top.has(&name) {
+                    name
+                } else {
+                    OTHER.to_string()
+                };
                 *self.culprit_ns.entry((svc.to_string(), label)).or_default() += ns;
             }
         }
@@ -569,6 +620,20 @@ mod tests {
         assert_eq!(b.label("c", 2, true), "c");
         assert_eq!(b.label("d", 2, true), OTHER, "full");
         assert_eq!(b.label("a", 2, false), "a", "admitted names stay");
+    }
+
+    #[test]
+    fn a_new_big_culprit_takes_the_slot_of_the_quietest() {
+        let mut top = TopK::default();
+        let w = |v: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            v.iter().map(|(n, ns)| (n.to_string(), *ns)).collect()
+        };
+        top.window(&w(&[("a", 100), ("b", 10)]), 2);
+        assert!(top.has("a") && top.has("b"));
+        top.window(&w(&[("c", 15)]), 2);
+        assert!(!top.has("c"), "not twice the lowest score yet");
+        top.window(&w(&[("hog", 1000)]), 2);
+        assert!(top.has("hog") && top.has("a") && !top.has("b"), "{top:?}");
     }
 
     #[test]
