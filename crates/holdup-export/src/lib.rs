@@ -42,6 +42,11 @@ pub fn write(
     tables: &[Table],
     format: Format,
 ) -> Result<Vec<PathBuf>> {
+    #[cfg(not(feature = "parquet"))]
+    if format == Format::Parquet {
+        let _ = header;
+        anyhow::bail!("this holdup was built without Parquet (cargo feature `parquet`): use --jsonl, or rebuild with default features");
+    }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the export directory {}", dir.display()))?;
     let mut files = Vec::new();
@@ -59,10 +64,7 @@ pub fn write(
             #[cfg(feature = "parquet")]
             Format::Parquet => parquet_out::write(&path, header, t),
             #[cfg(not(feature = "parquet"))]
-            Format::Parquet => {
-                let _ = header;
-                anyhow::bail!("this holdup was built without Parquet (cargo feature `parquet`): use --jsonl, or rebuild with default features")
-            }
+            Format::Parquet => unreachable!("refused above"),
         }
         .with_context(|| format!("cannot write {}", path.display()))?;
         files.push(path);

@@ -135,7 +135,7 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
     let mut win = Table::new(
         "windows",
         &[
-            ("window", I64),
+            ("window_index", I64),
             ("start_ns", I64),
             ("end_ns", I64),
             ("duration_ns", I64),
@@ -148,7 +148,7 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
     let mut threads = Table::new(
         "threads",
         &[
-            ("window", I64),
+            ("window_index", I64),
             ("tgid", I64),
             ("tid", I64),
             ("comm", Str),
@@ -168,7 +168,7 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
     let mut thread_waits = Table::new(
         "thread_waits",
         &[
-            ("window", I64),
+            ("window_index", I64),
             ("tgid", I64),
             ("tid", I64),
             ("kind", Str),
@@ -179,7 +179,7 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
     let mut resources = Table::new(
         "resource_waits",
         &[
-            ("window", I64),
+            ("window_index", I64),
             ("tgid", I64),
             ("tid", I64),
             ("kind", Str),
@@ -197,7 +197,7 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
     let mut futex_wakes = Table::new(
         "futex_wakes",
         &[
-            ("window", I64),
+            ("window_index", I64),
             ("waker_tgid", I64),
             ("waker_tid", I64),
             ("futex", Str),
@@ -209,7 +209,7 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
     let mut wakes = Table::new(
         "wake_edges",
         &[
-            ("window", I64),
+            ("window_index", I64),
             ("wakee_tgid", I64),
             ("wakee_tid", I64),
             ("wait_kind", OptStr),
@@ -226,7 +226,7 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
     let mut culprits = Table::new(
         "culprits",
         &[
-            ("window", I64),
+            ("window_index", I64),
             ("victim_tgid", I64),
             ("victim_tid", I64),
             ("tgid", I64),
@@ -240,7 +240,7 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
     let mut disks = Table::new(
         "disks",
         &[
-            ("window", I64),
+            ("window_index", I64),
             ("disk", Str),
             ("dev", Str),
             ("tgid", I64),
@@ -257,7 +257,7 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
     let mut hist = Table::new(
         "histograms",
         &[
-            ("window", I64),
+            ("window_index", I64),
             ("source", Str),
             ("tgid", I64),
             ("tid", I64),
@@ -271,13 +271,16 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
     let mut programs = Table::new(
         "bpf_programs",
         &[
-            ("window", I64),
+            ("window_index", I64),
             ("program", Str),
             ("runs", I64),
             ("run_time_ns", I64),
         ],
     );
-    let mut loss = Table::new("loss", &[("window", I64), ("kind", Str), ("count", I64)]);
+    let mut loss = Table::new(
+        "loss",
+        &[("window_index", I64), ("kind", Str), ("count", I64)],
+    );
     let add_hist =
         |t: &mut Table, w: i64, source: &str, tgid: u32, tid: u32, key: &str, h: &Histogram| {
             for (b, &n) in h.buckets.iter().enumerate() {
