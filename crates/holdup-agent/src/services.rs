@@ -144,21 +144,78 @@ fn process_name(snap: &Snapshot, t: &ThreadWindow) -> String {
 
 /// cgroup id → service name for every cgroup under the slice: a child
 /// directory and everything below it carry the child's name; the slice's
-/// own id carries the slice's name.
+/// own id carries the slice's name. A child that is itself a slice of
+/// slices is looked through (`kubepods.slice/kubepods-burstable.slice/
+/// kubepods-burstable-podX.slice`: the pod is the service, not its QoS class).
 fn slice_children(dir: &std::path::Path, slice_name: &str) -> HashMap<u64, String> {
     let mut ids = HashMap::new();
     for id in cgroup_ids(dir) {
         ids.insert(id, slice_name.to_string());
     }
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                let child = e.file_name().to_string_lossy().into_owned();
-                for id in cgroup_ids(&e.path()) {
-                    ids.insert(id, child.clone());
-                }
-            }
+    name_children(dir, &mut ids);
+    ids
+}
+
+fn subdirs(dir: &std::path::Path) -> Vec<(String, PathBuf)> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn name_children(dir: &std::path::Path, ids: &mut HashMap<u64, String>) {
+    for (name, path) in subdirs(dir) {
+        let nested =
+            name.ends_with(".slice") && subdirs(&path).iter().any(|(n, _)| n.ends_with(".slice"));
+        for id in cgroup_ids(&path) {
+            ids.insert(id, name.clone());
+        }
+        if nested {
+            name_children(&path, ids);
         }
     }
-    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slice_of_slices_is_looked_through_to_its_services() {
+        let root = std::env::temp_dir().join(format!("holdup-agent-slice-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in [
+            "kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-a.scope",
+            "kubepods-pod2.slice/cri-b.scope",
+            "nginx.service/worker",
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let ids = slice_children(&root, "top");
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(ids.len(), 8, "{ids:?}");
+        let by_name = |n: &str| ids.values().filter(|v| *v == n).count();
+        assert_eq!(by_name("top"), 1, "the slice itself");
+        assert_eq!(
+            by_name("kubepods-burstable.slice"),
+            1,
+            "the QoS slice alone"
+        );
+        assert_eq!(
+            by_name("kubepods-burstable-pod1.slice"),
+            2,
+            "the pod and its container"
+        );
+        assert_eq!(
+            by_name("kubepods-pod2.slice"),
+            2,
+            "a pod slice directly below"
+        );
+        assert_eq!(by_name("nginx.service"), 2, "a service and its child");
+    }
 }
