@@ -5,10 +5,11 @@
 #
 #   scripts/bench-agent.sh [WORKERS] [SECS] [RUNS]     (defaults 500 60 1)
 #
-# Watched: a holdup-workload lock manager with WORKERS worker threads,
-# loaded by a holdup-workload load generator with WORKERS connections (one
-# thread each, a request every ~10 ms), both matched by the agent's comm
-# service: about 2 x WORKERS threads, each switching ~100 times a second.
+# Watched: holdup-workload lock managers with WORKERS worker threads in all
+# (50 per process), each loaded by a holdup-workload load generator with as
+# many connections (one thread each, a request every ~10 ms), all matched by
+# the agent's comm service: about 2 x WORKERS threads, each switching ~100
+# times a second.
 # Release binaries (HOLDUP=, WORKLOAD= to override); run as root, holding
 # the machine-wide measurement lock:
 #   flock /tmp/holdup-measure.lock scripts/bench-agent.sh 500 60
@@ -28,12 +29,16 @@ metric() { # metric FILE REGEX -> sum of the matching samples
 
 run_once() {
   local total=$((WARMUP + SECS + 30))
-  "$WORKLOAD" lockmgr --secs "$total" --workers "$WORKERS" --work-us 50 --hold-work-us 10 --hold-io-us 0 \
-    > "$TMP/lm.json" & PIDS+=($!)
-  for _ in $(seq 100); do grep -q server_port "$TMP/lm.json" 2>/dev/null && break; sleep 0.1; done
-  local port; port=$(grep -o '"server_port":[0-9]*' "$TMP/lm.json" | cut -d: -f2)
-  "$WORKLOAD" loadgen --secs "$total" --server "127.0.0.1:$port" --connections "$WORKERS" --think-us 10000 \
-    > /dev/null & PIDS+=($!)
+  local left=$WORKERS i=0
+  while [ "$left" -gt 0 ]; do
+    local n=$(( left < 50 ? left : 50 )); left=$((left - n)); i=$((i + 1))
+    "$WORKLOAD" lockmgr --secs "$total" --workers "$n" --rows 1000 --work-us 50 --hold-work-us 10 --hold-io-us 0 \
+      > "$TMP/lm$i.json" & PIDS+=($!)
+    for _ in $(seq 100); do grep -q server_port "$TMP/lm$i.json" 2>/dev/null && break; sleep 0.1; done
+    local port; port=$(grep -o '"server_port":[0-9]*' "$TMP/lm$i.json" | cut -d: -f2)
+    "$WORKLOAD" loadgen --secs "$total" --server "127.0.0.1:$port" --connections "$n" --think-us 10000 \
+      > /dev/null & PIDS+=($!)
+  done
   "$HOLDUP" agent --listen 127.0.0.1:0 --comm 'bench=^holdup-workloa' 2> "$TMP/agent.err" & PIDS+=($!)
   for _ in $(seq 300); do grep -q serving "$TMP/agent.err" && break; sleep 0.1; done
   local url; url=$(grep -o 'http://[^ ]*/metrics' "$TMP/agent.err")
