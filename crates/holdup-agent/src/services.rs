@@ -71,7 +71,7 @@ pub fn groups(services: &[Service]) -> anyhow::Result<Vec<Group>> {
             }),
             Selector::Slice(p) => {
                 let dir = resolve_cgroup(p).map_err(|e| {
-                    anyhow::anyhow!("slice {}: {e} (give a cgroup v2 directory)", p.display())
+                    anyhow::anyhow!("slice {}: {e}", p.display())
                 })?;
                 out.push(Group {
                     label: format!("slice:{}", s.name),
