@@ -7,14 +7,17 @@
 #
 # Watched: holdup-workload lock managers with WORKERS worker threads in all
 # (50 per process), each loaded by a holdup-workload load generator with as
-# many connections (one thread each, a request every ~10 ms), all matched by
-# the agent's comm service: about 2 x WORKERS threads, each switching ~100
+# many connections (one thread each, a request every ~100 ms: THINK_US), all matched by
+# the agent's comm service: about 2 x WORKERS threads, each switching ~10
 # times a second.
 # Release binaries (HOLDUP=, WORKLOAD= to override); run as root, holding
 # the machine-wide measurement lock:
 #   flock /tmp/holdup-measure.lock scripts/bench-agent.sh 500 60
 set -euo pipefail
 WORKERS=${1:-500}; SECS=${2:-60}; RUNS=${3:-1}; WARMUP=${WARMUP:-10}
+# Pause of each load thread between requests: 100 ms keeps 1,000 threads
+# under the 2 CPUs of the test machine (an overloaded load generator gives up).
+THINK_US=${THINK_US:-100000}
 cd "$(dirname "$0")/.."
 HOLDUP=${HOLDUP:-target/release/holdup}
 WORKLOAD=${WORKLOAD:-target/release/holdup-workload}
@@ -36,7 +39,7 @@ run_once() {
       > "$TMP/lm$i.json" & PIDS+=($!)
     for _ in $(seq 100); do grep -q server_port "$TMP/lm$i.json" 2>/dev/null && break; sleep 0.1; done
     local port; port=$(grep -o '"server_port":[0-9]*' "$TMP/lm$i.json" | cut -d: -f2)
-    "$WORKLOAD" loadgen --secs "$total" --server "127.0.0.1:$port" --connections "$n" --think-us 10000 \
+    "$WORKLOAD" loadgen --secs "$total" --server "127.0.0.1:$port" --connections "$n" --think-us "$THINK_US" \
       > /dev/null & PIDS+=($!)
   done
   "$HOLDUP" agent --listen 127.0.0.1:0 --comm 'bench=^holdup-workloa' 2> "$TMP/agent.err" & PIDS+=($!)
