@@ -70,9 +70,8 @@ pub fn groups(services: &[Service]) -> anyhow::Result<Vec<Group>> {
                 classify: Classify::One(s.name.clone()),
             }),
             Selector::Slice(p) => {
-                let dir = resolve_cgroup(p).map_err(|e| {
-                    anyhow::anyhow!("slice {}: {e}", p.display())
-                })?;
+                let dir =
+                    resolve_cgroup(p).map_err(|e| anyhow::anyhow!("slice {}: {e}", p.display()))?;
                 out.push(Group {
                     label: format!("slice:{}", s.name),
                     target: TargetSpec::Cgroup(p.clone()),
