@@ -12,6 +12,7 @@ PKGS=(
   postgresql postgresql-contrib                        # ... PostgreSQL and pgbench
   mariadb-server mariadb-client sysbench               # ... MariaDB and sysbench
   chromium chromium-driver fonts-dejavu-core           # the workbench UI's browser test
+  prometheus python3-pip                               # the agent's scrape test; pip for DuckDB
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -26,5 +27,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
+python3 -c 'import duckdb' 2>/dev/null || python3 -m pip install -q --break-system-packages duckdb  # the Parquet export test
 command -v cargo >/dev/null || { echo "holdup needs a Rust toolchain (cargo): install it with rustup" >&2; exit 1; }
 echo "setup: all packages present"

@@ -2,7 +2,9 @@
 
 #![warn(missing_docs)]
 
+mod agent;
 mod diagnose;
+mod export;
 mod lab;
 mod report;
 mod ring;
@@ -96,6 +98,11 @@ enum Cmd {
     /// Regenerate a recorded incident's contention against a lab copy:
     /// `holdup reproduce incident.rec --load 'CMD' -- COMMAND` (or `--pid P`).
     Reproduce(lab::ReproduceArgs),
+    /// The per-host daemon: watches services continuously and serves
+    /// Prometheus/OpenMetrics on /metrics (docs/AGENT.md).
+    Agent(agent::AgentArgs),
+    /// Write a recording's tables as Parquet or JSON Lines (docs/EXPORT.md).
+    Export(export::ExportArgs),
     /// Summarise a recording.
     Inspect {
         /// The recording.
@@ -242,6 +249,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Match(args) => lab::matches(args),
         Cmd::Reproduce(args) => lab::reproduce(args),
         Cmd::Triage(args) => triage::run(args),
+        Cmd::Agent(args) => agent::run(args),
+        Cmd::Export(args) => export::run(args),
         #[cfg(feature = "workbench")]
         Cmd::Wb(args) => wb::run(args),
         #[cfg(feature = "workbench")]

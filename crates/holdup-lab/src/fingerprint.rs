@@ -266,6 +266,7 @@ fn verdict_group(kind: &str) -> &'static str {
     match kind {
         "cpu_contention" | "cpu_saturation" | "cpu_throttled" => "cpu",
         "no_significant_change" | "nothing_holds_it_up" | "insufficient_data" => "quiet",
+        "disk_contention" | "disk_throttled" => "disk",
         "more_load" => "load",
         _ => "",
     }
