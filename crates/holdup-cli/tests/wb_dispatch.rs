@@ -226,27 +226,11 @@ fn runs_are_dispatched_to_their_hosts_agent_over_tls() {
         no_ca.stderr
     );
 
-    let alice = wbt(
-        &url,
-        &ca,
-        &admin,
-        &["users", "create", "alice", "requester"],
-    )
-    .ok("users create")
-    .stdout
-    .lines()
-    .last()
-    .unwrap()
-    .trim()
-    .to_string();
-    let bob = wbt(&url, &ca, &admin, &["users", "create", "bob", "approver"])
-        .ok("users create")
-        .stdout
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let user = |name: &str, role: &str| {
+        let r = wbt(&url, &ca, &admin, &["users", "create", name, role]).ok("users create");
+        r.stdout.lines().last().unwrap().trim().to_string()
+    };
+    let (alice, bob) = (user("alice", "requester"), user("bob", "approver"));
     let alpha_token = create_agent(&url, &ca, &admin, "alpha", &dir.0);
     let beta_token = create_agent(&url, &ca, &admin, "beta", &dir.0);
     let mut alpha = AgentProc::start(&url, &ca, &alpha_token, "alpha", &dir.join("alpha"));

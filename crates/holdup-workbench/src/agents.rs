@@ -31,70 +31,61 @@ fn validate_host(host: &str) -> WbResult<()> {
 }
 
 impl Workbench {
-    /// Creates the agent identity of `host`; returns its token (shown once).
-    pub fn create_agent(&self, actor: &User, host: &str) -> WbResult<(Agent, String)> {
+    /// One change of `host`'s agent in a transaction, audited as `action`;
+    /// the agent afterwards.
+    fn change_agent(
+        &self,
+        actor: &User,
+        host: &str,
+        action: &str,
+        change: impl FnOnce(&Connection) -> WbResult<()>,
+    ) -> WbResult<Agent> {
         validate_host(host)?;
-        let token = new_agent_token()?;
         let mut conn = self.db();
         let tx = store::begin(&mut conn)?;
-        if db::by_host(&tx, host)?.is_some() {
-            return Err(Error::conflict(format!(
-                "host {host} already has an agent; replace its token (POST /api/agents/{host}/token) instead"
-            )));
-        }
-        db::insert(&tx, host, &sha256_hex(token.as_bytes()), &actor.name, now())?;
-        audit::append(
-            &tx,
-            now(),
-            &actor.name,
-            "agent.created",
-            &json!({"host": host}),
-        )?;
+        change(&tx)?;
+        audit::append(&tx, now(), &actor.name, action, &json!({"host": host}))?;
         let agent = db::by_host(&tx, host)?.ok_or_else(|| Error::internal("agent vanished"))?;
         tx.commit()?;
+        Ok(agent)
+    }
+
+    /// Creates the agent identity of `host`; returns its token (shown once).
+    pub fn create_agent(&self, actor: &User, host: &str) -> WbResult<(Agent, String)> {
+        let token = new_agent_token()?;
+        let agent = self.change_agent(actor, host, "agent.created", |tx| {
+            if db::by_host(tx, host)?.is_some() {
+                return Err(Error::conflict(format!(
+                    "host {host} already has an agent; replace its token (POST /api/agents/{host}/token) instead"
+                )));
+            }
+            db::insert(tx, host, &sha256_hex(token.as_bytes()), &actor.name, now())?;
+            Ok(())
+        })?;
         Ok((agent, token))
     }
 
     /// Replaces `host`'s agent token (and lifts a revocation); the old one
     /// is refused at once.
     pub fn rotate_agent_token(&self, actor: &User, host: &str) -> WbResult<(Agent, String)> {
-        validate_host(host)?;
         let token = new_agent_token()?;
-        let mut conn = self.db();
-        let tx = store::begin(&mut conn)?;
-        if !db::set_token(&tx, host, &sha256_hex(token.as_bytes()))? {
-            return Err(Error::not_found(format!("no agent for host {host}")));
-        }
-        audit::append(
-            &tx,
-            now(),
-            &actor.name,
-            "agent.token_rotated",
-            &json!({"host": host}),
-        )?;
-        let agent = db::by_host(&tx, host)?.ok_or_else(|| Error::internal("agent vanished"))?;
-        tx.commit()?;
+        let agent = self.change_agent(actor, host, "agent.token_rotated", |tx| {
+            if !db::set_token(tx, host, &sha256_hex(token.as_bytes()))? {
+                return Err(Error::not_found(format!("no agent for host {host}")));
+            }
+            Ok(())
+        })?;
         Ok((agent, token))
     }
 
     /// Revokes `host`'s agent: its token is refused from now on.
     pub fn revoke_agent(&self, actor: &User, host: &str) -> WbResult<Agent> {
-        validate_host(host)?;
-        let mut conn = self.db();
-        let tx = store::begin(&mut conn)?;
-        if !db::revoke(&tx, host)? {
-            return Err(Error::not_found(format!("no agent for host {host}")));
-        }
-        audit::append(
-            &tx,
-            now(),
-            &actor.name,
-            "agent.revoked",
-            &json!({"host": host}),
-        )?;
-        let agent = db::by_host(&tx, host)?.ok_or_else(|| Error::internal("agent vanished"))?;
-        tx.commit()?;
-        Ok(agent)
+        self.change_agent(actor, host, "agent.revoked", |tx| {
+            if !db::revoke(tx, host)? {
+                return Err(Error::not_found(format!("no agent for host {host}")));
+            }
+            Ok(())
+        })
     }
 
     /// Every agent.
@@ -137,37 +128,14 @@ impl Workbench {
     /// the same gate as a local run; the agent claims it with its next
     /// poll. No agent for the host (or a revoked one): 409.
     pub(crate) fn dispatch_run(&self, actor: &User, id: i64, host: &str) -> WbResult<Run> {
-        let run_id = {
-            let mut conn = self.db();
-            let tx = store::begin(&mut conn)?;
-            if db::by_host(&tx, host)?.filter(|a| !a.revoked).is_none() {
-                return Err(Error::conflict(format!(
-                    "request {id} names host {host:?}, but this server runs probes only on its own host ({}) and no agent is registered for {host:?}: an admin creates one (holdup wb agents create {host}) and runs `holdup wb agent` there",
-                    crate::runs::this_host()
-                )));
-            }
-            let cleared = match self.gate(&tx, actor, id) {
-                Ok(c) => c,
-                Err(e) => {
-                    drop(tx);
-                    drop(conn);
-                    self.refuse_run(actor, id, &e);
-                    return Err(e);
-                }
-            };
-            let started = now();
-            let deadline = started + cleared.req.input.duration_s as i64;
-            let run_id = run_db::reserve_for_agent(&tx, id, &actor.name, started, deadline, host)?;
-            audit::append(
-                &tx,
-                now(),
-                &actor.name,
-                "run.authorized",
-                &json!({"request": id, "run": run_id, "script_sha256": cleared.req.script_sha256, "agent": host}),
-            )?;
-            tx.commit()?;
-            run_id
-        };
+        let registered = db::by_host(&self.db(), host)?.is_some_and(|a| !a.revoked);
+        if !registered {
+            return Err(Error::conflict(format!(
+                "request {id} names host {host:?}, but this server runs probes only on its own host ({}) and no agent is registered for {host:?}: an admin creates one (holdup wb agents create {host}) and runs `holdup wb agent` there",
+                crate::runs::this_host()
+            )));
+        }
+        let (_, run_id) = self.reserve_run(actor, id, Some(host))?;
         self.get_run(run_id)
     }
 

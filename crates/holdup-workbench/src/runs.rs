@@ -288,31 +288,7 @@ impl Workbench {
                 format!("cannot measure the run's overhead: enabling BPF stats failed ({e}); run the workbench as root (CAP_SYS_ADMIN)"),
             )
         })?;
-        let started = now();
-        let deadline = started + req.input.duration_s as i64;
-        let (cleared, run_id) = {
-            let mut conn = self.db();
-            let tx = store::begin(&mut conn)?;
-            let cleared = match self.gate(&tx, actor, id) {
-                Ok(c) => c,
-                Err(e) => {
-                    drop(tx);
-                    drop(conn);
-                    self.refuse_run(actor, id, &e);
-                    return Err(e);
-                }
-            };
-            let run_id = db::reserve(&tx, id, &actor.name, started, deadline)?;
-            audit::append(
-                &tx,
-                now(),
-                &actor.name,
-                "run.authorized",
-                &json!({"request": id, "run": run_id, "script_sha256": cleared.req.script_sha256}),
-            )?;
-            tx.commit()?;
-            (cleared, run_id)
-        };
+        let (cleared, run_id) = self.reserve_run(actor, id, None)?;
         match self.spawn_run(actor, run_id, cleared, stats) {
             Ok(()) => self.get_run(run_id),
             Err(e) => {
@@ -320,6 +296,43 @@ impl Workbench {
                 Err(e)
             }
         }
+    }
+
+    /// The run gate and the reservation of a run of request `id` (for the
+    /// agent of `agent_host`, or here), in one transaction, audited
+    /// `run.authorized`; a refusal is audited too.
+    pub(crate) fn reserve_run(
+        &self,
+        actor: &User,
+        id: i64,
+        agent_host: Option<&str>,
+    ) -> WbResult<(crate::Cleared, i64)> {
+        let mut conn = self.db();
+        let tx = store::begin(&mut conn)?;
+        let cleared = match self.gate(&tx, actor, id) {
+            Ok(c) => c,
+            Err(e) => {
+                drop(tx);
+                drop(conn);
+                self.refuse_run(actor, id, &e);
+                return Err(e);
+            }
+        };
+        let started = now();
+        let deadline = started + cleared.req.input.duration_s as i64;
+        let run_id = match agent_host {
+            Some(host) => db::reserve_for_agent(&tx, id, &actor.name, started, deadline, host)?,
+            None => db::reserve(&tx, id, &actor.name, started, deadline)?,
+        };
+        audit::append(
+            &tx,
+            now(),
+            &actor.name,
+            "run.authorized",
+            &json!({"request": id, "run": run_id, "script_sha256": cleared.req.script_sha256, "agent": agent_host}),
+        )?;
+        tx.commit()?;
+        Ok((cleared, run_id))
     }
 
     /// Marks a reserved run whose probe could not be started as failed.
