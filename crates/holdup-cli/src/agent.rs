@@ -37,6 +37,14 @@ pub struct AgentArgs {
     /// Roles (thread-name patterns) named per service; the rest are "other" (default 20).
     #[arg(long)]
     max_roles: Option<usize>,
+    /// Also run the probes a workbench dispatches to this host: its URL
+    /// (`https://` for TLS), with --token-file and --host.
+    #[cfg(feature = "workbench")]
+    #[arg(long, value_name = "URL", requires_all = ["token_file", "host"])]
+    workbench: Option<String>,
+    #[cfg(feature = "workbench")]
+    #[command(flatten)]
+    dispatch: Option<crate::wb::DispatchArgs>,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -97,7 +105,22 @@ pub fn run(args: AgentArgs) -> Result<()> {
     let names: Vec<String> = config.services.iter().map(|s| s.name.clone()).collect();
     let interval = config.interval;
     let stop = crate::stop_flag();
-    Agent::new(config).run(stop, |addr| {
+    #[allow(unused_mut)]
+    let mut agent = Agent::new(config);
+    #[cfg(feature = "workbench")]
+    if let (Some(server), Some(d)) = (args.workbench, args.dispatch) {
+        // The workbench's run puller, as a thread of the daemon.
+        let cfg = crate::wb::agent_config(d, server)?;
+        eprintln!(
+            "holdup agent: pulling the runs {} dispatches to host {}",
+            cfg.server, cfg.host
+        );
+        agent.add_worker(
+            "workbench runs",
+            Box::new(move |stop| crate::wb::run_agent_loop(&cfg, stop)),
+        );
+    }
+    agent.run(stop, |addr| {
         eprintln!(
             "holdup agent: serving http://{addr}/metrics, watching {} every {interval:?}",
             names.join(", ")

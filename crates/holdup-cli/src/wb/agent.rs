@@ -249,26 +249,7 @@ fn report(c: &Client, id: i64, output: &[u8], end: &RunEnd) -> Result<()> {
 /// `holdup wb agent`: reads the token file and runs the loop until Ctrl-C
 /// or SIGTERM.
 pub(crate) fn agent_main(cfg_args: AgentArgs, server: String) -> Result<()> {
-    let token = std::fs::read_to_string(&cfg_args.token_file)
-        .with_context(|| {
-            format!(
-                "cannot read the agent token file {}",
-                cfg_args.token_file.display()
-            )
-        })?
-        .trim()
-        .to_string();
-    if token.is_empty() {
-        bail!("the agent token file {} is empty: put the token `holdup wb agents create {}` printed in it", cfg_args.token_file.display(), cfg_args.host);
-    }
-    let cfg = AgentConfig {
-        server,
-        token,
-        host: cfg_args.host,
-        state_dir: cfg_args.state_dir,
-        ca_file: cfg_args.ca_file,
-        poll_wait: Duration::from_secs(10),
-    };
+    let cfg = agent_config(cfg_args, server)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
@@ -282,8 +263,33 @@ pub(crate) fn agent_main(cfg_args: AgentArgs, server: String) -> Result<()> {
     run_agent_loop(&cfg, stop)
 }
 
-/// `holdup wb agent`'s flags.
+/// The agent's configuration from its flags: reads the token file.
+pub(crate) fn agent_config(cfg_args: AgentArgs, server: String) -> Result<AgentConfig> {
+    let token = std::fs::read_to_string(&cfg_args.token_file)
+        .with_context(|| {
+            format!(
+                "cannot read the agent token file {}",
+                cfg_args.token_file.display()
+            )
+        })?
+        .trim()
+        .to_string();
+    if token.is_empty() {
+        bail!("the agent token file {} is empty: put the token `holdup wb agents create {}` printed in it", cfg_args.token_file.display(), cfg_args.host);
+    }
+    Ok(AgentConfig {
+        server,
+        token,
+        host: cfg_args.host,
+        state_dir: cfg_args.state_dir,
+        ca_file: cfg_args.ca_file,
+        poll_wait: Duration::from_secs(10),
+    })
+}
+
+/// `holdup wb agent`'s flags (also `holdup agent --workbench`'s).
 #[derive(clap::Args)]
+#[group(id = "workbench_agent")]
 pub(crate) struct AgentArgs {
     /// File holding the agent's token (from `holdup wb agents create HOST`).
     #[arg(long, value_name = "FILE")]

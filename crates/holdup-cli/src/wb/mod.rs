@@ -18,6 +18,7 @@ mod show;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 // The `holdup agent` daemon starts the loop as a thread of its own.
+pub(crate) use agent::{agent_config, AgentArgs as DispatchArgs};
 #[allow(unused_imports)]
 pub use agent::{run_agent_loop, AgentConfig};
 use client::Client;
