@@ -42,9 +42,24 @@ pub struct AgentArgs {
     #[cfg(feature = "workbench")]
     #[arg(long, value_name = "URL", requires_all = ["token_file", "host"])]
     workbench: Option<String>,
+    /// With --workbench: the file holding this agent's token (from `holdup
+    /// wb agents create HOST`).
     #[cfg(feature = "workbench")]
-    #[command(flatten)]
-    dispatch: Option<crate::wb::DispatchArgs>,
+    #[arg(long, value_name = "FILE", requires = "workbench")]
+    token_file: Option<PathBuf>,
+    /// With --workbench: the host this agent runs requests for.
+    #[cfg(feature = "workbench")]
+    #[arg(long, requires = "workbench")]
+    host: Option<String>,
+    /// With --workbench: where dispatched runs keep their files.
+    #[cfg(feature = "workbench")]
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/holdup/agent")]
+    state_dir: PathBuf,
+    /// With --workbench: PEM file of CA certificates to trust for an
+    /// https:// workbench.
+    #[cfg(feature = "workbench")]
+    #[arg(long, value_name = "FILE", requires = "workbench")]
+    ca_file: Option<PathBuf>,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -108,8 +123,16 @@ pub fn run(args: AgentArgs) -> Result<()> {
     #[allow(unused_mut)]
     let mut agent = Agent::new(config);
     #[cfg(feature = "workbench")]
-    if let (Some(server), Some(d)) = (args.workbench, args.dispatch) {
+    if let (Some(server), Some(token_file), Some(host)) =
+        (args.workbench, args.token_file, args.host)
+    {
         // The workbench's run puller, as a thread of the daemon.
+        let d = crate::wb::DispatchArgs {
+            token_file,
+            host,
+            state_dir: args.state_dir,
+            ca_file: args.ca_file,
+        };
         let cfg = crate::wb::agent_config(d, server)?;
         eprintln!(
             "holdup agent: pulling the runs {} dispatches to host {}",

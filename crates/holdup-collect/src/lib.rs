@@ -6,6 +6,11 @@
 //! selects which of two map slots the kernel writes), runs the `window_cut`
 //! task iterator so every in-flight state is accounted up to the boundary,
 //! then drains the old slot. See docs/ARCHITECTURE.md.
+//!
+//! Why this file is long (~870 lines): the window cut and the drain of each
+//! map into the snapshot are one sequence over shared collector state;
+//! target filters, preflight, runtimes, throttling and the window loop live
+//! in their own modules.
 
 #![warn(missing_docs)]
 

@@ -1,6 +1,10 @@
 //! holdup's data model: one typed [`Snapshot`] per window, the unit every
 //! sink (live view, recording, diagnosis) consumes. Pure data, no I/O, so a
 //! snapshot read back from a recording is indistinguishable from a live one.
+//!
+//! Why this file is long (~880 lines): it is the one schema of a window,
+//! every type a recording stores with its doc line, kept together so that a
+//! change to the format is one diff (the metric catalog sits beside them).
 
 #![warn(missing_docs)]
 

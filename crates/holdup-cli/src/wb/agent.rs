@@ -287,9 +287,8 @@ pub(crate) fn agent_config(cfg_args: AgentArgs, server: String) -> Result<AgentC
     })
 }
 
-/// `holdup wb agent`'s flags (also `holdup agent --workbench`'s).
+/// `holdup wb agent`'s flags (also built from `holdup agent --workbench`'s).
 #[derive(clap::Args)]
-#[group(id = "workbench_agent")]
 pub(crate) struct AgentArgs {
     /// File holding the agent's token (from `holdup wb agents create HOST`).
     #[arg(long, value_name = "FILE")]
