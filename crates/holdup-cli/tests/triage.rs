@@ -512,6 +512,10 @@ fn triage_on_a_full_disk_is_a_clear_error() {
         }
     }
     let _u = Umount(&mnt);
+    // Fill it but for one page: a quiet host's 3 s bundle (~10 KiB) would
+    // fit in 32k.
+    let filler = mnt.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 28 << 10]);
     let out = run_for(
         holdup()
             .args(["triage", "--duration", "3s", "--max-cpu", "50%", "-o"])
@@ -523,6 +527,7 @@ fn triage_on_a_full_disk_is_a_clear_error() {
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
+        .filter(|n| n != "filler")
         .collect();
     assert!(
         left.is_empty(),
