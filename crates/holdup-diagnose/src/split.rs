@@ -479,8 +479,12 @@ pub fn active_windows(m: &Model, windows: &[WinRef], roles: &[usize]) -> (Vec<Wi
         activity[k] < IDLE_FLOOR
             || (activity[k] < IDLE_LEVEL * level && work[k] < IDLE_LEVEL * work_level)
     };
+    // Before the service first did work, waits are waits for work, not
+    // hold-ups: a thread pool's idle workers sleep on a condition variable
+    // (a futex) until the first client comes, and that is not a lock.
+    let before_work = |k: usize| idle(k) || work[k] < IDLE_LEVEL * work_level;
     let mut first = (0..activity.len())
-        .find(|k| !idle(*k))
+        .find(|k| !before_work(*k))
         .unwrap_or(activity.len());
     let lead_idle = first;
     if lead_idle > 0 {

@@ -452,6 +452,55 @@ fn active_windows_drop_the_idle_start_the_ramp_and_the_idle_end() {
     assert!(note.is_empty(), "{note}");
 }
 
+/// A thread-per-connection server whose cached workers sleep on their
+/// condition variable (a futex) until the first client: 5 s like that, then
+/// 12 s of load, then 12 s with a CPU hog.
+fn cached_workers_then_load_then_hog(i: u64, s: &mut Snapshot) {
+    let waiting = Pool {
+        cpu: 0,
+        runq: 0,
+        lock_ms: 985,
+        ..Pool::default()
+    };
+    match i {
+        0..=4 => pool(s, i, &waiting),
+        5..=16 => pool(s, i, &Pool::default()),
+        _ => {
+            pool(
+                s,
+                i,
+                &Pool {
+                    runq: 300,
+                    ..Pool::default()
+                },
+            );
+            for k in 0..4 {
+                s.culprits
+                    .push(culprit(300 + k, 900, 900, "stress-ng-cpu", 250));
+            }
+        }
+    }
+}
+
+#[test]
+fn workers_waiting_for_their_first_client_are_idle_not_locked() {
+    let w = steady(29, cached_workers_then_load_then_hog);
+    let d = diag(&w);
+    let text = render(&d);
+    assert!(d.split.detail.contains("idle"), "{}", d.split.detail);
+    assert!(
+        (d.split.baseline.from_s - 5.0).abs() < 1e-6,
+        "{:?}",
+        d.split
+    );
+    assert_eq!(top_kind(&d), VerdictKind::CpuContention, "{text}");
+    assert_eq!(names(&d, NamedKind::Process)[0], "stress-ng-cpu");
+    assert!(
+        verdict_of(&d, VerdictKind::MoreLoad).is_none_or(|v| !v.significant),
+        "{text}"
+    );
+}
+
 #[test]
 fn more_client_connections_with_flat_work_are_not_more_load() {
     // Clients churn 5 → 50 connections; the CPU use and the idle time stay.

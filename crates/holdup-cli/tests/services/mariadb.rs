@@ -145,7 +145,7 @@ fn run_pid(run: &Run) -> Value {
 }
 
 #[test]
-#[ignore = "on a quiet host (2026-12-01) the automatic split put the change at sysbench's start-up (4 s) and answered 'more load', and judged alone it answered cpu_contention (sha256sum) where on a busy host it answered the lock; the true ranges named the hogs both times. See DIAGNOSE.md, real-service matrix"]
+
 fn mariadb_with_cpu_hogs_is_cpu_contention_naming_the_hogs() {
     const NAME: &str = "mariadb-cpu-hog";
     let Some(_g) = bpf_setup(NAME) else {

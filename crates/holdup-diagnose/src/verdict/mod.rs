@@ -408,7 +408,12 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
                     }
                 }
             }
-            if best.as_ref().is_none_or(|(bg, _)| g.score > bg.score) {
+            // A significant growth leads (the path, the lock's holders)
+            // before a stronger-scored one that is not.
+            if best
+                .as_ref()
+                .is_none_or(|(bg, _)| (g.significant, g.score) > (bg.significant, bg.score))
+            {
                 best = Some((g, c.leads_to.clone()));
             }
             candidates.push(c);
