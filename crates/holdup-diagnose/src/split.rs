@@ -685,9 +685,21 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
     let rows = state_rows(m, &windows, &roles);
     match change_point(&rows) {
         Some((seg, explained)) => {
-            let (b, i) = split_sets(&windows, seg);
+            let (mut b, mut i) = split_sets(&windows, seg);
+            // A watch started during the incident sees it end: the worse
+            // side of a single change is the incident, whichever comes first.
+            let ended = matches!(seg, Segmentation::Single(_))
+                && badness(m, &b, &roles) > badness(m, &i, &roles);
+            if ended {
+                std::mem::swap(&mut b, &mut i);
+            }
             let at = |k: usize| rel_bounds(m, &windows[k..k + 1]).0;
             let shape = match seg {
+                Segmentation::Single(k) if ended => format!(
+                    "one change at {:.0}s, after which the service was held up less: the \
+                     stretch before it is the incident (it ended during the watch)",
+                    at(k)
+                ),
                 Segmentation::Single(k) => format!("one change at {:.0}s", at(k)),
                 Segmentation::Epidemic(a, b) => format!(
                     "a stretch {:.0}s-{:.0}s that differs from before and after",
@@ -726,6 +738,26 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
             )
         }
     }
+}
+
+/// How badly some roles fared in a period: the share of their busy time
+/// held up, plus the share of their time they were busy (more load).
+fn badness(m: &Model, ws: &[WinRef], roles: &[usize]) -> f64 {
+    let (mut held, mut busy, mut obs) = (0u64, 0u64, 0u64);
+    for w in ws {
+        for r in roles {
+            let c = m.cell(*w, *r);
+            held += Category::ALL
+                .into_iter()
+                .filter(|k| k.cause().is_some())
+                .map(|k| c.cats[k.index()])
+                .sum::<u64>();
+            busy += c.busy_ns();
+            obs += c.observed_ns;
+        }
+    }
+    let ratio = |a: u64, b: u64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
+    ratio(held, busy) + ratio(busy, obs)
 }
 
 /// (baseline, incident) windows of a segmentation.

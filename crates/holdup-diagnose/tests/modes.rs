@@ -516,3 +516,24 @@ fn more_client_connections_with_flat_work_are_not_more_load() {
     assert_eq!(top_kind(&d), VerdictKind::NoSignificantChange, "{text}");
     assert_eq!(d.mode, Mode::Compare);
 }
+
+/// The watch starts during the incident (a CPU hog for the first 12 s) and
+/// the hog goes away: the slow stretch is the incident, whichever comes first.
+#[test]
+fn an_incident_that_ends_during_the_watch_is_still_the_incident() {
+    let w = steady(24, |i, s| {
+        if i < 12 {
+            event_loop(s, 550, 300 + jitter(i, 12), 0, 10, 6000);
+            s.culprits
+                .push(culprit(SVC, 900, 900, "stress-ng-cpu", 280));
+        } else {
+            event_loop(s, 550, 30 + jitter(i, 12), 0, 10, 6000);
+        }
+    });
+    let d = diag(&w);
+    let text = render(&d);
+    assert_eq!(d.mode, Mode::Compare, "{text}");
+    assert_eq!(top_kind(&d), VerdictKind::CpuContention, "{text}");
+    assert_eq!(names(&d, NamedKind::Process)[0], "stress-ng-cpu");
+    assert!(d.split.incident.from_s < 1.0, "{:?}", d.split);
+}
