@@ -479,10 +479,21 @@ pub fn active_windows(m: &Model, windows: &[WinRef], roles: &[usize]) -> (Vec<Wi
         activity[k] < IDLE_FLOOR
             || (activity[k] < IDLE_LEVEL * level && work[k] < IDLE_LEVEL * work_level)
     };
-    // Before the service first did work, waits are waits for work, not
+    // Before the service first did work, its sleeps are waits for work, not
     // hold-ups: a thread pool's idle workers sleep on a condition variable
-    // (a futex) until the first client comes, and that is not a lock.
-    let before_work = |k: usize| idle(k) || work[k] < IDLE_LEVEL * work_level;
+    // (a futex) until the first client comes, and that is not a lock. A
+    // service starved from the start queues instead (run queue, D state):
+    // that is the incident, not idle.
+    let queued: Vec<f64> = windows
+        .iter()
+        .map(|w| {
+            per_s(w, &|c| {
+                c.sum(&[Category::RunQueue, Category::IoWait, Category::OtherD])
+            })
+        })
+        .collect();
+    let before_work =
+        |k: usize| idle(k) || (work[k] < IDLE_LEVEL * work_level && queued[k] < IDLE_LEVEL * level);
     let mut first = (0..activity.len())
         .find(|k| !before_work(*k))
         .unwrap_or(activity.len());

@@ -537,3 +537,23 @@ fn an_incident_that_ends_during_the_watch_is_still_the_incident() {
     assert_eq!(names(&d, NamedKind::Process)[0], "stress-ng-cpu");
     assert!(d.split.incident.from_s < 1.0, "{:?}", d.split);
 }
+
+/// Starved from the start of the watch (it hardly gets the CPU: under 5% of
+/// its later work) until the hog goes: not idle, the incident.
+#[test]
+fn a_service_starved_from_the_start_is_the_incident_not_idle() {
+    let w = steady(24, |i, s| {
+        if i < 10 {
+            event_loop(s, 20, 900 + jitter(i, 12), 0, 10, 300);
+            s.culprits
+                .push(culprit(SVC, 900, 900, "stress-ng-cpu", 880));
+        } else {
+            event_loop(s, 550, 30 + jitter(i, 12), 0, 10, 6000);
+        }
+    });
+    let d = diag(&w);
+    let text = render(&d);
+    assert!(!d.split.detail.contains("idle"), "{}", d.split.detail);
+    assert_eq!(top_kind(&d), VerdictKind::CpuContention, "{text}");
+    assert_eq!(names(&d, NamedKind::Process)[0], "stress-ng-cpu");
+}
