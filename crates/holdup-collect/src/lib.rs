@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod convert;
+pub mod peers;
 pub mod preflight;
 pub mod runtime;
 pub mod target;
@@ -96,7 +97,9 @@ pub struct Options {
     pub target: TargetSpec,
     /// Window length.
     pub interval: Duration,
-    /// Trace processes the target forks.
+    /// Trace processes the target forks, and the local processes it calls:
+    /// a target waiting on a connection to a loopback socket that another
+    /// process listens on follows that process too (`peers.rs`).
     pub follow_children: bool,
     /// Count every socket call and its bytes (sock:sock_{recv,send}_length).
     /// Off by default: these fire on every socket call on the host, which
@@ -154,6 +157,8 @@ pub struct Collector {
     disk_names: HashMap<u32, String>,
     runtimes: runtime::RuntimeCache,
     throttles: throttle::ThrottleReader,
+    /// Set when local peers are followed (with `follow_children`).
+    peers: Option<peers::LocalPeers>,
 }
 
 impl Collector {
@@ -255,6 +260,8 @@ impl Collector {
             index: 0,
             runtimes: runtime::RuntimeCache::default(),
             throttles: throttle::ThrottleReader::default(),
+            peers: (opts.follow_children && !matches!(opts.target, TargetSpec::All))
+                .then(peers::LocalPeers::default),
             window_start_ns: 0,
             window_wall_ms: 0,
             interval: opts.interval,
@@ -544,6 +551,7 @@ impl Collector {
             self.runtimes.retain(&tgids);
         }
         let throttles = self.throttles.read(&tgids);
+        self.follow_local_peers(&resources, &wakeups);
 
         self.index += 1;
         self.window_start_ns = end;
@@ -561,6 +569,18 @@ impl Collector {
             runtimes,
             throttles,
         })
+    }
+
+    /// Starts tracing the processes behind the targets' local peers (from
+    /// the next window on).
+    fn follow_local_peers(&mut self, resources: &[ResourceWait], wakeups: &[WakeEdge]) {
+        let Some(peers) = self.peers.as_mut() else {
+            return;
+        };
+        for (tgid, addr) in peers.new_owners(self.index, resources, wakeups) {
+            tracing::info!(tgid, %addr, "following a local peer: the target waits on its socket");
+            self.add_target(tgid);
+        }
     }
 
     /// Poll and select waits (unlike epoll's) name the socket that ended them

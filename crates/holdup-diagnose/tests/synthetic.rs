@@ -8,7 +8,9 @@ use common::*;
 use holdup_diagnose::states::{breakdown, Category, SourceFacts};
 use holdup_diagnose::verdict::NamedKind;
 use holdup_diagnose::{diagnose, Input, SplitRequest, TimeRange, VerdictKind};
-use holdup_model::{CgroupThrottle, FutexWake, Resource, Snapshot, WaitKind, Waker};
+use holdup_model::{
+    CgroupThrottle, Culprit, FutexWake, Resource, ResourceWait, Snapshot, WaitKind, Waker,
+};
 
 #[test]
 fn automatic_split_finds_the_change_point() {
@@ -608,4 +610,55 @@ fn io_held_before_the_disk_judged_alone_is_disk_throttled() {
         "{}",
         holdup_diagnose::text::render(&d)
     );
+}
+
+/// The service's peer 10.1.1.1:5432 is watched too (a local peer the
+/// collector followed): four "db" threads serve it, and in the incident a
+/// CPU hog holds them up. The hog is the cause, found through the peer.
+#[test]
+fn a_watched_peer_held_up_by_a_cpu_hog_is_blamed_through_the_peer() {
+    let w = run(24, |i, inc, s| {
+        workers(s, i, 0, if inc { 600 } else { 50 + jitter(i, 7) });
+        for k in 0..4u32 {
+            let tid = 500 + k;
+            let runq = if inc { 500 } else { 20 } + jitter(i, u64::from(k));
+            let mut t = thread(tid, "db", [100, runq, 0, 0]);
+            t.tgid = 200;
+            let client = 1000 - 100 - runq;
+            add_wait(&mut t, WaitKind::SockRecv, client, 400);
+            s.threads.push(t);
+            let served = sock("10.1.1.1:5432", &format!("127.0.0.1:{}", 41000 + k));
+            s.resources.push(ResourceWait {
+                tgid: 200,
+                ..resource(
+                    tid,
+                    WaitKind::SockRecv,
+                    Resource::Socket(served),
+                    client,
+                    400,
+                )
+            });
+            if inc {
+                s.culprits.push(Culprit {
+                    victim_tgid: 200,
+                    ..culprit(tid, 900, 900, "stress-ng-cpu", 480)
+                });
+            }
+        }
+    });
+    let d = diag(&w);
+    let text = holdup_diagnose::text::render(&d);
+    assert_eq!(top_kind(&d), VerdictKind::CpuContention, "{text}");
+    assert_eq!(names(&d, NamedKind::Process)[0], "stress-ng-cpu", "{text}");
+    assert!(
+        d.top().evidence[0].contains("peer 10.1.1.1:5432")
+            && d.top().evidence[0].contains("local peer"),
+        "{text}"
+    );
+    let peer = d
+        .verdicts
+        .iter()
+        .find(|v| v.kind == VerdictKind::SlowExternalService)
+        .expect("the slow peer is still reported");
+    assert_eq!(peer.culprits[0].name, "10.1.1.1:5432");
 }

@@ -175,6 +175,10 @@ enum Cmd {
         /// Turn the knob this many seconds after the start (default: never).
         #[arg(long, value_parser = parse_secs)]
         slow_after_secs: Option<f64>,
+        /// Busy work per request before the delay, in microseconds (a
+        /// backend that needs its CPU).
+        #[arg(long, default_value_t = 0)]
+        work_us: u64,
     },
     /// Thread-per-connection service: "hw-fe-acc" accepts, each client gets a
     /// "hw-fe-w-N" thread that busy-works --work-us per 16-byte request, then
@@ -407,12 +411,14 @@ fn main_inner(cmd: Cmd) -> Result<()> {
             delay_ms,
             slow_delay_ms,
             slow_after_secs,
+            work_us,
         } => (
             "backend",
             secs,
             vec![service::backend(
                 bind,
                 port,
+                Duration::from_micros(work_us),
                 Duration::from_secs_f64(delay_ms / 1e3),
                 Duration::from_secs_f64(slow_delay_ms / 1e3),
                 service::Knob {

@@ -127,11 +127,12 @@ fn read_request(conn: &mut TcpStream, buf: &mut [u8; REQUEST_BYTES]) -> io::Resu
 }
 
 /// `backend`: "hw-be-acc" accepts; each connection gets a "hw-be-conn"
-/// thread that answers every request after sleeping `delay`, or
-/// `slow_delay` once the knob has turned.
+/// thread that answers every request after `work` of busy work and
+/// sleeping `delay` (or `slow_delay` once the knob has turned).
 pub fn backend(
     bind: IpAddr,
     port: u16,
+    work: Duration,
     delay: Duration,
     slow_delay: Duration,
     knob: Knob,
@@ -155,6 +156,7 @@ pub fn backend(
                     } else {
                         delay
                     };
+                    spin_for(work);
                     std::thread::sleep(d);
                     if conn.write_all(&buf).is_err() {
                         return;

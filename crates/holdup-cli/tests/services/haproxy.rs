@@ -1,4 +1,5 @@
-//! HAProxy (mode tcp) in front of a backend of the workload: a slowed backend, a CPU hog on its CPU, an unchanged run.
+//! HAProxy (mode tcp) in front of a backend of the workload: a slowed backend, a CPU hog on
+//! HAProxy's CPU, a CPU hog on the backend's CPU (found through the local peer), an unchanged run.
 
 use super::*;
 
@@ -9,11 +10,15 @@ const HAPROXY_TOOLS: &[&str] = &["haproxy", "taskset", "timeout", "sha256sum"];
 enum ProxyFault {
     SlowBackend,
     CpuHog,
+    /// The hog on the backend's CPU: HAProxy's peer is slow, and why.
+    BackendCpuHog,
     None,
 }
 
 /// HAProxy (mode tcp, one thread, on CPU 1) in front of `holdup-workload
-/// backend` (CPU 0), loaded by `holdup-workload loadgen` (CPU 0).
+/// backend` (CPU 0), loaded by `holdup-workload loadgen` (CPU 0; CPU 1 when
+/// the hog is on the backend's CPU). Only HAProxy is watched: holdup follows
+/// the backend as its local peer.
 fn haproxy_run(name: &str, fault: ProxyFault) -> (Run, Value) {
     let dir = TempDir::new("haproxy");
     let (fport, bport) = (free_port(), free_port());
@@ -36,6 +41,7 @@ fn haproxy_run(name: &str, fault: ProxyFault) -> (Run, Value) {
     // time), so that it needs its CPU.
     let (delay, think) = match fault {
         ProxyFault::CpuHog => ("0.1", "100"),
+        ProxyFault::BackendCpuHog => ("0", "100"),
         _ => ("1", "1000"),
     };
     let (mut backend, mut load, mut hog) = (None, None, None);
@@ -53,6 +59,11 @@ fn haproxy_run(name: &str, fault: ProxyFault) -> (Run, Value) {
                 "--slow-delay-ms".into(),
                 "15".into(),
             ];
+            if fault == ProxyFault::BackendCpuHog {
+                // A backend that needs its CPU: what the hog takes from it
+                // slows every answer.
+                args.extend(["--work-us".into(), "200".into()]);
+            }
             if fault == ProxyFault::SlowBackend {
                 let left = FAULT_AT as f64 - t0.elapsed().as_secs_f64();
                 args.push("--slow-after-secs".into());
@@ -62,8 +73,13 @@ fn haproxy_run(name: &str, fault: ProxyFault) -> (Run, Value) {
             backend = Some(Workload::start_on_cpu(0, &args));
         }
         Phase::Load => {
+            let cpu = if fault == ProxyFault::BackendCpuHog {
+                1
+            } else {
+                0
+            };
             load = Some(Workload::start_on_cpu(
-                0,
+                cpu,
                 &[
                     "loadgen",
                     "--secs",
@@ -78,12 +94,17 @@ fn haproxy_run(name: &str, fault: ProxyFault) -> (Run, Value) {
             ));
         }
         Phase::Fault => {
-            if fault == ProxyFault::CpuHog {
+            if matches!(fault, ProxyFault::CpuHog | ProxyFault::BackendCpuHog) {
+                let cpu = if fault == ProxyFault::CpuHog {
+                    "1"
+                } else {
+                    "0"
+                };
                 let mut cmd = Command::new("timeout");
                 cmd.arg((RUN_SECS - FAULT_AT + 5).to_string()).args([
                     "taskset",
                     "-c",
-                    "1",
+                    cpu,
                     "sha256sum",
                     "/dev/zero",
                 ]);
@@ -152,6 +173,24 @@ fn haproxy_with_a_cpu_hog_on_its_cpu_is_cpu_contention_naming_the_hog() {
         culprit: names_process("sha256sum"),
     };
     check(NAME, expect, || haproxy_run(NAME, ProxyFault::CpuHog));
+}
+
+#[test]
+fn haproxy_whose_backend_loses_its_cpu_is_cpu_contention_found_through_the_peer() {
+    const NAME: &str = "haproxy-backend-cpu-hog";
+    let Some(_g) = bpf_setup(NAME) else {
+        return;
+    };
+    if !have_tools(NAME, HAPROXY_TOOLS) {
+        return;
+    }
+    let expect = Expect {
+        kind: "cpu_contention",
+        culprit: names_process("sha256sum"),
+    };
+    check(NAME, expect, || {
+        haproxy_run(NAME, ProxyFault::BackendCpuHog)
+    });
 }
 
 #[test]

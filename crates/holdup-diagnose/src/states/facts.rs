@@ -38,6 +38,8 @@ pub struct SourceFacts {
     pub go_tgids: BTreeSet<u32>,
     /// Entry-point threads (tid) and why.
     pub entry_threads: BTreeMap<u32, String>,
+    /// Every connected socket seen, as (local, peer).
+    pub sockets: HashSet<(String, String)>,
     /// Whether per-call socket counting was on (some recv/send calls seen).
     pub socket_calls: bool,
 }
@@ -55,6 +57,7 @@ impl SourceFacts {
                 }
                 return;
             }
+            f.sockets.insert((s.local.clone(), s.peer.clone()));
             if let Some(p) = port_of(&s.local) {
                 local_peers.entry(p).or_default().insert(s.peer.clone());
             }
@@ -212,6 +215,13 @@ impl SourceFacts {
         }
     }
 
+    /// Whether both ends of a connection are watched (a local peer the
+    /// collector followed, or two watched services): its requests come from
+    /// the service itself, not from a client.
+    pub fn is_internal(&self, s: &SocketAddrs) -> bool {
+        !s.peer.is_empty() && self.sockets.contains(&(s.peer.clone(), s.local.clone()))
+    }
+
     /// Whether two threads are peers of one role (same process name and
     /// thread-name pattern).
     pub fn are_kin(&self, a: u32, b: u32) -> bool {
@@ -257,7 +267,9 @@ fn find_entry_threads(windows: &[Snapshot], f: &SourceFacts) -> BTreeMap<u32, St
                     e.accepts += r.waits.max(1);
                     e.listen.insert(sock.local.clone());
                 }
-                WaitKind::SockRecv if f.direction(sock) == Direction::Inbound => {
+                WaitKind::SockRecv
+                    if f.direction(sock) == Direction::Inbound && !f.is_internal(sock) =>
+                {
                     let e = seen.entry(r.tid).or_default();
                     e.recv += r.waits.max(r.calls).max(1);
                     if sock.peer.is_empty() {
@@ -272,7 +284,7 @@ fn find_entry_threads(windows: &[Snapshot], f: &SourceFacts) -> BTreeMap<u32, St
                 continue;
             }
             if let Waker::Socket(sock) = &e.waker {
-                if f.direction(sock) == Direction::Inbound {
+                if f.direction(sock) == Direction::Inbound && !f.is_internal(sock) {
                     let x = seen.entry(e.wakee_tid).or_default();
                     x.polled += e.count;
                     if sock.peer.is_empty() {

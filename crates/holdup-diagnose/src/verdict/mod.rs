@@ -374,6 +374,8 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut path: Vec<PathStep> = Vec::new();
     let mut visited: BTreeSet<usize> = BTreeSet::new();
+    // (peer's role, its address, the slow-peer verdict's score, the caller's role)
+    let mut local_peers: Vec<(usize, String, f64, usize)> = Vec::new();
     let mut k = 0;
     while k < examined.len() && k < 12 {
         let (role, weight) = examined[k];
@@ -406,6 +408,23 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
                     if !visited.contains(&next) {
                         examined.push((next, (weight * g.score).max(0.3)));
                     }
+                }
+            }
+            // A slow peer that is a watched process on this host (the
+            // collector follows local peers): what holds it up is the cause.
+            if g.family == CauseFamily::External && g.significant && c.verdict.significant {
+                let addr = c
+                    .verdict
+                    .culprits
+                    .first()
+                    .filter(|n| n.kind == NamedKind::Peer);
+                if let Some((next, addr)) =
+                    addr.and_then(|a| peer::local_peer_role(m, i, role, &a.name).zip(Some(a)))
+                {
+                    if !visited.contains(&next) {
+                        examined.push((next, (weight * g.score).max(0.3)));
+                    }
+                    local_peers.push((next, addr.name.clone(), c.verdict.score, role));
                 }
             }
             // A significant growth leads (the path, the lock's holders)
@@ -474,6 +493,8 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
         }
         path.extend(holder_step);
     }
+
+    peer::blame_through_local_peers(m, &local_peers, &mut candidates);
 
     // Load.
     let load = if alone {

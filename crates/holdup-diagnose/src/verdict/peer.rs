@@ -167,3 +167,73 @@ pub(super) fn candidate(
         leads_to,
     }
 }
+
+/// The role of the watched threads that serve `addr` (their sockets' local
+/// address is the peer address `role` waits on), other than `role`: a local
+/// peer the collector followed, or one watched with the service.
+pub(super) fn local_peer_role(m: &Model, i: &[WinRef], role: usize, addr: &str) -> Option<usize> {
+    let mut by_role: BTreeMap<usize, u64> = BTreeMap::new();
+    for w in i {
+        let s = m.snapshot(*w);
+        let served = s
+            .resources
+            .iter()
+            .filter_map(|r| match &r.resource {
+                Resource::Socket(sock) if sock.local == addr => Some((r.tid, r.wait_ns)),
+                _ => None,
+            })
+            .chain(s.wakeups.iter().filter_map(|e| match &e.waker {
+                Waker::Socket(sock) if sock.local == addr => Some((e.wakee_tid, e.sleep_ns)),
+                _ => None,
+            }));
+        for (tid, ns) in served {
+            if let Some(r) = m.role_of_thread(*w, tid).filter(|r| *r != role) {
+                *by_role.entry(r).or_default() += ns.max(1);
+            }
+        }
+    }
+    by_role
+        .into_iter()
+        .max_by_key(|(_, ns)| *ns)
+        .map(|(r, _)| r)
+}
+
+/// Kinds that say why a local peer is slow on their own; a peer that only
+/// sleeps, waits for its own peer or is busy with its work stays "a slow
+/// peer".
+const PEER_ROOT_CAUSES: [VerdictKind; 5] = [
+    VerdictKind::CpuContention,
+    VerdictKind::CpuThrottled,
+    VerdictKind::DiskContention,
+    VerdictKind::DiskThrottled,
+    VerdictKind::LockContention,
+];
+
+/// A significant root cause in a local peer's role ranks above the slow-peer
+/// verdict that led to it, and says so.
+pub(super) fn blame_through_local_peers(
+    m: &Model,
+    local_peers: &[(usize, String, f64, usize)],
+    candidates: &mut [Candidate],
+) {
+    for (peer_role, addr, peer_score, caller) in local_peers {
+        let name = &m.roles[*peer_role].name;
+        for c in candidates.iter_mut() {
+            let v = &mut c.verdict;
+            if !v.significant
+                || !PEER_ROOT_CAUSES.contains(&v.kind)
+                || v.role.as_deref() != Some(name.as_str())
+            {
+                continue;
+            }
+            v.score = v.score.max(peer_score + 0.01).min(1.0);
+            v.evidence.insert(
+                0,
+                format!(
+                    "{} waits for the peer {addr}, which is {name} on this host (watched as a local peer): this is what holds the peer up",
+                    m.roles[*caller].name
+                ),
+            );
+        }
+    }
+}
