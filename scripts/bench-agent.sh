@@ -121,9 +121,11 @@ print(f"agent /proc: user_cpu={100*user:.2f}% system_cpu={100*system:.2f}% "
 print(f"agent getrusage (its /metrics): user_cpu={100*ru_user:.2f}% system_cpu={100*ru_sys:.2f}%")
 print(f"bpf: cpu={100*bpf:.2f}% runs_per_s={runs:.0f} (host-wide: every task's scheduler events)")
 wl = (w1 - w0) / dt
-others = busy - wl - user - system - bpf
-print(f"host: busy_cpus={busy:.2f} of {os.cpu_count()}: watched workload {wl:.2f}, agent + its BPF "
-      f"{user + system + bpf:.2f}, everything else {others:.2f} (BPF of other tasks' events included)")
+# BPF programs run in the context of the task whose event fired, so their
+# time is inside the workload's and the other tasks' system time already.
+others = busy - wl - user - system
+print(f"host: busy_cpus={busy:.2f} of {os.cpu_count()}: watched workload {wl:.2f}, agent process "
+      f"{user + system:.2f}, everything else {others:.2f} (holdup's BPF runs inside these)")
 for k in sorted(k for k in m1 if k.startswith('holdup_lost_total')):
     rate = (m1[k] - m0.get(k, 0)) / dt
     if rate:
