@@ -1,6 +1,8 @@
 //! The `/metrics` endpoint: a small synchronous server (tiny_http) on one
-//! thread; a scrape renders the registry under its lock.
+//! thread; a scrape renders the registry under its lock, in the format its
+//! `Accept` header asks for ([`Format::negotiate`]).
 
+use crate::exposition::Format;
 use crate::metrics::{OwnCost, Registry};
 use anyhow::Result;
 use std::net::SocketAddr;
@@ -46,21 +48,19 @@ impl MetricsServer {
             let path = req.url().split('?').next().unwrap_or("");
             let resp = match path {
                 "/metrics" => {
-                    let om = req.headers().iter().any(|h| {
-                        h.field.equiv("Accept")
-                            && h.value.as_str().contains("application/openmetrics-text")
-                    });
+                    let accept = req
+                        .headers()
+                        .iter()
+                        .find(|h| h.field.equiv("Accept"))
+                        .map(|h| h.value.as_str());
+                    let format = Format::negotiate(accept);
                     let own = OwnCost::now();
                     let body = match self.registry.lock() {
-                        Ok(r) => r.render(&own, om),
-                        Err(_) => String::new(),
+                        Ok(r) => r.render(&own, format),
+                        Err(_) => Vec::new(),
                     };
-                    let ctype = if om {
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-                    } else {
-                        "text/plain; version=0.0.4; charset=utf-8"
-                    };
-                    Response::from_string(body).with_header(header("Content-Type", ctype))
+                    Response::from_data(body)
+                        .with_header(header("Content-Type", format.content_type()))
                 }
                 "/" => Response::from_string("holdup agent: metrics on /metrics (docs/AGENT.md)\n"),
                 _ => Response::from_string("not found: try /metrics\n").with_status_code(404),

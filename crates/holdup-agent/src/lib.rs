@@ -2,7 +2,8 @@
 //! services continuously (one collector per group of services, each running
 //! the one window loop, [`holdup_collect::Collector::windows`]), folds every
 //! window into counters and histograms per service and role, and serves
-//! them on `/metrics` in the Prometheus text format or OpenMetrics.
+//! them on `/metrics` in the Prometheus text format, OpenMetrics, or the
+//! Prometheus protobuf format with native histograms.
 //!
 //! # Extension points
 //!
@@ -18,8 +19,10 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod exposition;
 pub mod http;
 pub mod metrics;
+pub mod proto;
 pub mod services;
 
 pub use config::{Config, Selector, Service};

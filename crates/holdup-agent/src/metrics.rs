@@ -1,17 +1,16 @@
-//! The agent's counters, fed one window at a time, and their exposition in
-//! the Prometheus text format (0.0.4) or OpenMetrics 1.0.
+//! The agent's counters, fed one window at a time, as the metric families
+//! `/metrics` serves ([`crate::exposition`] writes them).
 //!
-//! Histograms are classic (`_bucket{le}`) with holdup's log2 buckets: the
+//! Classic histograms (`_bucket{le}`) carry holdup's log2 buckets: the
 //! kernel's bucket `i` holds `[2^i, 2^(i+1))` µs, so the bounds are
-//! 2 µs, 4 µs, ... 2^26 µs (67 s), then `+Inf`. (Prometheus's native
-//! histograms need the protobuf exposition and power-of-two bounds in the
-//! base unit, which microsecond buckets are not; see docs/AGENT.md.)
+//! 2 µs, 4 µs, ... 2^26 µs (67 s), then `+Inf`. The protobuf exposition
+//! adds native histograms of the same buckets ([`crate::proto`]).
 
+use crate::exposition::{self, Family, Format};
 use holdup_diagnose::states::{breakdown, name_pattern, SourceFacts};
 use holdup_diagnose::Category;
 use holdup_model::{Histogram, Snapshot, ThreadState, NR_BUCKETS};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
 
 /// Bucket bounds served: 2^1 .. 2^26 µs, then +Inf.
 const SERVED_BUCKETS: usize = 26;
@@ -27,11 +26,39 @@ pub struct Hist {
 }
 
 impl Hist {
-    fn add(&mut self, h: &Histogram, sum_ns: u64) {
+    /// Adds a window's histogram and the sum of its values.
+    pub fn add(&mut self, h: &Histogram, sum_ns: u64) {
         for (a, b) in self.buckets.iter_mut().zip(&h.buckets) {
             *a += b;
         }
         self.sum_ns += sum_ns;
+    }
+
+    /// The kernel's buckets: `[i]` counts values in `[2^i, 2^(i+1))` µs (0: below 2 µs).
+    pub fn buckets(&self) -> &[u64; NR_BUCKETS] {
+        &self.buckets
+    }
+
+    /// Values counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Sum of the values, seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        secs(self.sum_ns)
+    }
+
+    /// The classic buckets served (without `+Inf`): upper bound in seconds
+    /// (2 µs, 4 µs, ... 2^26 µs) and the cumulative count.
+    pub fn classic_buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.buckets[..SERVED_BUCKETS]
+            .iter()
+            .enumerate()
+            .scan(0u64, |cum, (i, n)| {
+                *cum += n;
+                Some(((1u64 << (i + 1)) as f64 / 1e6, *cum))
+            })
     }
 }
 
@@ -273,185 +300,158 @@ impl Registry {
         }
     }
 
-    /// The exposition; `openmetrics` picks OpenMetrics 1.0 over the Prometheus text format.
-    pub fn render(&self, own: &OwnCost, openmetrics: bool) -> String {
-        let mut o = Out {
-            s: String::new(),
-            om: openmetrics,
-        };
-        o.family(
+    /// Everything served, as families (written by [`exposition::render`]).
+    pub fn families<'a>(&'a self, own: &OwnCost) -> Vec<Family<'a>> {
+        use exposition::Kind::{self, Counter, Gauge};
+        use exposition::Value::{Histogram as H, Number as N};
+        let mut out = Vec::new();
+        let mut f = Family::new(
             "holdup_thread_state_seconds",
-            "counter",
+            Counter,
             "Time the service's threads spent in each scheduling state.",
         );
         for ((svc, role, st), ns) in &self.state_ns {
-            o.sample(
-                "holdup_thread_state_seconds_total",
+            f.push(
                 &[
                     ("service", svc),
                     ("role", role),
                     ("state", state_label(*st)),
                 ],
-                secs(*ns),
+                N(secs(*ns)),
             );
         }
-        o.family(
+        out.push(f);
+        let mut f = Family::new(
             "holdup_holdup_seconds",
-            "counter",
+            Counter,
             "Time the service's threads spent per hold-up category (what they waited on, as holdup diagnose splits it).",
         );
         for ((svc, role, c), ns) in &self.category_ns {
-            o.sample(
-                "holdup_holdup_seconds_total",
+            f.push(
                 &[
                     ("service", svc),
                     ("role", role),
                     ("category", category_label(*c)),
                 ],
-                secs(*ns),
+                N(secs(*ns)),
             );
         }
-        o.family(
+        out.push(f);
+        let mut f = Family::new(
             "holdup_runqueue_waits",
-            "counter",
+            Counter,
             "Run-queue waits that ended.",
         );
         for ((svc, role), n) in &self.runq_waits {
-            o.sample(
-                "holdup_runqueue_waits_total",
-                &[("service", svc), ("role", role)],
-                *n as f64,
-            );
+            f.push(&[("service", svc), ("role", role)], N(*n as f64));
         }
-        o.family(
+        out.push(f);
+        let mut f = Family::new(
             "holdup_runqueue_latency_seconds",
-            "histogram",
+            Kind::Histogram,
             "Run-queue wait latency of the service's threads (_sum is the run-queue time).",
         );
         for (svc, h) in &self.runq_hist {
-            o.histogram("holdup_runqueue_latency_seconds", &[("service", svc)], h);
+            f.push(&[("service", svc)], H(h));
         }
-        o.family(
+        out.push(f);
+        let mut f = Family::new(
             "holdup_wait_latency_seconds",
-            "histogram",
+            Kind::Histogram,
             "Blocking wait latency per kind of wait (futex, file-read, recv, poll, ...).",
         );
         for ((svc, kind), h) in &self.wait_hist {
-            o.histogram(
-                "holdup_wait_latency_seconds",
-                &[("service", svc), ("kind", kind)],
-                h,
-            );
+            f.push(&[("service", svc), ("kind", kind)], H(h));
         }
-        o.family(
+        out.push(f);
+        let mut f = Family::new(
             "holdup_disk_latency_seconds",
-            "histogram",
+            Kind::Histogram,
             "Block I/O latency (queue + device) per disk and submitting service (other: not a watched thread).",
         );
         for ((disk, svc), h) in &self.disk_hist {
-            o.histogram(
-                "holdup_disk_latency_seconds",
-                &[("disk", disk), ("service", svc)],
-                h,
-            );
+            f.push(&[("disk", disk), ("service", svc)], H(h));
         }
-        o.family(
+        out.push(f);
+        let mut f = Family::new(
             "holdup_disk_bytes",
-            "counter",
+            Counter,
             "Block I/O bytes per disk, submitting service and direction.",
         );
         for ((disk, svc, op), b) in &self.disk_bytes {
-            o.sample(
-                "holdup_disk_bytes_total",
+            f.push(
                 &[("disk", disk), ("service", svc), ("op", op)],
-                *b as f64,
+                N(*b as f64),
             );
         }
-        o.family(
+        out.push(f);
+        let mut f = Family::new(
             "holdup_culprit_seconds",
-            "counter",
+            Counter,
             "CPU time other tasks held while the service's threads waited in the run queue, by task name (top K per service, the rest other).",
         );
         for ((svc, culprit), ns) in &self.culprit_ns {
-            o.sample(
-                "holdup_culprit_seconds_total",
-                &[("service", svc), ("culprit", culprit)],
-                secs(*ns),
-            );
+            f.push(&[("service", svc), ("culprit", culprit)], N(secs(*ns)));
         }
-        o.family(
+        out.push(f);
+        let mut f = Family::new(
             "holdup_service_threads",
-            "gauge",
+            Gauge,
             "Threads of the service seen in the last window.",
         );
         for (svc, n) in &self.threads {
-            o.sample("holdup_service_threads", &[("service", svc)], *n as f64);
+            f.push(&[("service", svc)], N(*n as f64));
         }
-        o.family(
+        out.push(f);
+        let mut f = Family::new(
             "holdup_bpf_cpu_seconds",
-            "counter",
+            Counter,
             "CPU time holdup's BPF programs ran (kernel BPF stats).",
         );
         for (prog, (ns, _)) in &self.bpf_ns {
-            o.sample(
-                "holdup_bpf_cpu_seconds_total",
-                &[("program", prog)],
-                secs(*ns),
-            );
+            f.push(&[("program", prog)], N(secs(*ns)));
         }
-        o.family(
-            "holdup_bpf_runs",
-            "counter",
-            "Runs of holdup's BPF programs.",
-        );
+        out.push(f);
+        let mut f = Family::new("holdup_bpf_runs", Counter, "Runs of holdup's BPF programs.");
         for (prog, (_, runs)) in &self.bpf_ns {
-            o.sample("holdup_bpf_runs_total", &[("program", prog)], *runs as f64);
+            f.push(&[("program", prog)], N(*runs as f64));
         }
-        o.family(
+        out.push(f);
+        let mut f = Family::new(
             "holdup_agent_cpu_seconds",
-            "counter",
+            Counter,
             "CPU time of the agent process itself (user space and its system calls).",
         );
-        o.sample(
-            "holdup_agent_cpu_seconds_total",
-            &[("mode", "user")],
-            own.user_s,
-        );
-        o.sample(
-            "holdup_agent_cpu_seconds_total",
-            &[("mode", "system")],
-            own.system_s,
-        );
-        o.family(
+        f.push(&[("mode", "user")], N(own.user_s));
+        f.push(&[("mode", "system")], N(own.system_s));
+        out.push(f);
+        let mut f = Family::new(
             "holdup_agent_resident_memory_bytes",
-            "gauge",
+            Gauge,
             "Resident memory of the agent process.",
         );
-        o.sample(
-            "holdup_agent_resident_memory_bytes",
-            &[],
-            own.rss_bytes as f64,
-        );
-        o.family(
+        f.push(&[], N(own.rss_bytes as f64));
+        out.push(f);
+        let mut f = Family::new(
             "holdup_lost",
-            "counter",
+            Counter,
             "What holdup could not account (map full, untracked threads, ring-buffer drops, ...).",
         );
         for (kind, n) in &self.loss {
-            o.sample("holdup_lost_total", &[("kind", kind)], *n as f64);
+            f.push(&[("kind", kind)], N(*n as f64));
         }
-        o.family(
-            "holdup_windows",
-            "counter",
-            "Windows each collector closed.",
-        );
+        out.push(f);
+        let mut f = Family::new("holdup_windows", Counter, "Windows each collector closed.");
         for (c, n) in &self.windows {
-            o.sample("holdup_windows_total", &[("collector", c)], *n as f64);
+            f.push(&[("collector", c)], N(*n as f64));
         }
-        if o.om {
-            o.s.push_str("# EOF\n");
-        }
-        o.s
+        out.push(f);
+        out
+    }
+
+    /// The exposition in `format`.
+    pub fn render(&self, own: &OwnCost, format: Format) -> Vec<u8> {
+        exposition::render(&self.families(own), format)
     }
 }
 
@@ -539,71 +539,6 @@ fn kind_label(k: holdup_model::WaitKind) -> &'static str {
     }
 }
 
-struct Out {
-    s: String,
-    om: bool,
-}
-
-impl Out {
-    /// A family's header. OpenMetrics names a counter family without its
-    /// `_total`; the Prometheus text format names it as its samples.
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let total;
-        let name = if !self.om && kind == "counter" {
-            total = format!("{name}_total");
-            &total
-        } else {
-            name
-        };
-        let _ = writeln!(self.s, "# HELP {name} {help}");
-        let _ = writeln!(self.s, "# TYPE {name} {kind}");
-        if self.om && name.ends_with("_seconds") {
-            let _ = writeln!(self.s, "# UNIT {name} seconds");
-        } else if self.om && name.ends_with("_bytes") {
-            let _ = writeln!(self.s, "# UNIT {name} bytes");
-        }
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
-        self.s.push_str(name);
-        if !labels.is_empty() {
-            self.s.push('{');
-            for (i, (k, val)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.s.push(',');
-                }
-                let _ = write!(self.s, "{k}=\"{}\"", escape(val));
-            }
-            self.s.push('}');
-        }
-        let _ = writeln!(self.s, " {v}");
-    }
-
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Hist) {
-        let bucket = format!("{name}_bucket");
-        let mut cum = 0u64;
-        for i in 0..SERVED_BUCKETS {
-            cum += h.buckets[i];
-            let le = format!("{}", (1u64 << (i + 1)) as f64 / 1e6);
-            let mut l = labels.to_vec();
-            l.push(("le", &le));
-            self.sample(&bucket, &l, cum as f64);
-        }
-        let count: u64 = h.buckets.iter().sum();
-        let mut l = labels.to_vec();
-        l.push(("le", "+Inf"));
-        self.sample(&bucket, &l, count as f64);
-        self.sample(&format!("{name}_sum"), labels, secs(h.sum_ns));
-        self.sample(&format!("{name}_count"), labels, count as f64);
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,36 +572,13 @@ mod tests {
     }
 
     #[test]
-    fn histograms_are_cumulative_and_end_in_inf() {
-        let mut o = Out {
-            s: String::new(),
-            om: false,
-        };
-        let mut h = Hist::default();
-        h.add(&Histogram::from_buckets(&[1, 0, 2]), 5_000);
-        o.histogram("x_seconds", &[("service", "s\"q")], &h);
-        assert!(
-            o.s.contains("x_seconds_bucket{service=\"s\\\"q\",le=\"0.000002\"} 1\n"),
-            "{}",
-            o.s
-        );
-        assert!(o.s.contains("le=\"0.000008\"} 3\n"), "{}", o.s);
-        assert!(o.s.contains("le=\"+Inf\"} 3\n"), "{}", o.s);
-        assert!(
-            o.s.contains("x_seconds_sum{service=\"s\\\"q\"} 0.000005\n"),
-            "{}",
-            o.s
-        );
-    }
-
-    #[test]
-    fn openmetrics_ends_with_eof_and_names_families_without_total() {
+    fn an_empty_registry_renders_every_format() {
         let r = Registry::new(5, 20);
-        let om = r.render(&OwnCost::default(), true);
-        assert!(om.ends_with("# EOF\n"));
-        assert!(om.contains("# TYPE holdup_agent_cpu_seconds counter\n"));
+        let own = OwnCost::default();
+        let om = String::from_utf8(r.render(&own, Format::OpenMetrics)).unwrap();
         assert!(om.contains("holdup_agent_cpu_seconds_total{mode=\"user\"} 0\n"));
-        let text = r.render(&OwnCost::default(), false);
-        assert!(!text.contains("# EOF"));
+        let text = String::from_utf8(r.render(&own, Format::Text)).unwrap();
+        assert!(text.contains("# TYPE holdup_lost_total counter\n"));
+        assert!(!r.render(&own, Format::Protobuf).is_empty());
     }
 }
