@@ -412,7 +412,12 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
             }
             // A slow peer that is a watched process on this host (the
             // collector follows local peers): what holds it up is the cause.
-            if g.family == CauseFamily::External && g.significant && c.verdict.significant {
+            // Judged alone, a peer that takes a large share of the busy time
+            // is followed even below the slow-peer threshold: a watched peer
+            // shows its own hold-ups.
+            let notable = (g.significant && c.verdict.significant)
+                || (alone && g.share_after >= peer::ALONE_FOLLOW_SHARE);
+            if g.family == CauseFamily::External && notable {
                 let addr = c
                     .verdict
                     .culprits
@@ -508,7 +513,8 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
     for c in candidates {
         let v = c.verdict;
         match by_kind.get(&v.kind) {
-            Some(old) if old.score >= v.score => {}
+            // per kind, a significant verdict before a higher-scored weak one
+            Some(old) if (old.significant, old.score) >= (v.significant, v.score) => {}
             _ => {
                 by_kind.insert(v.kind, v);
             }
@@ -537,7 +543,11 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
             load::no_change(m, b, i, &start_roles, strongest, &verdicts)
         });
     }
-    verdicts.sort_by(|x, y| y.score.total_cmp(&x.score));
+    verdicts.sort_by(|x, y| {
+        (y.significant, y.score)
+            .partial_cmp(&(x.significant, x.score))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
 
     // Data quality notes.
     let loss: u64 = b.iter().chain(i).map(|w| m.snapshot(*w).loss.total()).sum();

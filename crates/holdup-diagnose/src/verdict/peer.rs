@@ -9,6 +9,10 @@ pub const ALONE_PEER_SLOW_US: f64 = 2000.0;
 /// See [`ALONE_PEER_SLOW_US`].
 pub const ALONE_PEER_SHARE: f64 = 0.6;
 
+/// Without a baseline, a watched local peer that takes this share of the
+/// busy time is examined for its own hold-ups.
+pub const ALONE_FOLLOW_SHARE: f64 = 0.3;
+
 /// A peer is slower when its answers take at least this factor longer per wait.
 pub const PEER_SLOWER: f64 = 1.15;
 
