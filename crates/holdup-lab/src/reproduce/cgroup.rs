@@ -56,8 +56,56 @@ pub struct CgroupSet {
     pub procs: Vec<PathBuf>,
     /// The v2 directory.
     pub v2: PathBuf,
+    /// Its CPU controls (when a CPU limit was asked for and a CPU
+    /// controller holds them): the CPU calibration moves them.
+    pub cpu: Option<CpuKnobs>,
     /// Limits that could not be applied, in words.
     pub notes: Vec<String>,
+}
+
+/// A cgroup's CPU controls (v2 `cpu.weight` and `cpu.max`, or v1
+/// `cpu.shares` and `cpu.cfs_quota_us`), which the CPU calibration moves
+/// while its hog runs.
+#[derive(Clone, Debug)]
+pub struct CpuKnobs {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl CpuKnobs {
+    /// Most weight the kernel takes, in its units (1024: a nice-0 task):
+    /// v2's 10000 is 102400, v1's `cpu.shares` goes to 262144.
+    pub fn max_weight(&self) -> u64 {
+        if self.v2 {
+            102_400
+        } else {
+            262_144
+        }
+    }
+
+    /// Sets the weight, in the kernel's units (1024: a task of nice 0).
+    pub fn set_weight(&self, weight: u64) -> std::io::Result<()> {
+        if self.v2 {
+            let w2 = (weight * 100 / 1024).clamp(1, 10000);
+            write(&self.dir.join("cpu.weight"), &w2.to_string())
+        } else {
+            write(
+                &self.dir.join("cpu.shares"),
+                &weight.clamp(2, 262_144).to_string(),
+            )
+        }
+    }
+
+    /// Sets the quota, in CPUs (0.5: half of one CPU per period).
+    pub fn set_quota(&self, cpus: f64) -> std::io::Result<()> {
+        let quota = ((cpus * PERIOD_US as f64) as u64).max(1000);
+        if self.v2 {
+            write(&self.dir.join("cpu.max"), &format!("{quota} {PERIOD_US}"))
+        } else {
+            write(&self.dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+            write(&self.dir.join("cpu.cfs_quota_us"), &quota.to_string())
+        }
+    }
 }
 
 fn write(p: &Path, v: &str) -> std::io::Result<()> {
@@ -138,6 +186,7 @@ impl LabCgroups {
         let mut set = CgroupSet {
             procs: vec![v2.join("cgroup.procs")],
             v2: v2.clone(),
+            cpu: None,
             notes: Vec::new(),
         };
         let has = |c: &str| self.v2_controllers.iter().any(|x| x == c);
@@ -161,36 +210,36 @@ impl LabCgroups {
         } else {
             None
         };
+        let knobs = if has("cpu") {
+            Some(CpuKnobs {
+                dir: v2.clone(),
+                v2: true,
+            })
+        } else {
+            cpu_v1.as_ref().map(|d| CpuKnobs {
+                dir: d.clone(),
+                v2: false,
+            })
+        };
+        let mut cpu_ok = true;
         if let Some(cpu) = limits.cpu {
-            let quota = ((cpu * PERIOD_US as f64) as u64).max(1000);
-            let ok = if has("cpu") {
-                write(&v2.join("cpu.max"), &format!("{quota} {PERIOD_US}")).is_ok()
-            } else if let Some(d) = &cpu_v1 {
-                write(&d.join("cpu.cfs_period_us"), &PERIOD_US.to_string()).is_ok()
-                    && write(&d.join("cpu.cfs_quota_us"), &quota.to_string()).is_ok()
-            } else {
-                false
-            };
-            if !ok {
+            if knobs.as_ref().is_none_or(|k| k.set_quota(cpu).is_err()) {
+                cpu_ok = false;
                 set.notes.push(format!(
                     "no CPU controller: the {cpu:.2}-CPU quota of {name} is not applied"
                 ));
             }
         }
         if let Some(w) = limits.weight {
-            let ok = if has("cpu") {
-                let w2 = (w * 100 / 1024).clamp(1, 10000);
-                write(&v2.join("cpu.weight"), &w2.to_string()).is_ok()
-            } else if let Some(d) = &cpu_v1 {
-                write(&d.join("cpu.shares"), &w.clamp(2, 262144).to_string()).is_ok()
-            } else {
-                false
-            };
-            if !ok {
+            if knobs.as_ref().is_none_or(|k| k.set_weight(w).is_err()) {
+                cpu_ok = false;
                 set.notes.push(format!(
                     "no CPU controller: the CPU weight of {name} is not set"
                 ));
             }
+        }
+        if cpu_ok && (limits.cpu.is_some() || limits.weight.is_some()) {
+            set.cpu = knobs;
         }
         if let Some(cpus) = &limits.cpus {
             let list = cpus

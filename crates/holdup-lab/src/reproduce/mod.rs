@@ -11,10 +11,12 @@
 //! compares the lab run's diagnosis with the incident's. The CLI
 //! (`holdup-cli/src/lab.rs`) records the lab run with the collector.
 
+pub mod calibrate;
 pub mod cgroup;
 pub mod generators;
 pub mod plan;
 
+pub use calibrate::{CpuController, CpuStep, RunqMeter};
 pub use generators::{affinity_of, run_generator, GeneratorRun, GeneratorSpec};
 pub use plan::{plan, Contention, Plan};
 
@@ -55,6 +57,8 @@ pub struct Stopped {
 pub struct Lab {
     cgroups: Option<LabCgroups>,
     children: Vec<(Started, Child)>,
+    /// The CPU controls of each generator started with CPU limits.
+    knobs: Vec<(u32, cgroup::CpuKnobs)>,
     files: Vec<PathBuf>,
     exe: PathBuf,
     secs: f64,
@@ -69,6 +73,7 @@ impl Lab {
         Ok(Lab {
             cgroups: Some(LabCgroups::create()?),
             children: Vec::new(),
+            knobs: Vec::new(),
             files: Vec::new(),
             exe,
             secs,
@@ -126,6 +131,9 @@ impl Lab {
             .spawn()
             .with_context(|| format!("cannot start the {what}"))?;
         let pid = child.id();
+        if let Some(k) = set.cpu.clone() {
+            self.knobs.push((pid, k));
+        }
         self.children.push((
             Started {
                 what: what.to_string(),
@@ -178,6 +186,14 @@ impl Lab {
         self.spawn(what, cmd, limits)
     }
 
+    /// The CPU controls of a generator started with CPU limits.
+    pub fn cpu_knobs(&self, pid: u32) -> Option<cgroup::CpuKnobs> {
+        self.knobs
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map(|(_, w)| w.clone())
+    }
+
     /// Whether a started process still runs.
     pub fn running(&mut self, pid: u32) -> bool {
         self.children
@@ -198,6 +214,7 @@ impl Lab {
     /// left in the lab's cgroups, which are removed, and the writer's files.
     pub fn stop(&mut self) -> Stopped {
         let mut out = Stopped::default();
+        self.knobs.clear();
         for (s, mut c) in self.children.drain(..).rev() {
             // SAFETY: signalling the process group this lab created.
             unsafe { libc::kill(-(s.pid as i32), libc::SIGKILL) };
