@@ -444,7 +444,17 @@ fn run_lab(
             runq_share,
         } = c
         {
-            let weight = reproduce::cpu_weight_of(service);
+            // Beside the service in its own CPU group (the usual case for a
+            // lab copy holdup starts), a hog competes task against task, as
+            // the recorded culprit did: its nice value is the knob and it
+            // gets no CPU cgroup. Otherwise a CPU cgroup of its own, at the
+            // service's group weight, with a quota.
+            let task_level = cgroup::shares_cpu_group_with_me(service);
+            let weight = if task_level {
+                reproduce::task_weight_of(service)
+            } else {
+                reproduce::cpu_weight_of(service)
+            };
             for k in 0..*threads {
                 hogs.push(lab.start_generator(
                     &format!("cpu hog {}", k + 1),
@@ -452,23 +462,32 @@ fn run_lab(
                         cpus: cpus.to_vec(),
                     },
                     &cgroup::Limits {
-                        cpu: Some(*share),
+                        cpu: (!task_level).then_some(*share),
                         cpus: Some(cpus.to_vec()),
                         write_bps: None,
-                        // As a process beside the service would, to start with.
-                        weight: Some(weight),
+                        weight: (!task_level).then_some(weight),
                     },
                 )?);
             }
-            hog_said.push(format!(
-                "{threads} CPU hog(s) like {like}, at most {share:.2} CPU each, on CPUs {cpus:?}"
-            ));
-            let knobs: Vec<_> = hogs.iter().filter_map(|p| lab.cpu_knobs(*p)).collect();
+            hog_said.push(if task_level {
+                format!("{threads} CPU hog(s) like {like} beside the lab copy in its CPU group, on CPUs {cpus:?}")
+            } else {
+                format!("{threads} CPU hog(s) like {like}, at most {share:.2} CPU each, on CPUs {cpus:?}")
+            });
+            let knobs: Vec<_> = if task_level {
+                hogs.iter()
+                    .map(|p| cgroup::CpuKnobs::nice(*p))
+                    .filter(|k| k.set_weight(weight).is_ok())
+                    .collect()
+            } else {
+                hogs.iter().filter_map(|p| lab.cpu_knobs(*p)).collect()
+            };
             if knobs.is_empty() || !reproduce::RunqMeter::available(service) {
                 lab.notes.push("the CPU hogs are not calibrated (no CPU controller, or no /proc/PID/schedstat): they run at the service's weight".into());
             } else {
+                let quota = if task_level { 1.0 } else { *share };
                 let mut ctl =
-                    reproduce::CpuController::new(service, *runq_share, weight, *share, knobs);
+                    reproduce::CpuController::new(service, *runq_share, weight, quota, knobs);
                 calibrate_cpu(&mut ctl, stop);
                 hog_said.push(format!(
                     "calibrated toward the recorded run-queue share {:.0}%: {:.0}% at CPU weight {} and {:.2} CPU after {} steps",

@@ -175,7 +175,11 @@ impl CpuController {
             for k in &self.knobs {
                 let _ = k.set_weight(next);
             }
-        } else if next == max && measured < self.target * (1.0 - DEAD_BAND) && self.quota < 1.0 {
+        } else if next == max
+            && measured < self.target * (1.0 - DEAD_BAND)
+            && self.quota < 1.0
+            && self.knobs.iter().all(CpuKnobs::has_quota)
+        {
             self.quota = (self.quota * 1.25).min(1.0);
             for k in &self.knobs {
                 let _ = k.set_quota(self.quota);

@@ -254,6 +254,22 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / hz)
 }
 
+/// A process's own nice value, from /proc/PID/stat.
+fn task_nice(pid: u32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(16)?
+        .parse::<i32>()
+        .ok()
+}
+
+/// The weight of a process's own nice value (what it competes with task
+/// against task, inside one CPU group), in the kernel's units.
+pub fn task_weight_of(pid: u32) -> u64 {
+    cgroup::nice_weight(task_nice(pid).unwrap_or(0))
+}
+
 /// The CPU weight a process competes with, in the kernel's units (1024:
 /// nice 0): its session's autogroup nice when autogroups are on (tasks of
 /// one session share one group), else its own nice.
@@ -265,15 +281,9 @@ pub fn cpu_weight_of(pid: u32) -> u64 {
             .ok()
             .and_then(|s| s.rsplit("nice").next()?.trim().parse::<i32>().ok())
     } else {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let rest = s[s.rfind(')')? + 2..].to_string();
-                rest.split_whitespace().nth(16)?.parse::<i32>().ok()
-            })
+        task_nice(pid)
     };
-    // The scheduler's table is 1024 × 1.25^-nice, rounded.
-    (1024.0 * 1.25f64.powi(-nice.unwrap_or(0).clamp(-20, 19))).round() as u64
+    cgroup::nice_weight(nice.unwrap_or(0))
 }
 
 /// How closely a lab run matches the incident.
