@@ -349,7 +349,10 @@ fn run_lab(
     // The slow peer's proxy comes first: the lab copy is started pointing at it.
     let mut proxy = None;
     for c in &plan.contention {
-        if let Contention::SlowPeer { peer, delay_ms } = c {
+        if let Contention::SlowPeer {
+            peer, answer_ms, ..
+        } = c
+        {
             let upstream: SocketAddr = match args.peer {
                 Some(p) => p,
                 None => peer.parse().with_context(|| {
@@ -365,7 +368,7 @@ fn run_lab(
                 GeneratorSpec::DelayProxy {
                     listen,
                     upstream,
-                    delay_ms: *delay_ms,
+                    answer_ms: answer_ms.clone(),
                     on_signal: !alone,
                 },
                 &cgroup::Limits::default(),
@@ -427,6 +430,82 @@ fn run_lab(
         }
     }
     let cpus = reproduce::affinity_of(service)?;
+    // CPU hogs start before the recording: their strength is calibrated
+    // against the lab copy first (and kept calibrated while it records);
+    // with a baseline they are stopped (SIGSTOP) until the incident part.
+    let mut hogs = Vec::new();
+    let mut cpu_loop = None;
+    let mut hog_said = Vec::new();
+    for c in &plan.contention {
+        if let Contention::CpuHogs {
+            like,
+            threads,
+            share,
+            runq_share,
+        } = c
+        {
+            // Beside the service in its own CPU group (the usual case for a
+            // lab copy holdup starts), a hog competes task against task, as
+            // the recorded culprit did: its nice value is the knob and it
+            // gets no CPU cgroup. Otherwise a CPU cgroup of its own, at the
+            // service's group weight, with a quota.
+            let task_level = cgroup::shares_cpu_group_with_me(service);
+            let weight = if task_level {
+                reproduce::task_weight_of(service)
+            } else {
+                reproduce::cpu_weight_of(service)
+            };
+            for k in 0..*threads {
+                hogs.push(lab.start_generator(
+                    &format!("cpu hog {}", k + 1),
+                    GeneratorSpec::CpuHog {
+                        cpus: cpus.to_vec(),
+                    },
+                    &cgroup::Limits {
+                        cpu: (!task_level).then_some(*share),
+                        cpus: Some(cpus.to_vec()),
+                        write_bps: None,
+                        weight: (!task_level).then_some(weight),
+                    },
+                )?);
+            }
+            hog_said.push(if task_level {
+                format!("{threads} CPU hog(s) like {like} beside the lab copy in its CPU group, on CPUs {cpus:?}")
+            } else {
+                format!("{threads} CPU hog(s) like {like}, at most {share:.2} CPU each, on CPUs {cpus:?}")
+            });
+            let knobs: Vec<_> = if task_level {
+                hogs.iter()
+                    .map(|p| cgroup::CpuKnobs::nice(*p))
+                    .filter(|k| k.set_weight(weight).is_ok())
+                    .collect()
+            } else {
+                hogs.iter().filter_map(|p| lab.cpu_knobs(*p)).collect()
+            };
+            if knobs.is_empty() || !reproduce::RunqMeter::available(service) {
+                lab.notes.push("the CPU hogs are not calibrated (no CPU controller, or no /proc/PID/schedstat): they run at the service's weight".into());
+            } else {
+                let quota = if task_level { 1.0 } else { *share };
+                let mut ctl =
+                    reproduce::CpuController::new(service, *runq_share, weight, quota, knobs);
+                calibrate_cpu(&mut ctl, stop);
+                hog_said.push(format!(
+                    "calibrated toward the recorded run-queue share {:.0}%: {:.0}% at CPU weight {} and {:.2} CPU after {} steps",
+                    100.0 * ctl.target(),
+                    100.0 * ctl.steps.last().map_or(0.0, |s| s.measured),
+                    ctl.weight(),
+                    ctl.quota(),
+                    ctl.steps.len()
+                ));
+                cpu_loop = Some(CpuLoop(ctl));
+            }
+            if !alone {
+                for p in &hogs {
+                    lab.signal(*p, libc::SIGSTOP);
+                }
+            }
+        }
+    }
     let interval = args.interval;
     let mut collector = Collector::start(Options {
         target: TargetSpec::Pid(service),
@@ -469,18 +548,41 @@ fn run_lab(
             &mut [&mut windows, &mut rec],
         )?;
     }
-    let mut started = Vec::new();
+    let mut started = hog_said;
     if !stop.load(Ordering::SeqCst) {
-        started = start_contention(args, plan, lab, service, &cpus, copies, load.as_deref())?;
+        for p in &hogs {
+            lab.signal(*p, libc::SIGCONT);
+        }
+        started.extend(start_contention(
+            args,
+            plan,
+            lab,
+            service,
+            copies,
+            load.as_deref(),
+        )?);
         if let Some((pid, _)) = proxy {
             lab.signal(pid, libc::SIGUSR1);
-            started.push(format!("delay proxy {} → answers delayed", peer.unwrap()));
+            if let Some(Contention::SlowPeer { wait_ms, .. }) = plan
+                .contention
+                .iter()
+                .find(|c| matches!(c, Contention::SlowPeer { .. }))
+            {
+                started.push(format!(
+                    "a delay proxy on {} holding each answer to the recorded wait distribution (mean {wait_ms:.1} ms)",
+                    peer.unwrap()
+                ));
+            }
+        }
+        let mut sinks: Vec<&mut dyn crate::sink::Sink> = vec![&mut windows, &mut rec];
+        if let Some(l) = cpu_loop.as_mut() {
+            sinks.push(l);
         }
         crate::sink::drive(
             &mut collector,
             stop,
             Some(args.duration - baseline),
-            &mut [&mut windows, &mut rec],
+            &mut sinks,
         )?;
     }
     let interrupted = stop.load(Ordering::SeqCst);
@@ -523,6 +625,10 @@ fn run_lab(
         "started": lab.started(),
         "contention": started,
         "interrupted": interrupted,
+        "cpu_calibration": cpu_loop.as_ref().map(|l| json!({
+            "target_runq_share": l.0.target(),
+            "steps": l.0.steps,
+        })),
         "lab_recording": label,
         "lab_diagnosis": {
             "verdict": lab_d.top().kind,
@@ -534,42 +640,51 @@ fn run_lab(
     }))
 }
 
+/// Steps of the CPU calibration before the recording, at most.
+const CALIBRATION_STEPS: usize = 8;
+/// One step's measurement.
+const CALIBRATION_STEP: Duration = Duration::from_millis(500);
+
+/// Moves the hogs' weight until the service's run-queue share is within
+/// the dead band twice in a row, or [`CALIBRATION_STEPS`] steps passed.
+fn calibrate_cpu(ctl: &mut reproduce::CpuController, stop: &AtomicBool) {
+    let mut settled = 0;
+    for _ in 0..CALIBRATION_STEPS {
+        if !nap(CALIBRATION_STEP, stop) {
+            return;
+        }
+        ctl.step();
+        settled = if ctl.settled() { settled + 1 } else { 0 };
+        if settled == 2 {
+            return;
+        }
+    }
+}
+
+/// The CPU calibration kept running while the lab run records: one step
+/// per window (another job on the host changes what the hogs must do).
+struct CpuLoop(reproduce::CpuController);
+
+impl crate::sink::Sink for CpuLoop {
+    fn window(&mut self, _: &holdup_model::Snapshot) -> Result<()> {
+        self.0.step();
+        Ok(())
+    }
+}
+
 fn start_contention(
     args: &ReproduceArgs,
     plan: &reproduce::Plan,
     lab: &mut Lab,
     service: u32,
-    cpus: &[usize],
     copies: u32,
     load: Option<&str>,
 ) -> Result<Vec<String>> {
     let mut said = Vec::new();
     for c in &plan.contention {
         match c {
-            Contention::CpuHogs {
-                like,
-                threads,
-                share,
-            } => {
-                for k in 0..*threads {
-                    lab.start_generator(
-                        &format!("cpu hog {}", k + 1),
-                        GeneratorSpec::CpuHog {
-                            cpus: cpus.to_vec(),
-                        },
-                        &cgroup::Limits {
-                            cpu: Some(*share),
-                            cpus: Some(cpus.to_vec()),
-                            write_bps: None,
-                            // As a process beside the service would.
-                            weight: Some(reproduce::cpu_weight_of(service)),
-                        },
-                    )?;
-                }
-                said.push(format!(
-                    "{threads} CPU hog(s) like {like}, {share:.2} CPU each, on CPUs {cpus:?}"
-                ));
-            }
+            // Started and calibrated before the recording.
+            Contention::CpuHogs { .. } => {}
             Contention::DiskWriter {
                 like,
                 bytes_per_s,

@@ -56,8 +56,119 @@ pub struct CgroupSet {
     pub procs: Vec<PathBuf>,
     /// The v2 directory.
     pub v2: PathBuf,
+    /// Its CPU controls (when a CPU limit was asked for and a CPU
+    /// controller holds them): the CPU calibration moves them.
+    pub cpu: Option<CpuKnobs>,
     /// Limits that could not be applied, in words.
     pub notes: Vec<String>,
+}
+
+/// What the CPU calibration moves for one hog: its cgroup's CPU controls
+/// (v2 `cpu.weight` and `cpu.max`, or v1 `cpu.shares` and
+/// `cpu.cfs_quota_us`), or, for a hog in the service's own CPU group, its
+/// nice value (no quota there).
+#[derive(Clone, Debug)]
+pub struct CpuKnobs(Knob);
+
+#[derive(Clone, Debug)]
+enum Knob {
+    Cgroup { dir: PathBuf, v2: bool },
+    Nice { pid: u32 },
+}
+
+/// The kernel's weight of a nice value (1024 × 1.25^-nice, its table's rule).
+pub fn nice_weight(nice: i32) -> u64 {
+    (1024.0 * 1.25f64.powi(-nice.clamp(-20, 19))).round() as u64
+}
+
+impl CpuKnobs {
+    /// A hog's nice value as its knob.
+    pub fn nice(pid: u32) -> CpuKnobs {
+        CpuKnobs(Knob::Nice { pid })
+    }
+
+    /// Whether a quota can be set.
+    pub fn has_quota(&self) -> bool {
+        matches!(self.0, Knob::Cgroup { .. })
+    }
+
+    /// Most weight the kernel takes, in its units (1024: a nice-0 task):
+    /// v2's 10000 is 102400, v1's `cpu.shares` goes to 262144, nice -20
+    /// is 88761.
+    pub fn max_weight(&self) -> u64 {
+        match self.0 {
+            Knob::Cgroup { v2: true, .. } => 102_400,
+            Knob::Cgroup { v2: false, .. } => 262_144,
+            Knob::Nice { .. } => nice_weight(-20),
+        }
+    }
+
+    /// Sets the weight, in the kernel's units (1024: a task of nice 0).
+    pub fn set_weight(&self, weight: u64) -> std::io::Result<()> {
+        match &self.0 {
+            Knob::Cgroup { dir, v2: true } => {
+                let w2 = (weight * 100 / 1024).clamp(1, 10000);
+                write(&dir.join("cpu.weight"), &w2.to_string())
+            }
+            Knob::Cgroup { dir, v2: false } => write(
+                &dir.join("cpu.shares"),
+                &weight.clamp(2, 262_144).to_string(),
+            ),
+            Knob::Nice { pid } => {
+                let nice = (-(weight.max(1) as f64 / 1024.0).ln() / 1.25f64.ln()).round() as i32;
+                // SAFETY: setpriority on a thread id the lab started (the
+                // hog spins in its one thread).
+                let r = unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, *pid as libc::id_t, nice.clamp(-20, 19))
+                };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            }
+        }
+    }
+
+    /// Sets the quota, in CPUs (0.5: half of one CPU per period).
+    pub fn set_quota(&self, cpus: f64) -> std::io::Result<()> {
+        let quota = ((cpus * PERIOD_US as f64) as u64).max(1000);
+        match &self.0 {
+            Knob::Cgroup { dir, v2: true } => {
+                write(&dir.join("cpu.max"), &format!("{quota} {PERIOD_US}"))
+            }
+            Knob::Cgroup { dir, v2: false } => {
+                write(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+                write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())
+            }
+            Knob::Nice { .. } => Err(std::io::Error::other("a nice value has no quota")),
+        }
+    }
+}
+
+/// Whether `pid` competes for the CPU in holdup's own CPU group: the same
+/// v1 `cpu` cgroup, or v2 cgroup where v2 holds the cpu controller, and the
+/// same autogroup. A hog holdup starts without a CPU cgroup of its own then
+/// competes with it task against task, as a process beside it would.
+pub fn shares_cpu_group_with_me(pid: u32) -> bool {
+    let cpu_line = |p: &str| -> Option<String> {
+        let s = std::fs::read_to_string(format!("/proc/{p}/cgroup")).ok()?;
+        let v1 = s.lines().find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|c| c == "cpu"))
+        });
+        Some(
+            v1.or_else(|| s.lines().find(|l| l.starts_with("0::")))?
+                .to_string(),
+        )
+    };
+    let autogroup = |p: &str| -> Option<String> {
+        let s = std::fs::read_to_string(format!("/proc/{p}/autogroup")).ok()?;
+        Some(s.split_whitespace().next()?.to_string())
+    };
+    let (me, it) = ("self".to_string(), pid.to_string());
+    cpu_line(&me).is_some() && cpu_line(&me) == cpu_line(&it) && autogroup(&me) == autogroup(&it)
 }
 
 fn write(p: &Path, v: &str) -> std::io::Result<()> {
@@ -138,6 +249,7 @@ impl LabCgroups {
         let mut set = CgroupSet {
             procs: vec![v2.join("cgroup.procs")],
             v2: v2.clone(),
+            cpu: None,
             notes: Vec::new(),
         };
         let has = |c: &str| self.v2_controllers.iter().any(|x| x == c);
@@ -161,36 +273,38 @@ impl LabCgroups {
         } else {
             None
         };
+        let knobs = if has("cpu") {
+            Some(CpuKnobs(Knob::Cgroup {
+                dir: v2.clone(),
+                v2: true,
+            }))
+        } else {
+            cpu_v1.as_ref().map(|d| {
+                CpuKnobs(Knob::Cgroup {
+                    dir: d.clone(),
+                    v2: false,
+                })
+            })
+        };
+        let mut cpu_ok = true;
         if let Some(cpu) = limits.cpu {
-            let quota = ((cpu * PERIOD_US as f64) as u64).max(1000);
-            let ok = if has("cpu") {
-                write(&v2.join("cpu.max"), &format!("{quota} {PERIOD_US}")).is_ok()
-            } else if let Some(d) = &cpu_v1 {
-                write(&d.join("cpu.cfs_period_us"), &PERIOD_US.to_string()).is_ok()
-                    && write(&d.join("cpu.cfs_quota_us"), &quota.to_string()).is_ok()
-            } else {
-                false
-            };
-            if !ok {
+            if knobs.as_ref().is_none_or(|k| k.set_quota(cpu).is_err()) {
+                cpu_ok = false;
                 set.notes.push(format!(
                     "no CPU controller: the {cpu:.2}-CPU quota of {name} is not applied"
                 ));
             }
         }
         if let Some(w) = limits.weight {
-            let ok = if has("cpu") {
-                let w2 = (w * 100 / 1024).clamp(1, 10000);
-                write(&v2.join("cpu.weight"), &w2.to_string()).is_ok()
-            } else if let Some(d) = &cpu_v1 {
-                write(&d.join("cpu.shares"), &w.clamp(2, 262144).to_string()).is_ok()
-            } else {
-                false
-            };
-            if !ok {
+            if knobs.as_ref().is_none_or(|k| k.set_weight(w).is_err()) {
+                cpu_ok = false;
                 set.notes.push(format!(
                     "no CPU controller: the CPU weight of {name} is not set"
                 ));
             }
+        }
+        if cpu_ok && (limits.cpu.is_some() || limits.weight.is_some()) {
+            set.cpu = knobs;
         }
         if let Some(cpus) = &limits.cpus {
             let list = cpus

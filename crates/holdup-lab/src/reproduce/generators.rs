@@ -33,15 +33,16 @@ pub enum GeneratorSpec {
         /// Writes between fsyncs.
         fsync_every: u32,
     },
-    /// Listens on `listen` and forwards to `upstream`, delaying each chunk
-    /// of the answers by `delay_ms` (from SIGUSR1 on, when `on_signal`).
+    /// Listens on `listen` and forwards to `upstream`, holding each answer
+    /// until the next of `answer_ms` has passed since its request (from
+    /// SIGUSR1 on, when `on_signal`).
     DelayProxy {
         /// Loopback address to listen on.
         listen: SocketAddr,
         /// Loopback address to forward to.
         upstream: SocketAddr,
-        /// Delay per answer chunk, ms.
-        delay_ms: f64,
+        /// What answers should take, ms, used in a scattered order.
+        answer_ms: Vec<f64>,
         /// Wait for SIGUSR1 before delaying (the baseline runs undelayed).
         on_signal: bool,
     },
@@ -113,7 +114,7 @@ pub fn run_generator(json: &str) -> Result<()> {
         GeneratorSpec::DelayProxy {
             listen,
             upstream,
-            delay_ms,
+            answer_ms,
             on_signal,
         } => {
             if on_signal {
@@ -127,12 +128,11 @@ pub fn run_generator(json: &str) -> Result<()> {
             } else {
                 DELAYING.store(true, Ordering::SeqCst);
             }
-            delay_proxy(
-                listen,
-                upstream,
-                Duration::from_secs_f64(delay_ms / 1e3),
-                until,
-            )
+            let answers: Vec<Duration> = answer_ms
+                .iter()
+                .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1e3))
+                .collect();
+            delay_proxy(listen, upstream, std::sync::Arc::new(answers), until)
         }
     }
 }
@@ -250,7 +250,7 @@ fn is_loopback(a: &SocketAddr) -> bool {
 fn delay_proxy(
     listen: SocketAddr,
     upstream: SocketAddr,
-    delay: Duration,
+    answers: std::sync::Arc<Vec<Duration>>,
     until: Instant,
 ) -> Result<()> {
     if !is_loopback(&listen) || !is_loopback(&upstream) {
@@ -258,6 +258,8 @@ fn delay_proxy(
     }
     let l = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     l.set_nonblocking(true)?;
+    let epoch = Instant::now();
+    let mut connection = 0usize;
     while Instant::now() < until {
         match l.accept() {
             Ok((client, _)) => {
@@ -268,8 +270,19 @@ fn delay_proxy(
                 let _ = client.set_nodelay(true);
                 let _ = up.set_nodelay(true);
                 let (c2, u2) = (client.try_clone()?, up.try_clone()?);
-                std::thread::spawn(move || pump(client, up, None));
-                std::thread::spawn(move || pump(u2, c2, Some(delay)));
+                // When the request being answered was sent (ns since the
+                // epoch + 1; 0: the answer is under way already).
+                let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let hold = Hold {
+                    sent: sent.clone(),
+                    epoch,
+                    answers: answers.clone(),
+                    // Connections start at different places in the list.
+                    next: connection * 7,
+                };
+                connection += 1;
+                std::thread::spawn(move || pump(client, up, Side::Requests(sent, epoch)));
+                std::thread::spawn(move || pump(u2, c2, Side::Answers(hold)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(10));
@@ -280,17 +293,59 @@ fn delay_proxy(
     Ok(())
 }
 
-/// Copies `from` to `to`, each chunk after `delay` once delaying started.
-fn pump(mut from: TcpStream, mut to: TcpStream, delay: Option<Duration>) {
+/// How an answer is held back: until its drawn answer time has passed
+/// since the request went upstream, so the lab's own peer latency is part
+/// of it, not added to it.
+struct Hold {
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    epoch: Instant,
+    answers: std::sync::Arc<Vec<Duration>>,
+    next: usize,
+}
+
+impl Hold {
+    fn wait(&mut self) {
+        let sent = self.sent.swap(0, Ordering::SeqCst);
+        if sent == 0 || self.answers.is_empty() || !DELAYING.load(Ordering::SeqCst) {
+            return;
+        }
+        // A stride through the list that visits every entry (32 and 13
+        // share no factor), so slow and fast answers are mixed.
+        let target = self.answers[self.next % self.answers.len()];
+        self.next = self.next.wrapping_add(13);
+        let since = self
+            .epoch
+            .elapsed()
+            .saturating_sub(Duration::from_nanos(sent - 1));
+        if let Some(left) = target.checked_sub(since) {
+            std::thread::sleep(left);
+        }
+    }
+}
+
+/// Which way a pump copies.
+enum Side {
+    /// Client to upstream: marks when each request went out.
+    Requests(std::sync::Arc<std::sync::atomic::AtomicU64>, Instant),
+    /// Upstream to client: holds the first chunk of each answer.
+    Answers(Hold),
+}
+
+/// Copies `from` to `to`, marking requests or holding answers.
+fn pump(mut from: TcpStream, mut to: TcpStream, mut side: Side) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some(d) = delay {
-            if DELAYING.load(Ordering::SeqCst) {
-                std::thread::sleep(d);
+        match &mut side {
+            Side::Answers(hold) => hold.wait(),
+            Side::Requests(sent, epoch) => {
+                // Marked before it goes out (an answer cannot come first);
+                // more chunks before the answer do not move the mark.
+                let now = epoch.elapsed().as_nanos() as u64 + 1;
+                let _ = sent.compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
             }
         }
         if to.write_all(&buf[..n]).is_err() {

@@ -11,10 +11,12 @@
 //! compares the lab run's diagnosis with the incident's. The CLI
 //! (`holdup-cli/src/lab.rs`) records the lab run with the collector.
 
+pub mod calibrate;
 pub mod cgroup;
 pub mod generators;
 pub mod plan;
 
+pub use calibrate::{CpuController, CpuStep, RunqMeter};
 pub use generators::{affinity_of, run_generator, GeneratorRun, GeneratorSpec};
 pub use plan::{plan, Contention, Plan};
 
@@ -55,6 +57,8 @@ pub struct Stopped {
 pub struct Lab {
     cgroups: Option<LabCgroups>,
     children: Vec<(Started, Child)>,
+    /// The CPU controls of each generator started with CPU limits.
+    knobs: Vec<(u32, cgroup::CpuKnobs)>,
     files: Vec<PathBuf>,
     exe: PathBuf,
     secs: f64,
@@ -69,6 +73,7 @@ impl Lab {
         Ok(Lab {
             cgroups: Some(LabCgroups::create()?),
             children: Vec::new(),
+            knobs: Vec::new(),
             files: Vec::new(),
             exe,
             secs,
@@ -126,6 +131,9 @@ impl Lab {
             .spawn()
             .with_context(|| format!("cannot start the {what}"))?;
         let pid = child.id();
+        if let Some(k) = set.cpu.clone() {
+            self.knobs.push((pid, k));
+        }
         self.children.push((
             Started {
                 what: what.to_string(),
@@ -178,6 +186,14 @@ impl Lab {
         self.spawn(what, cmd, limits)
     }
 
+    /// The CPU controls of a generator started with CPU limits.
+    pub fn cpu_knobs(&self, pid: u32) -> Option<cgroup::CpuKnobs> {
+        self.knobs
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map(|(_, w)| w.clone())
+    }
+
     /// Whether a started process still runs.
     pub fn running(&mut self, pid: u32) -> bool {
         self.children
@@ -198,6 +214,7 @@ impl Lab {
     /// left in the lab's cgroups, which are removed, and the writer's files.
     pub fn stop(&mut self) -> Stopped {
         let mut out = Stopped::default();
+        self.knobs.clear();
         for (s, mut c) in self.children.drain(..).rev() {
             // SAFETY: signalling the process group this lab created.
             unsafe { libc::kill(-(s.pid as i32), libc::SIGKILL) };
@@ -237,6 +254,22 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / hz)
 }
 
+/// A process's own nice value, from /proc/PID/stat.
+fn task_nice(pid: u32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(16)?
+        .parse::<i32>()
+        .ok()
+}
+
+/// The weight of a process's own nice value (what it competes with task
+/// against task, inside one CPU group), in the kernel's units.
+pub fn task_weight_of(pid: u32) -> u64 {
+    cgroup::nice_weight(task_nice(pid).unwrap_or(0))
+}
+
 /// The CPU weight a process competes with, in the kernel's units (1024:
 /// nice 0): its session's autogroup nice when autogroups are on (tasks of
 /// one session share one group), else its own nice.
@@ -248,15 +281,9 @@ pub fn cpu_weight_of(pid: u32) -> u64 {
             .ok()
             .and_then(|s| s.rsplit("nice").next()?.trim().parse::<i32>().ok())
     } else {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let rest = s[s.rfind(')')? + 2..].to_string();
-                rest.split_whitespace().nth(16)?.parse::<i32>().ok()
-            })
+        task_nice(pid)
     };
-    // The scheduler's table is 1024 × 1.25^-nice, rounded.
-    (1024.0 * 1.25f64.powi(-nice.unwrap_or(0).clamp(-20, 19))).round() as u64
+    cgroup::nice_weight(nice.unwrap_or(0))
 }
 
 /// How closely a lab run matches the incident.

@@ -4,7 +4,7 @@
 
 use holdup_diagnose::verdict::NamedKind;
 use holdup_diagnose::{Diagnosis, VerdictKind};
-use holdup_model::{Resource, Snapshot, WaitKind};
+use holdup_model::{Histogram, Resource, Snapshot, WaitKind};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,6 +20,10 @@ pub enum Contention {
         threads: u32,
         /// CPU each hog may use (its cgroup's quota), in CPUs.
         share: f64,
+        /// The service's recorded run-queue share (of its threads' on-CPU
+        /// and run-queue time, those the hogs held up): the CPU
+        /// calibration's target.
+        runq_share: f64,
     },
     /// A writer on the service's filesystem.
     DiskWriter {
@@ -36,8 +40,13 @@ pub enum Contention {
     SlowPeer {
         /// The recorded peer address.
         peer: String,
-        /// Delay added to each answer, ms.
-        delay_ms: f64,
+        /// The recorded wait per request on the peer (its mean), ms.
+        wait_ms: f64,
+        /// What each answer should take, ms: [`ANSWER_SAMPLES`] quantiles
+        /// of the recorded waits' distribution, scaled to their mean. The
+        /// proxy holds each answer until the time drawn from these has
+        /// passed since the request, whatever the lab's peer took itself.
+        answer_ms: Vec<f64>,
     },
     /// More of the client load.
     MoreLoad {
@@ -130,12 +139,13 @@ fn cpu_hogs(d: &Diagnosis, ws: &[&Snapshot]) -> Option<Contention> {
             }
         }
     }
-    let runq: u64 = ws
+    let (runq, on_cpu) = ws
         .iter()
         .flat_map(|s| &s.threads)
         .filter(|t| victims.contains(&t.tid))
-        .map(|t| t.states.runq_ns)
-        .sum();
+        .fold((0u64, 0u64), |(r, c), t| {
+            (r + t.states.runq_ns, c + t.states.on_cpu_ns)
+        });
     let total = secs(ws) * 1e9;
     let heavy: Vec<u64> = held
         .values()
@@ -143,17 +153,21 @@ fn cpu_hogs(d: &Diagnosis, ws: &[&Snapshot]) -> Option<Contention> {
         .filter(|ns| *ns as f64 >= 0.05 * total)
         .collect();
     let threads = heavy.len().max(1) as u32;
-    // The share of the service's run-queue wait each hog filled: a hog
-    // that held the CPU for most of the wait wanted most of a CPU.
-    let share = if runq > 0 {
-        heavy.iter().sum::<u64>() as f64 / runq as f64 / threads as f64
-    } else {
-        1.0
-    };
+    // Each hog's quota, to start with: what the service left of its CPU
+    // (a spinning culprit takes that), at least 1.5 × what the culprit held
+    // while the service waited. The calibration raises it when the
+    // weight alone does not reach the recorded share.
+    let held_cpu = heavy.iter().sum::<u64>() as f64 / total / threads as f64;
+    let left = 1.0 - on_cpu as f64 / total / victims.len().max(1) as f64;
     Some(Contention::CpuHogs {
         like,
         threads,
-        share: share.clamp(0.3, 1.0),
+        share: left.max(1.5 * held_cpu).clamp(0.3, 1.0),
+        runq_share: if runq + on_cpu > 0 {
+            runq as f64 / (runq + on_cpu) as f64
+        } else {
+            0.0
+        },
     })
 }
 
@@ -203,25 +217,61 @@ fn slow_peer(d: &Diagnosis, ws: &[&Snapshot]) -> Option<Contention> {
         .name
         .clone();
     let (mut ns, mut waits) = (0u64, 0u64);
+    let mut hist = Histogram::default();
     for s in ws {
         for r in &s.resources {
             if let Resource::Socket(sock) = &r.resource {
                 if sock.peer == peer && matches!(r.kind, WaitKind::SockRecv | WaitKind::Mux) {
                     ns += r.wait_ns;
                     waits += r.waits;
+                    hist.merge(&r.hist);
                 }
             }
         }
     }
-    let delay_ms = if waits > 0 {
+    let wait_ms = if waits > 0 {
         ns as f64 / waits as f64 / 1e6
     } else {
         10.0
-    };
+    }
+    .clamp(0.1, 5000.0);
     Some(Contention::SlowPeer {
         peer,
-        delay_ms: delay_ms.clamp(0.1, 5000.0),
+        wait_ms,
+        answer_ms: answer_times(&hist, wait_ms),
     })
+}
+
+/// Answer times the delay proxy draws from.
+pub const ANSWER_SAMPLES: usize = 32;
+
+/// [`ANSWER_SAMPLES`] quantiles (at (k + ½)/N) of a log2 histogram of
+/// waits, log-uniform within a bucket, scaled so their mean is `mean_ms`
+/// (the histogram only knows each wait within a factor of two; the mean
+/// is exact). No waits: `mean_ms` each.
+pub fn answer_times(hist: &Histogram, mean_ms: f64) -> Vec<f64> {
+    let total = hist.count();
+    if total == 0 {
+        return vec![mean_ms; ANSWER_SAMPLES];
+    }
+    let raw: Vec<f64> = (0..ANSWER_SAMPLES)
+        .map(|k| {
+            let want = (k as f64 + 0.5) / ANSWER_SAMPLES as f64 * total as f64;
+            let mut seen = 0.0;
+            for (i, c) in hist.buckets.iter().enumerate() {
+                let c = *c as f64;
+                if c > 0.0 && seen + c >= want {
+                    // [2^i, 2^(i+1)) µs, log-uniform.
+                    let f = (want - seen) / c;
+                    return 2f64.powf(i as f64 + f) / 1e3;
+                }
+                seen += c;
+            }
+            2f64.powi(hist.buckets.len() as i32) / 1e3
+        })
+        .collect();
+    let mean = raw.iter().sum::<f64>() / raw.len() as f64;
+    raw.iter().map(|v| v * mean_ms / mean.max(1e-9)).collect()
 }
 
 /// What cannot be made from outside the service, and what to do instead.
@@ -293,5 +343,30 @@ pub fn plan(d: &Diagnosis, windows: &[Snapshot]) -> Plan {
         judged_alone,
         cannot: if contention.is_empty() { why } else { None },
         contention,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_times_follow_the_recorded_distribution_with_its_mean() {
+        // Three quarters of the waits in [8, 16) ms, a quarter in [1, 2) ms.
+        let mut b = vec![0u64; 14];
+        b[13] = 30; // 8192 µs
+        b[10] = 10; // 1024 µs
+        let t = answer_times(&Histogram::from_buckets(&b), 9.0);
+        assert_eq!(t.len(), ANSWER_SAMPLES);
+        let mean = t.iter().sum::<f64>() / t.len() as f64;
+        assert!((mean - 9.0).abs() < 1e-6, "{mean}");
+        let fast = t.iter().filter(|v| **v < 4.0).count();
+        assert_eq!(fast, ANSWER_SAMPLES / 4, "{t:?}");
+        assert!(t.windows(2).all(|w| w[0] <= w[1]), "quantiles in order");
+        // Nothing recorded: the mean each time.
+        assert_eq!(
+            answer_times(&Histogram::default(), 3.0),
+            vec![3.0; ANSWER_SAMPLES]
+        );
     }
 }
