@@ -34,8 +34,8 @@
 //! each run leaves its recording and diagnoses in target/tmp/services-*.
 
 use holdup_testkit::scenario::{
-    culprits, describe, foreign_culprit, free_port, have_tools, quiet, wait_for_port, wait_until,
-    Diagnose, Guard, KERNEL_AND_HOLDUP,
+    culprits, describe, foreign_culprit, free_port, have_tools, quiet, start_redis,
+    start_redis_benchmark, wait_for_port, wait_until, Diagnose, Guard, KERNEL_AND_HOLDUP,
 };
 use holdup_testkit::{bpf_setup, skip_unless_ci, TempDir, Workload};
 use serde_json::{json, Value};
