@@ -39,13 +39,7 @@ impl Workbench {
                 "script.submitted",
                 &json!({"id": id, "name": name, "sha256": sha}),
             )?;
-            audit::append(
-                &tx,
-                now(),
-                "system",
-                "script.checked",
-                &json!({"id": id, "sha256": sha, "status": status, "problems": report.problems}),
-            )?;
+            audit_checked(&tx, id, &sha, status, &report)?;
             tx.commit()?;
             id
         };
@@ -88,13 +82,7 @@ impl Workbench {
                 "script.updated",
                 &json!({"id": id, "old_sha256": old.sha256, "sha256": sha}),
             )?;
-            audit::append(
-                &tx,
-                now(),
-                "system",
-                "script.checked",
-                &json!({"id": id, "sha256": sha, "status": status, "problems": report.problems}),
-            )?;
+            audit_checked(&tx, id, &sha, status, &report)?;
             tx.commit()?;
         }
         self.get_script(id)
@@ -144,4 +132,23 @@ impl Workbench {
             max_output_bytes: p.max_output_bytes,
         })
     }
+}
+
+/// The audit entry of a script's checks, written in the transaction that
+/// stores the checked body.
+fn audit_checked(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    sha: &str,
+    status: ScriptStatus,
+    report: &checks::CheckReport,
+) -> WbResult<()> {
+    audit::append(
+        tx,
+        now(),
+        "system",
+        "script.checked",
+        &json!({"id": id, "sha256": sha, "status": status, "problems": report.problems}),
+    )?;
+    Ok(())
 }
