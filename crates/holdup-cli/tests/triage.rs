@@ -801,63 +801,36 @@ fn flight_recorder_freezes_a_real_fault_and_survives_sigkill() {
 #[test]
 fn a_bad_trigger_is_a_clear_error() {
     let dir = TempDir::new("ring-bad");
-    let out = run_for(
-        holdup()
-            .args([
-                "record",
-                "--pid",
-                "1",
-                "--ring",
-                "1m",
-                "--segment",
-                "2s",
-                "--before",
-                "10s",
-                "--after",
-                "10s",
-                "--dir",
-            ])
-            .arg(&dir.0)
-            .args(["--trigger", "runq_share>>0.3"]),
-        Duration::from_secs(30),
-    );
-    assert_fails_with(&out, "runq_share>>0.3", "bad trigger");
-    let out = run_for(
-        holdup()
-            .args([
-                "record",
-                "--pid",
-                "1",
-                "--ring",
-                "1m",
-                "--segment",
-                "2s",
-                "--before",
-                "10s",
-            ])
-            .args(["--after", "10s", "--dir"])
-            .arg(&dir.0)
-            .args(["--trigger", "load_avg>3"]),
-        Duration::from_secs(30),
-    );
-    assert_fails_with(&out, "unknown measure", "unknown measure");
-    let out = run_for(
-        holdup()
-            .args([
-                "record",
-                "--pid",
-                "1",
-                "--ring",
-                "1m",
-                "--segment",
-                "2s",
-                "--before",
-                "10s",
-            ])
-            .args(["--after", "10s", "--dir", "/no/such/holdup-ring"]),
-        Duration::from_secs(30),
-    );
-    assert_fails_with(&out, "not a directory", "missing ring dir");
+    let ring_dir = dir.0.to_str().expect("test paths are UTF-8");
+    for (dir, trigger, want, what) in [
+        (
+            ring_dir,
+            Some("runq_share>>0.3"),
+            "runq_share>>0.3",
+            "bad trigger",
+        ),
+        (
+            ring_dir,
+            Some("load_avg>3"),
+            "unknown measure",
+            "unknown measure",
+        ),
+        (
+            "/no/such/holdup-ring",
+            None,
+            "not a directory",
+            "missing ring dir",
+        ),
+    ] {
+        let mut cmd = holdup();
+        cmd.args(["record", "--pid", "1", "--ring", "1m", "--segment", "2s"])
+            .args(["--before", "10s", "--after", "10s", "--dir", dir]);
+        if let Some(t) = trigger {
+            cmd.args(["--trigger", t]);
+        }
+        let out = run_for(&mut cmd, Duration::from_secs(30));
+        assert_fails_with(&out, want, what);
+    }
 }
 
 /// SIGUSR1 freezes the ring, the sidecar says so, and SIGTERM stops the

@@ -57,15 +57,7 @@ fn etcd_run(name: &str, writer: bool) -> (Run, Value) {
         }
         Phase::Fault => {
             if writer {
-                disk = Some(Workload::start(&[
-                    "disk",
-                    "--secs",
-                    &(RUN_SECS - FAULT_AT + 1).to_string(),
-                    "--block-kb",
-                    "1024",
-                    "--dir",
-                    &writer_dir.0.display().to_string(),
-                ]));
+                disk = Some(start_disk_writer(&writer_dir));
             }
         }
     });
@@ -78,12 +70,7 @@ fn etcd_run(name: &str, writer: bool) -> (Run, Value) {
         "fault_at": run.fault_at,
     });
     if let Some(d) = disk {
-        let fin = d.finish();
-        assert!(
-            fin["writes"].as_u64().unwrap_or(0) > 0,
-            "setup: the disk writer wrote nothing: {fin}"
-        );
-        facts["writer"] = fin;
+        facts["writer"] = finish_disk_writer(d);
     }
     (run, facts)
 }

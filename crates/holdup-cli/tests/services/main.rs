@@ -443,6 +443,30 @@ impl Drop for TestCgroup {
     }
 }
 
+/// The fault of the disk-contention runs: O_DIRECT + fsync writes of 1 MiB
+/// blocks into `dir` from the fault to the end of the run.
+fn start_disk_writer(dir: &TempDir) -> Workload {
+    Workload::start(&[
+        "disk",
+        "--secs",
+        &(RUN_SECS - FAULT_AT + 1).to_string(),
+        "--block-kb",
+        "1024",
+        "--dir",
+        &dir.0.display().to_string(),
+    ])
+}
+
+/// The disk writer's final counters, after checking it wrote at all.
+fn finish_disk_writer(disk: Workload) -> Value {
+    let fin = disk.finish();
+    assert!(
+        fin["writes"].as_u64().unwrap_or(0) > 0,
+        "setup: the disk writer wrote nothing: {fin}"
+    );
+    fin
+}
+
 mod cpu_limit;
 mod etcd;
 mod haproxy;
