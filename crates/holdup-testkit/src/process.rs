@@ -38,6 +38,19 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     out.unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}"))
 }
 
+/// Runs `cmd` as [`output_within`] does (at most 5 minutes) and fails the
+/// test, showing its stderr, unless it succeeds; its output.
+pub fn succeeds(cmd: &mut Command, what: &str) -> Output {
+    let out = output_within(cmd, Duration::from_secs(300));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        text(&out.stderr)
+    );
+    out
+}
+
 /// Bytes a command wrote, as text (invalid UTF-8 replaced).
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

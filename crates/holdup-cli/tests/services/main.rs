@@ -33,6 +33,7 @@
 //! `flock /tmp/holdup-measure.lock cargo test -p holdup-cli --test services -- --test-threads=1 --nocapture`;
 //! each run leaves its recording and diagnoses in target/tmp/services-*.
 
+use holdup_testkit::process::succeeds;
 use holdup_testkit::scenario::{
     culprits, describe, foreign_culprit, free_port, have_tools, quiet, start_redis,
     start_redis_benchmark, wait_for_port, wait_until, Diagnose, Guard, KERNEL_AND_HOLDUP,

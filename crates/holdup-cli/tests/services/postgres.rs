@@ -65,21 +65,15 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
         assert!(ok, "setup: chown {} to postgres", p.display());
     };
     owner(&dir.0);
-    let initdb = as_postgres(&[
+    let mut initdb = as_postgres(&[
         &format!("{PG_BIN}/initdb"),
         "-D",
         &data.display().to_string(),
         "--no-sync",
         "-A",
         "trust",
-    ])
-    .output()
-    .expect("run initdb");
-    assert!(
-        initdb.status.success(),
-        "setup: initdb failed: {}",
-        String::from_utf8_lossy(&initdb.stderr)
-    );
+    ]);
+    succeeds(&mut initdb, "setup: initdb");
     let port = free_port();
     let server = Guard::spawn(
         "postgres",
@@ -98,7 +92,7 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
         ])),
     );
     wait_for_port(port, "postgres", Duration::from_secs(20));
-    let init = as_postgres(&[
+    let mut init = as_postgres(&[
         "pgbench",
         "-i",
         "-s",
@@ -108,14 +102,8 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
         "-p",
         &port.to_string(),
         "postgres",
-    ])
-    .output()
-    .expect("run pgbench -i");
-    assert!(
-        init.status.success(),
-        "setup: pgbench -i failed: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    ]);
+    succeeds(&mut init, "setup: pgbench -i");
     // The postmaster is runuser's child; its pid is the data dir's first line.
     let postmaster: u32 = std::fs::read_to_string(data.join("postmaster.pid"))
         .ok()
