@@ -7,8 +7,8 @@
 //! `flock /tmp/holdup-measure.lock cargo test -p holdup-cli --test export -- --test-threads=1`.
 
 use holdup_testkit::process::{run_within, Run};
-use holdup_testkit::scenario::have_tools;
-use holdup_testkit::{bpf_setup, workload_bin, TempDir};
+use holdup_testkit::scenario::prepare;
+use holdup_testkit::{workload_bin, TempDir};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -68,12 +68,9 @@ print(json.dumps(out))
 #[test]
 fn duckdb_reads_the_parquet_export_with_the_totals_of_inspect() {
     const NAME: &str = "export + duckdb";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, &["python3"]) else {
         return;
     };
-    if !have_tools(NAME, &["python3"]) {
-        return;
-    }
     let have_duckdb = Command::new("python3")
         .args(["-c", "import duckdb"])
         .status()

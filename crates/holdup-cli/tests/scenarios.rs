@@ -12,7 +12,7 @@
 //! add `--nocapture` to see each diagnosis.
 
 use holdup_testkit::scenario::{
-    culprits, describe, diagnose_file, have_tools, quiet, start_redis, start_redis_benchmark, top,
+    culprits, describe, diagnose_file, prepare, quiet, start_redis, start_redis_benchmark, top,
     wait_until, Guard, KERNEL_AND_HOLDUP,
 };
 use holdup_testkit::{bpf_setup, workload_bin, TempDir, Workload};
@@ -104,12 +104,9 @@ const REDIS_TOOLS: &[&str] = &["redis-server", "redis-benchmark", "redis-cli", "
 #[test]
 fn redis_with_a_cpu_hog_on_its_cpu_is_cpu_contention_naming_the_hog() {
     const NAME: &str = "redis-cpu-hog";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, &[REDIS_TOOLS, &["stress-ng"]].concat()) else {
         return;
     };
-    if !have_tools(NAME, &[REDIS_TOOLS, &["stress-ng"]].concat()) {
-        return;
-    }
     let d = run_scenario(NAME, "cpu_contention", || {
         let dir = TempDir::under("/tmp", "scn-cpu");
         let (redis, port) = start_redis(&dir.0, Some(1), &["--appendonly", "no"]);
@@ -134,12 +131,9 @@ fn redis_with_a_cpu_hog_on_its_cpu_is_cpu_contention_naming_the_hog() {
 #[test]
 fn redis_with_a_second_load_generator_is_more_load_not_contention() {
     const NAME: &str = "redis-more-load";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, REDIS_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, REDIS_TOOLS) {
-        return;
-    }
     let d = run_scenario(NAME, "more_load", || {
         let dir = TempDir::under("/tmp", "scn-load");
         let (redis, port) = start_redis(&dir.0, Some(1), &["--appendonly", "no"]);
@@ -186,12 +180,9 @@ fn redis_with_a_second_load_generator_is_more_load_not_contention() {
 #[test]
 fn redis_fsync_with_a_heavy_disk_writer_is_disk_contention_naming_the_writer() {
     const NAME: &str = "redis-disk-writer";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, REDIS_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, REDIS_TOOLS) {
-        return;
-    }
     let d = run_scenario(NAME, "disk_contention", || {
         // /var/tmp is disk-backed (not tmpfs) on the machines this runs on.
         let dir = TempDir::under("/var/tmp", "scn-disk");

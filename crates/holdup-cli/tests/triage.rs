@@ -11,7 +11,7 @@
 //! `flock /tmp/holdup-measure.lock cargo test -p holdup-cli --test triage -- --test-threads=1`.
 
 use holdup_testkit::process::{output_within, text};
-use holdup_testkit::scenario::{self, have_tools, quiet, start_redis_benchmark, Guard};
+use holdup_testkit::scenario::{self, have_tools, prepare, quiet, start_redis_benchmark, Guard};
 use holdup_testkit::{bpf_setup, workload_bin, TempDir};
 
 #[cfg(feature = "workbench")]
@@ -92,10 +92,7 @@ fn names(v: &Value) -> Vec<String> {
 /// checks the report, the bundle and (with the workbench built in) the upload.
 #[test]
 fn triage_names_the_held_up_service_and_its_culprits() {
-    let Some(_serial) = bpf_setup("holdup triage") else {
-        return;
-    };
-    if !have_tools(
+    let Some(_serial) = prepare(
         "holdup triage",
         &[
             "redis-server",
@@ -106,9 +103,9 @@ fn triage_names_the_held_up_service_and_its_culprits() {
             "tar",
             "zstd",
         ],
-    ) {
+    ) else {
         return;
-    }
+    };
     let dir = TempDir::under("/var/tmp", "triage");
     #[cfg(feature = "workbench")]
     let wb = workbench::Server::start(&dir);
@@ -580,10 +577,7 @@ fn ring_usage(d: &Path) -> (usize, u64) {
 /// diagnoses to that hog, and SIGKILL loses at most the window in flight.
 #[test]
 fn flight_recorder_freezes_a_real_fault_and_survives_sigkill() {
-    let Some(_serial) = bpf_setup("holdup record --ring") else {
-        return;
-    };
-    if !have_tools(
+    let Some(_serial) = prepare(
         "holdup record --ring",
         &[
             "redis-server",
@@ -592,9 +586,9 @@ fn flight_recorder_freezes_a_real_fault_and_survives_sigkill() {
             "stress-ng",
             "taskset",
         ],
-    ) {
+    ) else {
         return;
-    }
+    };
     let dir = TempDir::new("ring");
     let ring = dir.join("ring");
     std::fs::create_dir(&ring).unwrap();

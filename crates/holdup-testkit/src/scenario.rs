@@ -77,6 +77,15 @@ pub fn have_tools(what: &str, tools: &[&str]) -> bool {
     false
 }
 
+/// What a scenario test needs before it starts: the serial lock, if BPF
+/// can be loaded here (see [`crate::bpf_setup`]), and the external programs
+/// `tools` (see [`have_tools`]). None: skip the test (with CI=true, a
+/// missing capability fails it instead).
+pub fn prepare(what: &str, tools: &[&str]) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = crate::bpf_setup(what)?;
+    have_tools(what, tools).then_some(guard)
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

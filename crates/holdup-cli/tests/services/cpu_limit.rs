@@ -56,15 +56,12 @@ impl CpuLimit {
 #[test]
 fn redis_in_a_cpu_limited_cgroup_is_throttled_by_its_own_limit() {
     const NAME: &str = "redis-cpu-limit";
-    let Some(_g) = bpf_setup(NAME) else {
-        return;
-    };
-    if !have_tools(
+    let Some(_g) = prepare(
         NAME,
         &["redis-server", "redis-benchmark", "redis-cli", "taskset"],
-    ) {
+    ) else {
         return;
-    }
+    };
     let Some(cg) = CpuLimit::new(NAME) else {
         skip_unless_ci(NAME, "no cgroup with a cpu controller to limit");
         return;

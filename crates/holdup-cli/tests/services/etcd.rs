@@ -78,12 +78,9 @@ fn etcd_run(name: &str, writer: bool) -> (Run, Value) {
 #[test]
 fn etcd_with_another_fsync_writer_is_disk_contention_naming_the_writer() {
     const NAME: &str = "etcd-disk-writer";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, ETCD_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, ETCD_TOOLS) {
-        return;
-    }
     let writer = names_process("hw-disk");
     let expect = Expect {
         kind: "disk_contention",
@@ -101,11 +98,8 @@ fn etcd_with_another_fsync_writer_is_disk_contention_naming_the_writer() {
 #[test]
 fn etcd_unchanged_raises_no_alarm() {
     const NAME: &str = "etcd-unchanged";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, ETCD_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, ETCD_TOOLS) {
-        return;
-    }
     check(NAME, unchanged(), || etcd_run(NAME, false));
 }

@@ -125,12 +125,9 @@ fn names_backend() -> Culprit {
 #[test]
 fn haproxy_with_a_slowed_backend_is_slow_external_service_naming_the_backend() {
     const NAME: &str = "haproxy-slow-backend";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, HAPROXY_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, HAPROXY_TOOLS) {
-        return;
-    }
     let expect = Expect {
         kind: "slow_external_service",
         culprit: names_backend(),
@@ -141,12 +138,9 @@ fn haproxy_with_a_slowed_backend_is_slow_external_service_naming_the_backend() {
 #[test]
 fn haproxy_with_a_cpu_hog_on_its_cpu_is_cpu_contention_naming_the_hog() {
     const NAME: &str = "haproxy-cpu-hog";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, HAPROXY_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, HAPROXY_TOOLS) {
-        return;
-    }
     let expect = Expect {
         kind: "cpu_contention",
         culprit: names_process("sha256sum"),
@@ -157,11 +151,8 @@ fn haproxy_with_a_cpu_hog_on_its_cpu_is_cpu_contention_naming_the_hog() {
 #[test]
 fn haproxy_unchanged_raises_no_alarm() {
     const NAME: &str = "haproxy-unchanged";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, HAPROXY_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, HAPROXY_TOOLS) {
-        return;
-    }
     check(NAME, unchanged(), || haproxy_run(NAME, ProxyFault::None));
 }

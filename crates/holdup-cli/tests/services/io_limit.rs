@@ -96,12 +96,9 @@ impl IoLimit {
 #[test]
 fn redis_in_an_io_limited_cgroup_is_disk_throttled_naming_its_cgroup() {
     const NAME: &str = "redis-io-limit";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, &["redis-server", "redis-benchmark"]) else {
         return;
     };
-    if !have_tools(NAME, &["redis-server", "redis-benchmark"]) {
-        return;
-    }
     let data = TempDir::under("/var/tmp", "redis-io-limit");
     let cg = match IoLimit::new(NAME, &data.0) {
         Ok(cg) => cg,

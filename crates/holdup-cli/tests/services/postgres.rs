@@ -185,12 +185,9 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
 #[test]
 fn postgres_hot_row_is_lock_contention_naming_the_backends() {
     const NAME: &str = "pg-hot-row";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, PG_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, PG_TOOLS) {
-        return;
-    }
     let expect = Expect {
         kind: "lock_contention",
         culprit: Box::new(|v, _| {
@@ -213,12 +210,9 @@ fn postgres_hot_row_is_lock_contention_naming_the_backends() {
 #[test]
 fn postgres_with_another_fsync_writer_is_disk_contention_naming_the_writer() {
     const NAME: &str = "pg-disk-writer";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, PG_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, PG_TOOLS) {
-        return;
-    }
     let writer = names_process("hw-disk");
     let expect = Expect {
         kind: "disk_contention",
@@ -230,11 +224,8 @@ fn postgres_with_another_fsync_writer_is_disk_contention_naming_the_writer() {
 #[test]
 fn postgres_unchanged_raises_no_alarm() {
     const NAME: &str = "pg-unchanged";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, PG_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, PG_TOOLS) {
-        return;
-    }
     check(NAME, unchanged(), || pg_run(NAME, PgFault::None));
 }
