@@ -11,15 +11,15 @@
 
 use holdup_model::{Snapshot, Target};
 use holdup_record::{ReadStatus, Recorder, Recording, RecordingHeader};
+use holdup_testkit::process::{run_within, Run};
 use holdup_testkit::{bpf_allowed, bpf_setup, serial, workload_bin, TempDir, Workload};
 use serde_json::Value;
 use std::io::Read;
 use std::os::fd::FromRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Longest any single `holdup` run may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -43,89 +43,10 @@ fn holdup(args: &[&str]) -> Command {
     c
 }
 
-/// The outcome of one `holdup` run.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl Run {
-    /// Fails the test if holdup panicked (in any run, whatever its exit code).
-    fn assert_no_panic(&self) {
-        assert!(
-            !self.stderr.contains("panicked") && !self.stdout.contains("panicked"),
-            "holdup panicked:\n{}",
-            self.stderr
-        );
-    }
-
-    /// Asserts a clean failure: non-zero exit, no panic, one message on stderr.
-    fn assert_fails(&self, what: &str) {
-        self.assert_no_panic();
-        assert!(
-            !self.status.success() && self.status.code().is_some(),
-            "{what}: expected holdup to fail with an exit code, got {:?}\nstdout: {}\nstderr: {}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-        assert!(
-            self.stderr.starts_with("holdup: "),
-            "{what}: the error should be a `holdup: ...` message, got {:?}",
-            self.stderr
-        );
-    }
-
-    fn assert_success(&self, what: &str) {
-        self.assert_no_panic();
-        assert!(
-            self.status.success(),
-            "{what}: holdup failed with {:?}\nstdout: {}\nstderr: {}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-    }
-}
-
 /// Runs `cmd` to completion (stdin closed, output captured); kills it and
 /// fails the test if it takes longer than `limit`.
 fn run_for(mut cmd: Command, limit: Duration) -> Run {
-    let started = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start holdup");
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(limit) {
-        Ok(out) => out,
-        Err(_) => {
-            // SAFETY: plain syscall; the child is not reaped until the waiting
-            // thread returns, so the pid is still ours.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let out = rx.recv().unwrap().unwrap();
-            panic!(
-                "{cmd:?} did not finish within {limit:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-    .expect("wait for holdup");
-    Run {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        took: started.elapsed(),
-    }
+    run_within(&mut cmd, limit)
 }
 
 fn run(cmd: Command) -> Run {

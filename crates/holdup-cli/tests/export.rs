@@ -6,39 +6,29 @@
 //! record. Run with
 //! `flock /tmp/holdup-measure.lock cargo test -p holdup-cli --test export -- --test-threads=1`.
 
-use holdup_testkit::scenario::have_tools;
-use holdup_testkit::{bpf_setup, workload_bin, TempDir};
+use holdup_testkit::process::{run_within, Run};
+use holdup_testkit::scenario::prepare;
+use holdup_testkit::{workload_bin, TempDir};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-fn holdup(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_holdup"))
-        .args(args)
-        .output()
-        .expect("run holdup");
-    assert!(
-        out.status.success(),
-        "holdup {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// Longest a `holdup` or python3 run here may take.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// `holdup ARGS...`, which must succeed.
+fn holdup(args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdup"));
+    cmd.args(args);
+    run_within(&mut cmd, DEADLINE).ok(&format!("holdup {args:?}"))
 }
 
 /// Runs a python3 script (with `duckdb`) and parses the JSON it prints.
 fn python(script: &str, args: &[&str]) -> Value {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).args(args);
+    run_within(&mut cmd, DEADLINE).ok("python3").json()
 }
 
 const READ_BACK: &str = r#"
@@ -78,12 +68,9 @@ print(json.dumps(out))
 #[test]
 fn duckdb_reads_the_parquet_export_with_the_totals_of_inspect() {
     const NAME: &str = "export + duckdb";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, &["python3"]) else {
         return;
     };
-    if !have_tools(NAME, &["python3"]) {
-        return;
-    }
     let have_duckdb = Command::new("python3")
         .args(["-c", "import duckdb"])
         .status()
@@ -124,7 +111,7 @@ fn duckdb_reads_the_parquet_export_with_the_totals_of_inspect() {
         std::fs::copy(e.path(), pq.join(e.file_name())).unwrap();
     }
     let inspect: Value =
-        serde_json::from_slice(&holdup(&["inspect", rec.to_str().unwrap(), "--json"]).stdout)
+        serde_json::from_str(&holdup(&["inspect", rec.to_str().unwrap(), "--json"]).stdout)
             .unwrap();
     let got = python(READ_BACK, &[pq.to_str().unwrap()]);
 

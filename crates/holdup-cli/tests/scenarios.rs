@@ -12,8 +12,8 @@
 //! add `--nocapture` to see each diagnosis.
 
 use holdup_testkit::scenario::{
-    culprits, describe, diagnose_file, free_port, have_tools, quiet, top, wait_until, Guard,
-    KERNEL_AND_HOLDUP,
+    culprits, describe, diagnose_file, prepare, quiet, start_redis, start_redis_benchmark, top,
+    wait_until, Guard, KERNEL_AND_HOLDUP,
 };
 use holdup_testkit::{bpf_setup, workload_bin, TempDir, Workload};
 use serde_json::Value;
@@ -25,51 +25,6 @@ use std::time::{Duration, Instant};
 const DIAGNOSE_SECS: u64 = 30;
 /// When the change happens, from the start of the scenario's processes.
 const CHANGE_AT: Duration = Duration::from_secs(14);
-
-/// A private redis-server on 127.0.0.1, pinned to CPU 1.
-fn start_redis(dir: &TempDir, extra: &[&str]) -> (Guard, u16) {
-    let port = free_port();
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "1", "redis-server", "--port"])
-        .arg(port.to_string())
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--dir",
-        ])
-        .arg(&dir.0)
-        .args(extra);
-    let g = Guard::spawn("redis-server", quiet(&mut cmd));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "ping"])
-            .output();
-        if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG")) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not answer PING"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (g, port)
-}
-
-/// redis-benchmark pinned to CPU 0, running until killed.
-fn start_benchmark(port: u16, args: &[&str]) -> Guard {
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "0", "redis-benchmark", "-p"])
-        .arg(port.to_string())
-        .args(["-n", "100000000", "-q"])
-        .args(args);
-    Guard::spawn("redis-benchmark", quiet(&mut cmd))
-}
 
 /// Where a scenario keeps its recording and diagnosis, for a look afterwards.
 fn artifact(name: &str, ext: &str) -> PathBuf {
@@ -149,17 +104,14 @@ const REDIS_TOOLS: &[&str] = &["redis-server", "redis-benchmark", "redis-cli", "
 #[test]
 fn redis_with_a_cpu_hog_on_its_cpu_is_cpu_contention_naming_the_hog() {
     const NAME: &str = "redis-cpu-hog";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, &[REDIS_TOOLS, &["stress-ng"]].concat()) else {
         return;
     };
-    if !have_tools(NAME, &[REDIS_TOOLS, &["stress-ng"]].concat()) {
-        return;
-    }
     let d = run_scenario(NAME, "cpu_contention", || {
         let dir = TempDir::under("/tmp", "scn-cpu");
-        let (redis, port) = start_redis(&dir, &["--appendonly", "no"]);
+        let (redis, port) = start_redis(&dir.0, Some(1), &["--appendonly", "no"]);
         let t0 = Instant::now();
-        let _bench = start_benchmark(port, &["-c", "20", "-t", "get,set"]);
+        let _bench = start_redis_benchmark(port, Some(0), &["-c", "20", "-t", "get,set"]);
         let diag = Diagnose::start(redis.pid(), NAME);
         wait_until(t0, CHANGE_AT);
         let mut cmd = Command::new("stress-ng");
@@ -179,15 +131,12 @@ fn redis_with_a_cpu_hog_on_its_cpu_is_cpu_contention_naming_the_hog() {
 #[test]
 fn redis_with_a_second_load_generator_is_more_load_not_contention() {
     const NAME: &str = "redis-more-load";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, REDIS_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, REDIS_TOOLS) {
-        return;
-    }
     let d = run_scenario(NAME, "more_load", || {
         let dir = TempDir::under("/tmp", "scn-load");
-        let (redis, port) = start_redis(&dir, &["--appendonly", "no"]);
+        let (redis, port) = start_redis(&dir.0, Some(1), &["--appendonly", "no"]);
         let t0 = Instant::now();
         // A light, paced load: 4 connections, one PING per ms each.
         let _light = Workload::start(&[
@@ -204,7 +153,8 @@ fn redis_with_a_second_load_generator_is_more_load_not_contention() {
         ]);
         let diag = Diagnose::start(redis.pid(), NAME);
         wait_until(t0, CHANGE_AT);
-        let _bench = start_benchmark(port, &["-c", "50", "-P", "4", "-t", "get,set"]);
+        let _bench =
+            start_redis_benchmark(port, Some(0), &["-c", "50", "-P", "4", "-t", "get,set"]);
         diag.finish()
     });
     let v = top(&d, "redis + second load generator", "more_load");
@@ -230,18 +180,19 @@ fn redis_with_a_second_load_generator_is_more_load_not_contention() {
 #[test]
 fn redis_fsync_with_a_heavy_disk_writer_is_disk_contention_naming_the_writer() {
     const NAME: &str = "redis-disk-writer";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, REDIS_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, REDIS_TOOLS) {
-        return;
-    }
     let d = run_scenario(NAME, "disk_contention", || {
         // /var/tmp is disk-backed (not tmpfs) on the machines this runs on.
         let dir = TempDir::under("/var/tmp", "scn-disk");
-        let (redis, port) = start_redis(&dir, &["--appendonly", "yes", "--appendfsync", "always"]);
+        let (redis, port) = start_redis(
+            &dir.0,
+            Some(1),
+            &["--appendonly", "yes", "--appendfsync", "always"],
+        );
         let t0 = Instant::now();
-        let _bench = start_benchmark(port, &["-c", "10", "-t", "set"]);
+        let _bench = start_redis_benchmark(port, Some(0), &["-c", "10", "-t", "set"]);
         let diag = Diagnose::start(redis.pid(), NAME);
         wait_until(t0, CHANGE_AT);
         let writer_dir = TempDir::under("/var/tmp", "scn-writer");

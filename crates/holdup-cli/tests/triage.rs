@@ -10,8 +10,12 @@
 //! they fail. Run with
 //! `flock /tmp/holdup-measure.lock cargo test -p holdup-cli --test triage -- --test-threads=1`.
 
-use holdup_testkit::scenario::{free_port, have_tools, quiet, Guard};
+use holdup_testkit::process::{output_within, text};
+use holdup_testkit::scenario::{self, have_tools, prepare, quiet, start_redis_benchmark, Guard};
 use holdup_testkit::{bpf_setup, workload_bin, TempDir};
+
+#[cfg(feature = "workbench")]
+mod wb_common;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -26,29 +30,7 @@ fn holdup() -> Command {
 
 /// Runs `cmd`, killing it after `limit` (a hang fails the test).
 fn run_for(cmd: &mut Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start holdup");
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("wait for holdup"),
-        Err(_) => {
-            // SAFETY: the child is not reaped until the waiting thread returns.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    output_within(cmd, limit)
 }
 
 /// A clean failure: an exit code, no panic, and a message (holdup's, or
@@ -70,42 +52,16 @@ fn assert_fails_with(out: &Output, want: &str, what: &str) {
 /// A private redis-server on 127.0.0.1 pinned to CPU 1 (with `fsync`, an
 /// append-only file fsynced at every write).
 fn start_redis(dir: &TempDir, fsync: bool) -> (Guard, u16) {
-    let port = free_port();
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "1", "redis-server", "--port"])
-        .arg(port.to_string())
-        .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
-        .args(if fsync {
-            ["--appendonly", "yes", "--appendfsync", "always"]
-        } else {
-            ["--appendonly", "no", "--appendfsync", "no"]
-        })
-        .arg("--dir")
-        .arg(&dir.0);
-    let g = Guard::spawn("redis-server", quiet(&mut cmd));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "ping"])
-            .output();
-        if out.is_ok_and(|o| text(&o.stdout).contains("PONG")) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not answer PING"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (g, port)
+    let aof: &[&str] = if fsync {
+        &["--appendonly", "yes", "--appendfsync", "always"]
+    } else {
+        &["--appendonly", "no", "--appendfsync", "no"]
+    };
+    scenario::start_redis(&dir.0, Some(1), aof)
 }
 
 fn start_benchmark(port: u16) -> Guard {
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "0", "redis-benchmark", "-p"])
-        .arg(port.to_string())
-        .args(["-n", "100000000", "-q", "-t", "set,get", "-c", "8"]);
-    Guard::spawn("redis-benchmark", quiet(&mut cmd))
+    start_redis_benchmark(port, Some(0), &["-t", "set,get", "-c", "8"])
 }
 
 fn start_hog() -> Guard {
@@ -136,10 +92,7 @@ fn names(v: &Value) -> Vec<String> {
 /// checks the report, the bundle and (with the workbench built in) the upload.
 #[test]
 fn triage_names_the_held_up_service_and_its_culprits() {
-    let Some(_serial) = bpf_setup("holdup triage") else {
-        return;
-    };
-    if !have_tools(
+    let Some(_serial) = prepare(
         "holdup triage",
         &[
             "redis-server",
@@ -150,9 +103,9 @@ fn triage_names_the_held_up_service_and_its_culprits() {
             "tar",
             "zstd",
         ],
-    ) {
+    ) else {
         return;
-    }
+    };
     let dir = TempDir::under("/var/tmp", "triage");
     #[cfg(feature = "workbench")]
     let wb = workbench::Server::start(&dir);
@@ -305,7 +258,8 @@ mod workbench {
     use super::*;
 
     pub struct Server {
-        child: Child,
+        /// Kept running until the test ends.
+        _server: wb_common::Server,
         pub url: String,
         pub token: String,
         pub token_file: std::path::PathBuf,
@@ -314,74 +268,33 @@ mod workbench {
 
     impl Server {
         pub fn start(dir: &TempDir) -> Server {
-            let mut child = holdup()
-                .args(["workbench", "serve", "--db"])
-                .arg(dir.join("wb.db"))
-                .args(["--listen", "127.0.0.1:0"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start holdup workbench serve");
-            let mut err = BufReader::new(child.stderr.take().unwrap());
-            let mut said = String::new();
-            let url = loop {
-                let mut line = String::new();
-                if err.read_line(&mut line).unwrap_or(0) == 0 {
-                    let _ = child.kill();
-                    panic!("the workbench exited before serving:\n{said}");
-                }
-                said.push_str(&line);
-                if let Some(rest) = line.split("serving ").nth(1) {
-                    break rest.split_whitespace().next().unwrap().to_string();
-                }
-            };
-            std::thread::spawn(move || {
-                let mut sink = String::new();
-                let _ = err.read_to_string(&mut sink);
-            });
-            // First start: "first start ..." then the admin token line.
-            let mut out = BufReader::new(child.stdout.take().unwrap());
-            let mut first = String::new();
-            let mut token = String::new();
-            out.read_line(&mut first).unwrap();
-            out.read_line(&mut token).unwrap();
-            let token = token.trim().to_string();
-            assert!(
-                first.starts_with("first start") && !token.is_empty(),
-                "{first}{token}"
-            );
-            std::thread::spawn(move || {
-                let mut sink = String::new();
-                let _ = out.read_to_string(&mut sink);
-            });
+            let server = wb_common::Server::start(&dir.join("wb.db"));
+            let url = server.url.clone();
+            let token = server
+                .admin
+                .clone()
+                .expect("a first start prints the admin token");
+            assert!(!token.is_empty(), "an empty admin token");
             let token_file = dir.join("wb.token");
             std::fs::write(&token_file, format!("{token}\n")).unwrap();
-            let inc = run_for(
-                holdup()
-                    .args([
-                        "wb",
-                        "--json",
-                        "incident",
-                        "create",
-                        "--title",
-                        "slow host",
-                        "--service",
-                        "redis",
-                    ])
-                    .env("HOLDUP_WB_URL", &url)
-                    .env("HOLDUP_WB_TOKEN", &token),
-                Duration::from_secs(30),
-            );
-            assert!(
-                inc.status.success(),
-                "incident create: {}",
-                text(&inc.stderr)
-            );
-            let v: Value = serde_json::from_slice(&inc.stdout).unwrap();
+            let v = wb_common::wb(
+                &url,
+                &token,
+                &[
+                    "--json",
+                    "incident",
+                    "create",
+                    "--title",
+                    "slow host",
+                    "--service",
+                    "redis",
+                ],
+            )
+            .ok("incident create")
+            .json();
             let incident = v["id"].as_i64().expect("incident id");
             Server {
-                child,
+                _server: server,
                 url,
                 token,
                 token_file,
@@ -416,13 +329,6 @@ mod workbench {
                 std::fs::read(bundle).unwrap(),
                 "the artifact is the bundle"
             );
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -671,10 +577,7 @@ fn ring_usage(d: &Path) -> (usize, u64) {
 /// diagnoses to that hog, and SIGKILL loses at most the window in flight.
 #[test]
 fn flight_recorder_freezes_a_real_fault_and_survives_sigkill() {
-    let Some(_serial) = bpf_setup("holdup record --ring") else {
-        return;
-    };
-    if !have_tools(
+    let Some(_serial) = prepare(
         "holdup record --ring",
         &[
             "redis-server",
@@ -683,9 +586,9 @@ fn flight_recorder_freezes_a_real_fault_and_survives_sigkill() {
             "stress-ng",
             "taskset",
         ],
-    ) {
+    ) else {
         return;
-    }
+    };
     let dir = TempDir::new("ring");
     let ring = dir.join("ring");
     std::fs::create_dir(&ring).unwrap();
@@ -892,63 +795,36 @@ fn flight_recorder_freezes_a_real_fault_and_survives_sigkill() {
 #[test]
 fn a_bad_trigger_is_a_clear_error() {
     let dir = TempDir::new("ring-bad");
-    let out = run_for(
-        holdup()
-            .args([
-                "record",
-                "--pid",
-                "1",
-                "--ring",
-                "1m",
-                "--segment",
-                "2s",
-                "--before",
-                "10s",
-                "--after",
-                "10s",
-                "--dir",
-            ])
-            .arg(&dir.0)
-            .args(["--trigger", "runq_share>>0.3"]),
-        Duration::from_secs(30),
-    );
-    assert_fails_with(&out, "runq_share>>0.3", "bad trigger");
-    let out = run_for(
-        holdup()
-            .args([
-                "record",
-                "--pid",
-                "1",
-                "--ring",
-                "1m",
-                "--segment",
-                "2s",
-                "--before",
-                "10s",
-            ])
-            .args(["--after", "10s", "--dir"])
-            .arg(&dir.0)
-            .args(["--trigger", "load_avg>3"]),
-        Duration::from_secs(30),
-    );
-    assert_fails_with(&out, "unknown measure", "unknown measure");
-    let out = run_for(
-        holdup()
-            .args([
-                "record",
-                "--pid",
-                "1",
-                "--ring",
-                "1m",
-                "--segment",
-                "2s",
-                "--before",
-                "10s",
-            ])
-            .args(["--after", "10s", "--dir", "/no/such/holdup-ring"]),
-        Duration::from_secs(30),
-    );
-    assert_fails_with(&out, "not a directory", "missing ring dir");
+    let ring_dir = dir.0.to_str().expect("test paths are UTF-8");
+    for (dir, trigger, want, what) in [
+        (
+            ring_dir,
+            Some("runq_share>>0.3"),
+            "runq_share>>0.3",
+            "bad trigger",
+        ),
+        (
+            ring_dir,
+            Some("load_avg>3"),
+            "unknown measure",
+            "unknown measure",
+        ),
+        (
+            "/no/such/holdup-ring",
+            None,
+            "not a directory",
+            "missing ring dir",
+        ),
+    ] {
+        let mut cmd = holdup();
+        cmd.args(["record", "--pid", "1", "--ring", "1m", "--segment", "2s"])
+            .args(["--before", "10s", "--after", "10s", "--dir", dir]);
+        if let Some(t) = trigger {
+            cmd.args(["--trigger", t]);
+        }
+        let out = run_for(&mut cmd, Duration::from_secs(30));
+        assert_fails_with(&out, want, what);
+    }
 }
 
 /// SIGUSR1 freezes the ring, the sidecar says so, and SIGTERM stops the

@@ -451,17 +451,7 @@ pub fn tables(windows: &[Snapshot]) -> Vec<Table> {
             programs.row(vec![i(w), s(&p.name), iu(p.run_cnt), iu(p.run_time_ns)]);
         }
         let l = &snap.loss;
-        for (kind, n) in [
-            ("thread_map_full", l.thread_map_full),
-            ("resource_map_full", l.resource_map_full),
-            ("wake_map_full", l.wake_map_full),
-            ("culprit_map_full", l.culprit_map_full),
-            ("disk_map_full", l.disk_map_full),
-            ("threads_untracked", l.threads_untracked),
-            ("bio_inflight_full", l.bio_inflight_full),
-            ("ringbuf_drops", l.ringbuf_drops),
-            ("threads_missed", l.threads_missed),
-        ] {
+        for (kind, n) in l.counters() {
             if n > 0 {
                 loss.row(vec![i(w), s(kind), iu(n)]);
             }

@@ -542,6 +542,40 @@ impl fmt::Display for Loss {
 }
 
 impl Loss {
+    /// Every counter with its field name, in declaration order (the names
+    /// the recording's JSON and the exported tables use).
+    pub fn counters(&self) -> [(&'static str, u64); 9] {
+        [
+            ("thread_map_full", self.thread_map_full),
+            ("resource_map_full", self.resource_map_full),
+            ("wake_map_full", self.wake_map_full),
+            ("culprit_map_full", self.culprit_map_full),
+            ("disk_map_full", self.disk_map_full),
+            ("threads_untracked", self.threads_untracked),
+            ("bio_inflight_full", self.bio_inflight_full),
+            ("ringbuf_drops", self.ringbuf_drops),
+            ("threads_missed", self.threads_missed),
+        ]
+    }
+
+    /// Adds every counter of `other` to this one's.
+    pub fn add(&mut self, other: &Loss) {
+        let mine = [
+            &mut self.thread_map_full,
+            &mut self.resource_map_full,
+            &mut self.wake_map_full,
+            &mut self.culprit_map_full,
+            &mut self.disk_map_full,
+            &mut self.threads_untracked,
+            &mut self.bio_inflight_full,
+            &mut self.ringbuf_drops,
+            &mut self.threads_missed,
+        ];
+        for (n, (_, more)) in mine.into_iter().zip(other.counters()) {
+            *n += more;
+        }
+    }
+
     /// Sum of every counter.
     pub fn total(&self) -> u64 {
         self.thread_map_full
@@ -627,6 +661,26 @@ pub struct Snapshot {
     /// window, from each cgroup's `cpu.stat` (absent in older recordings).
     #[serde(default)]
     pub throttles: Vec<CgroupThrottle>,
+}
+
+impl Snapshot {
+    /// A window in which nothing was measured (a start for tests and
+    /// derived windows that fill in what they need).
+    pub fn empty(window: WindowInfo) -> Snapshot {
+        Snapshot {
+            window,
+            threads: Vec::new(),
+            resources: Vec::new(),
+            futex_wakes: Vec::new(),
+            wakeups: Vec::new(),
+            culprits: Vec::new(),
+            disks: Vec::new(),
+            loss: Loss::default(),
+            overhead: Vec::new(),
+            runtimes: Vec::new(),
+            throttles: Vec::new(),
+        }
+    }
 }
 
 /// CPU throttling of one cgroup in one window: CFS bandwidth control held
@@ -829,6 +883,28 @@ pub fn metric_catalog() -> Vec<MetricInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loss_add_sums_each_counter_into_its_own() {
+        let one = Loss {
+            thread_map_full: 1,
+            resource_map_full: 2,
+            wake_map_full: 3,
+            culprit_map_full: 4,
+            disk_map_full: 5,
+            threads_untracked: 6,
+            bio_inflight_full: 7,
+            ringbuf_drops: 8,
+            threads_missed: 9,
+        };
+        let mut sum = one.clone();
+        sum.add(&one);
+        for (i, (name, n)) in sum.counters().into_iter().enumerate() {
+            assert_eq!(n, 2 * (i as u64 + 1), "{name}");
+        }
+        assert_eq!(sum.counters()[7], ("ringbuf_drops", 16));
+        assert_eq!(sum.total(), 90);
+    }
 
     #[test]
     fn histogram_trims_and_merges() {

@@ -1,7 +1,7 @@
 //! The plots on synthetic recordings written through the real format.
 
 use super::*;
-use holdup_model::{DiskIo, Loss, StateTimes, Target, ThreadWindow, WindowInfo, SCHEMA_VERSION};
+use holdup_model::{DiskIo, StateTimes, Target, ThreadWindow, WindowInfo, SCHEMA_VERSION};
 use holdup_record::{Recorder, RecordingHeader, FORMAT_VERSION};
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -77,12 +77,6 @@ fn synthetic() -> Vec<Snapshot> {
             let start = base + i * 1_000_000_000;
             let k = i * 40;
             Snapshot {
-                window: WindowInfo {
-                    index: i,
-                    start_ns: start,
-                    end_ns: start + 1_000_000_000,
-                    wall_start_ms: 0,
-                },
                 threads: vec![
                     thread(101, "main", st(100, 20, 0, 0, 880), &[5, 3, 1]),
                     thread(
@@ -99,15 +93,12 @@ fn synthetic() -> Vec<Snapshot> {
                         &[1, 0, 4],
                     ),
                 ],
-                resources: vec![],
-                futex_wakes: vec![],
-                wakeups: vec![],
-                culprits: vec![],
-                disks: vec![],
-                loss: Loss::default(),
-                overhead: vec![],
-                runtimes: Vec::new(),
-                throttles: Vec::new(),
+                ..Snapshot::empty(WindowInfo {
+                    index: i,
+                    start_ns: start,
+                    end_ns: start + 1_000_000_000,
+                    wall_start_ms: 0,
+                })
             }
         })
         .collect();

@@ -274,27 +274,15 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use holdup_model::{Loss, Target, WindowInfo};
+    use holdup_model::{Target, WindowInfo};
 
     fn window(i: u64) -> Snapshot {
-        Snapshot {
-            window: WindowInfo {
-                index: i,
-                start_ns: i * 1_000_000_000,
-                end_ns: (i + 1) * 1_000_000_000,
-                wall_start_ms: 1_700_000_000_000 + i * 1000,
-            },
-            threads: Vec::new(),
-            resources: Vec::new(),
-            futex_wakes: Vec::new(),
-            wakeups: Vec::new(),
-            culprits: Vec::new(),
-            disks: Vec::new(),
-            loss: Loss::default(),
-            overhead: Vec::new(),
-            runtimes: Vec::new(),
-            throttles: Vec::new(),
-        }
+        Snapshot::empty(WindowInfo {
+            index: i,
+            start_ns: i * 1_000_000_000,
+            end_ns: (i + 1) * 1_000_000_000,
+            wall_start_ms: 1_700_000_000_000 + i * 1000,
+        })
     }
 
     #[test]

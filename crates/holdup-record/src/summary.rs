@@ -267,7 +267,7 @@ pub fn summarize(header: &RecordingHeader, windows: &[Snapshot]) -> Summary {
             e.write_bytes += d.write_bytes;
             e.latency_ns += d.latency_ns;
         }
-        add_loss(&mut loss, &w.loss);
+        loss.add(&w.loss);
         for p in &w.overhead {
             let e = progs
                 .entry(p.name.as_str())
@@ -414,32 +414,6 @@ pub fn summarize(header: &RecordingHeader, windows: &[Snapshot]) -> Summary {
         overhead,
         status: None,
     }
-}
-
-fn add_loss(a: &mut Loss, b: &Loss) {
-    a.thread_map_full += b.thread_map_full;
-    a.resource_map_full += b.resource_map_full;
-    a.wake_map_full += b.wake_map_full;
-    a.culprit_map_full += b.culprit_map_full;
-    a.disk_map_full += b.disk_map_full;
-    a.threads_untracked += b.threads_untracked;
-    a.bio_inflight_full += b.bio_inflight_full;
-    a.ringbuf_drops += b.ringbuf_drops;
-    a.threads_missed += b.threads_missed;
-}
-
-fn loss_fields(l: &Loss) -> [(&'static str, u64); 9] {
-    [
-        ("thread_map_full", l.thread_map_full),
-        ("resource_map_full", l.resource_map_full),
-        ("wake_map_full", l.wake_map_full),
-        ("culprit_map_full", l.culprit_map_full),
-        ("disk_map_full", l.disk_map_full),
-        ("threads_untracked", l.threads_untracked),
-        ("bio_inflight_full", l.bio_inflight_full),
-        ("ringbuf_drops", l.ringbuf_drops),
-        ("threads_missed", l.threads_missed),
-    ]
 }
 
 fn pct(part: u64, whole: u64) -> f64 {
@@ -601,7 +575,9 @@ impl fmt::Display for Summary {
         if total == 0 {
             writeln!(f, "loss: none")?;
         } else {
-            let parts: Vec<String> = loss_fields(&self.loss)
+            let parts: Vec<String> = self
+                .loss
+                .counters()
                 .iter()
                 .filter(|(_, v)| *v > 0)
                 .map(|(k, v)| format!("{k} {v}"))

@@ -315,31 +315,19 @@ fn is_disk_full(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use holdup_model::{Loss, WindowInfo};
+    use holdup_model::WindowInfo;
 
     fn header() -> RecordingHeader {
         RecordingHeader::new(Target::Pid { pid: 1 }, 1000, vec![])
     }
 
     fn window(index: u64) -> Snapshot {
-        Snapshot {
-            window: WindowInfo {
-                index,
-                start_ns: index,
-                end_ns: index + 1,
-                wall_start_ms: 0,
-            },
-            threads: vec![],
-            resources: vec![],
-            futex_wakes: vec![],
-            wakeups: vec![],
-            culprits: vec![],
-            disks: vec![],
-            loss: Loss::default(),
-            overhead: vec![],
-            runtimes: Vec::new(),
-            throttles: Vec::new(),
-        }
+        Snapshot::empty(WindowInfo {
+            index,
+            start_ns: index,
+            end_ns: index + 1,
+            wall_start_ms: 0,
+        })
     }
 
     /// After a failed write (here: a partial block written by hand, as a

@@ -186,31 +186,32 @@ fn diagnosis(o: &mut String, d: &Diagnosis) {
             }
             o.push_str("</ul>");
         }
-        if !v.evidence.is_empty() {
-            o.push_str("<p>Evidence:</p><ul class=\"evidence\">");
-            for e in &v.evidence {
-                let _ = write!(o, "<li>{}</li>", esc(e));
-            }
-            o.push_str("</ul>");
-        }
+        list(o, "Evidence:", "evidence", &v.evidence);
         let _ = write!(
             o,
             "<p class=\"muted\">{}</p></div>",
             esc(&v.confidence.text)
         );
     }
-    if !d.missing.is_empty() {
-        o.push_str("<p>Missing or weak data:</p><ul class=\"missing\">");
-        for m in &d.missing {
-            let _ = write!(o, "<li>{}</li>", esc(m));
-        }
-        o.push_str("</ul>");
-    }
+    list(o, "Missing or weak data:", "missing", &d.missing);
     let _ = write!(
         o,
         "<h3>As <code>holdup diagnose</code> prints it</h3><pre class=\"diagnosis-text\">{}</pre></section>",
         esc(&holdup_diagnose::text::render(d))
     );
+}
+
+/// A titled list of `items` (escaped) with class `class`; nothing when
+/// there are none.
+fn list(o: &mut String, title: &str, class: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = write!(o, "<p>{title}</p><ul class=\"{class}\">");
+    for item in items {
+        let _ = write!(o, "<li>{}</li>", esc(item));
+    }
+    o.push_str("</ul>");
 }
 
 #[cfg(test)]

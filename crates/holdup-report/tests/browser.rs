@@ -9,6 +9,7 @@
 //! measurement lock: `flock /tmp/holdup-measure.lock cargo test -p
 //! holdup-report --test browser`.
 
+use holdup_testkit::process::succeeds;
 use holdup_testkit::{bpf_setup, browser, holdup_bin, lab, TempDir};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -46,17 +47,13 @@ fn report_of_a_cpu_hog_incident_renders_offline_and_names_the_hog() {
     }
 
     let html_path = artifact("lab-report.html");
-    let out = Command::new(holdup_bin())
-        .arg("report")
-        .arg(&rec)
-        .arg("-o")
-        .arg(&html_path)
-        .output()
-        .expect("run holdup report");
-    assert!(
-        out.status.success(),
-        "holdup report failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        Command::new(holdup_bin())
+            .arg("report")
+            .arg(&rec)
+            .arg("-o")
+            .arg(&html_path),
+        "holdup report",
     );
     let html = std::fs::read_to_string(&html_path).unwrap();
 

@@ -99,14 +99,14 @@ pub fn kill_group(pgid: i64, sig: libc::c_int) {
     }
 }
 
-/// A process's start time (field 22 of `/proc/PID/stat`): with the pid,
-/// it names one process (pids get reused).
+/// A process's start time (field 22 of `/proc/PID/stat`, clock ticks
+/// after boot): with the pid, it names one process (pids get reused).
 pub fn proc_start_time(pid: i64) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm (field 2) may contain spaces and ')': split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // rest starts at field 3 (state); starttime is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .stat()
+        .ok()?;
+    i64::try_from(stat.starttime).ok()
 }
 
 /// BPF CPU over a run's life, percent of one CPU.

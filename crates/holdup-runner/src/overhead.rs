@@ -84,9 +84,11 @@ pub fn parse_prog_fdinfo(text: &str) -> Option<(u32, u64, u64)> {
 
 /// Process group of `pid` (field 5 of /proc/PID/stat).
 fn pgrp_of(pid: u32) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(2)?.parse().ok()
+    let stat = procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .stat()
+        .ok()?;
+    Some(i64::from(stat.pgrp))
 }
 
 /// The BPF programs held open by every process of group `pgid`, and their
@@ -172,6 +174,18 @@ impl Budget {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_process_group_and_start_time_are_read_from_proc() {
+        let me = std::process::id();
+        // SAFETY: getpgrp has no preconditions.
+        let pgrp = unsafe { libc::getpgrp() };
+        assert_eq!(pgrp_of(me), Some(i64::from(pgrp)));
+        let start = crate::proc_start_time(i64::from(me)).expect("our start time");
+        assert!(start > 0);
+        assert_eq!(crate::proc_start_time(i64::from(me)), Some(start));
+        assert_eq!(pgrp_of(u32::MAX), None, "no such process");
+    }
 
     #[test]
     fn parses_program_fdinfo_and_ignores_other_fds() {

@@ -1,7 +1,6 @@
 //! Headless Chromium over WebDriver (Debian's chromium and chromium-driver,
 //! installed by scripts/setup.sh): a small client with just the commands
-//! holdup's page tests need. The workbench's browser test drives the same
-//! protocol the same way.
+//! holdup's page tests need (the report's and the workbench's).
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -130,6 +129,87 @@ impl Driver {
     /// Opens `url`.
     pub fn goto(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({"url": url})));
+    }
+
+    /// The WebDriver id of the first element matching `css`, or None when
+    /// none appears within `secs`.
+    pub fn try_find(&self, css: &str, secs: u64) -> Option<String> {
+        let url = format!("{}/session/{}/element", self.base, self.session);
+        let t0 = Instant::now();
+        loop {
+            let mut r = self
+                .http
+                .post(&url)
+                .send_json(json!({"using": "css selector", "value": css}))
+                .unwrap_or_else(|e| panic!("WebDriver find {css}: {e}"));
+            let ok = r.status().is_success();
+            let v: Value = r.body_mut().read_json().unwrap_or_default();
+            if ok {
+                let id = v["value"]
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .and_then(Value::as_str)
+                    .unwrap_or_else(|| panic!("WebDriver find {css}: no element id in {v}"));
+                return Some(id.to_string());
+            }
+            if t0.elapsed() > Duration::from_secs(secs) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The first element matching `css`, waiting up to `secs` for it; fails
+    /// the test (showing the page's text) when none appears.
+    pub fn find(&self, css: &str, secs: u64) -> String {
+        self.try_find(css, secs).unwrap_or_else(|| {
+            let page = self.js("return document.body ? document.body.innerText : ''");
+            panic!("no element {css} after {secs} s; page: {page}")
+        })
+    }
+
+    /// Clicks the first element matching `css` (waiting up to 15 s for it).
+    pub fn click(&self, css: &str) {
+        let e = self.find(css, 15);
+        self.cmd("POST", &format!("/element/{e}/click"), None);
+    }
+
+    /// Replaces the text of the input matching `css` with `text`.
+    pub fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css, 15);
+        self.cmd("POST", &format!("/element/{e}/clear"), None);
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    /// The visible text of the first element matching `css`.
+    pub fn text(&self, css: &str) -> String {
+        let e = self.find(css, 15);
+        self.cmd("GET", &format!("/element/{e}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Attribute `name` of the element with WebDriver id `element`.
+    pub fn attribute(&self, element: &str, name: &str) -> Value {
+        self.cmd("GET", &format!("/element/{element}/attribute/{name}"), None)
+    }
+
+    /// Waits up to `secs` until `script` returns true; fails the test with
+    /// `what` and what `on_timeout` (a script) returns when it does not.
+    pub fn wait_js(&self, script: &str, secs: u64, what: &str, on_timeout: &str) {
+        let t0 = Instant::now();
+        while self.js(script) != true {
+            if t0.elapsed() > Duration::from_secs(secs) {
+                let said = self.js(on_timeout);
+                panic!("{what}: not after {secs} s; {said}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     /// Runs `script` in the page; what it returns.

@@ -3,7 +3,7 @@
 //! record`, with a CPU hog started on Redis's CPU part-way through, so the
 //! recording has a quiet stretch, then CPU contention by `stress-ng-cpu`.
 
-use crate::scenario::{free_port, have_tools, quiet, wait_until, Guard};
+use crate::scenario::{have_tools, quiet, start_redis, start_redis_benchmark, wait_until, Guard};
 use crate::TempDir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,43 +38,8 @@ pub fn record_cpu_hog(holdup: &Path, out: &Path, what: &str) -> Option<PathBuf> 
         return None;
     }
     let dir = TempDir::under("/tmp", "lab-rec");
-    let port = free_port();
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "1", "redis-server", "--port"])
-        .arg(port.to_string())
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-        ])
-        .arg(&dir.0);
-    let redis = Guard::spawn("redis-server", quiet(&mut cmd));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let pong = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "ping"])
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"));
-        if pong {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not answer PING"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "0", "redis-benchmark", "-p"])
-        .arg(port.to_string())
-        .args(["-n", "100000000", "-q", "-c", "20", "-t", "get,set"]);
-    let _bench = Guard::spawn("redis-benchmark", quiet(&mut cmd));
+    let (redis, port) = start_redis(&dir.0, Some(1), &["--appendonly", "no"]);
+    let _bench = start_redis_benchmark(port, Some(0), &["-c", "20", "-t", "get,set"]);
     let mut cmd = Command::new(holdup);
     cmd.args(["record", "--pid", &redis.pid().to_string()])
         .args(["--duration", &format!("{RECORD_SECS}s")])

@@ -3,12 +3,14 @@
 //! fails), one lock so such tests run one at a time, and `holdup-workload`,
 //! the program with known behaviour they measure; and in [`scenario`], what
 //! the scenario tests of `holdup diagnose` share; [`lab`] makes a real
-//! incident recording, [`browser`] drives headless Chromium.
+//! incident recording, [`browser`] drives headless Chromium, [`process`]
+//! runs a command under a deadline.
 
 #![warn(missing_docs)]
 
 pub mod browser;
 pub mod lab;
+pub mod process;
 pub mod scenario;
 
 use serde_json::Value;

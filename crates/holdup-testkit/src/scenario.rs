@@ -77,6 +77,15 @@ pub fn have_tools(what: &str, tools: &[&str]) -> bool {
     false
 }
 
+/// What a scenario test needs before it starts: the serial lock, if BPF
+/// can be loaded here (see [`crate::bpf_setup`]), and the external programs
+/// `tools` (see [`have_tools`]). None: skip the test (with CI=true, a
+/// missing capability fails it instead).
+pub fn prepare(what: &str, tools: &[&str]) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = crate::bpf_setup(what)?;
+    have_tools(what, tools).then_some(guard)
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -95,6 +104,70 @@ pub fn wait_for_port(port: u16, what: &str, within: Duration) {
             "{what} did not listen on 127.0.0.1:{port} within {within:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A private redis-server on 127.0.0.1:<free port> with its files in
+/// `dir`, no snapshots, and the flags `extra`; pinned to CPU `cpu` (through
+/// taskset, which execs it: the pid is Redis's) when given. Returns once it
+/// answers PING (within 10 s).
+pub fn start_redis(dir: &Path, cpu: Option<usize>, extra: &[&str]) -> (Guard, u16) {
+    let port = free_port();
+    let mut cmd = pinned(cpu, "redis-server");
+    cmd.arg("--port")
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra);
+    let redis = Guard::spawn("redis-server", quiet(&mut cmd));
+    wait_for_redis(port, Duration::from_secs(10));
+    (redis, port)
+}
+
+/// Waits until the Redis on 127.0.0.1:`port` answers PING.
+pub fn wait_for_redis(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !redis_pong(port) {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not answer PING on 127.0.0.1:{port} within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One PING in the Redis protocol; whether PONG came back.
+fn redis_pong(port: u16) -> bool {
+    use std::io::Write;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut answer = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+}
+
+/// redis-benchmark against 127.0.0.1:`port` until it is killed (`-n
+/// 100000000 -q` plus `args`), pinned to CPU `cpu` when given.
+pub fn start_redis_benchmark(port: u16, cpu: Option<usize>, args: &[&str]) -> Guard {
+    let mut cmd = pinned(cpu, "redis-benchmark");
+    cmd.arg("-p")
+        .arg(port.to_string())
+        .args(["-n", "100000000", "-q"])
+        .args(args);
+    Guard::spawn("redis-benchmark", quiet(&mut cmd))
+}
+
+/// `program`, through `taskset -c CPU` when `cpu` is given.
+fn pinned(cpu: Option<usize>, program: &str) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", &cpu.to_string(), program]);
+            cmd
+        }
+        None => Command::new(program),
     }
 }
 

@@ -130,43 +130,35 @@ pub struct CpuCounters {
     pub total_ticks: u64,
 }
 
+/// The `cpuN` lines of /proc/stat or /proc/schedstat: N and the numbers
+/// after it (the all-CPU `cpu` line and other lines are skipped).
+fn per_cpu_rows(text: &str) -> impl Iterator<Item = (usize, Vec<u64>)> + '_ {
+    text.lines().filter_map(|l| {
+        let mut f = l.split_whitespace();
+        let n = f.next()?.strip_prefix("cpu")?.parse().ok()?;
+        Some((n, f.filter_map(|x| x.parse().ok()).collect()))
+    })
+}
+
 /// Reads each CPU's counters; CPUs missing from either file are left out.
 pub fn read_cpu_counters() -> Vec<CpuCounters> {
     let mut by_cpu: BTreeMap<usize, CpuCounters> = BTreeMap::new();
     if let Ok(text) = fs::read_to_string("/proc/schedstat") {
-        for l in text.lines() {
-            let mut f = l.split_whitespace();
-            let Some(name) = f.next() else { continue };
-            let Some(n) = name.strip_prefix("cpu").and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
-            // version 15: yld, 0, sched, goidle, ttwu, ttwu_local, cpu_time, run_delay, pcount
-            if v.len() >= 9 {
-                let c = by_cpu.entry(n).or_default();
-                c.cpu = n;
-                c.run_delay = Some((v[7], v[8]));
-            }
+        // version 15: yld, 0, sched, goidle, ttwu, ttwu_local, cpu_time, run_delay, pcount
+        for (n, v) in per_cpu_rows(&text).filter(|(_, v)| v.len() >= 9) {
+            let c = by_cpu.entry(n).or_default();
+            c.cpu = n;
+            c.run_delay = Some((v[7], v[8]));
         }
     }
     if let Ok(text) = fs::read_to_string("/proc/stat") {
-        for l in text.lines() {
-            let mut f = l.split_whitespace();
-            let Some(name) = f.next() else { continue };
-            let Some(n) = name.strip_prefix("cpu").and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
-            if v.len() >= 8 {
-                let c = by_cpu.entry(n).or_default();
-                c.cpu = n;
-                {
-                    c.busy_ticks = v[0] + v[1] + v[2];
-                    c.irq_ticks = v[5] + v[6];
-                    c.steal_ticks = v[7];
-                    c.total_ticks = v.iter().take(8).sum();
-                }
-            }
+        for (n, v) in per_cpu_rows(&text).filter(|(_, v)| v.len() >= 8) {
+            let c = by_cpu.entry(n).or_default();
+            c.cpu = n;
+            c.busy_ticks = v[0] + v[1] + v[2];
+            c.irq_ticks = v[5] + v[6];
+            c.steal_ticks = v[7];
+            c.total_ticks = v.iter().take(8).sum();
         }
     }
     by_cpu.into_values().collect()
@@ -406,6 +398,16 @@ pub fn read_facts() -> HostFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_cpu_rows_skip_the_total_and_other_lines() {
+        let t = "cpu  10 20 30 40\ncpu0 1 2 3 4 5 6 7 8\ncpu1 9 9\nintr 5 6\n";
+        let rows: Vec<_> = per_cpu_rows(t).collect();
+        assert_eq!(
+            rows,
+            vec![(0, vec![1, 2, 3, 4, 5, 6, 7, 8]), (1, vec![9, 9])]
+        );
+    }
 
     #[test]
     fn psi_lines_parse() {

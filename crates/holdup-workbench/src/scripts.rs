@@ -5,8 +5,16 @@ use super::*;
 use crate::store::scripts::{self as db, ScriptRow};
 
 impl Workbench {
-    fn run_checks(&self, body: &str) -> WbResult<checks::CheckReport> {
-        Ok(checks::check(body, &self.policy))
+    /// The checks' report on `body`, the status it gives the script, and
+    /// the body's sha256 (what an approval pins).
+    fn run_checks(&self, body: &str) -> (checks::CheckReport, ScriptStatus, String) {
+        let report = checks::check(body, &self.policy);
+        let status = if report.accepted {
+            ScriptStatus::Accepted
+        } else {
+            ScriptStatus::Refused
+        };
+        (report, status, sha256_hex(body.as_bytes()))
     }
 
     /// Stores a user script with its check report. A refused script is
@@ -14,13 +22,7 @@ impl Workbench {
     pub fn submit_script(&self, actor: &User, name: &str, body: &str) -> WbResult<Script> {
         validate_name(name)?;
         check_text("body", body, 256 * 1024)?;
-        let report = self.run_checks(body)?;
-        let status = if report.accepted {
-            ScriptStatus::Accepted
-        } else {
-            ScriptStatus::Refused
-        };
-        let sha = sha256_hex(body.as_bytes());
+        let (report, status, sha) = self.run_checks(body);
         let row = ScriptRow {
             name,
             body,
@@ -39,13 +41,7 @@ impl Workbench {
                 "script.submitted",
                 &json!({"id": id, "name": name, "sha256": sha}),
             )?;
-            audit::append(
-                &tx,
-                now(),
-                "system",
-                "script.checked",
-                &json!({"id": id, "sha256": sha, "status": status, "problems": report.problems}),
-            )?;
+            audit_checked(&tx, id, &sha, status, &report)?;
             tx.commit()?;
             id
         };
@@ -63,13 +59,7 @@ impl Workbench {
                 old.submitted_by
             )));
         }
-        let report = self.run_checks(body)?;
-        let status = if report.accepted {
-            ScriptStatus::Accepted
-        } else {
-            ScriptStatus::Refused
-        };
-        let sha = sha256_hex(body.as_bytes());
+        let (report, status, sha) = self.run_checks(body);
         {
             let mut conn = self.db();
             let tx = store::begin(&mut conn)?;
@@ -88,13 +78,7 @@ impl Workbench {
                 "script.updated",
                 &json!({"id": id, "old_sha256": old.sha256, "sha256": sha}),
             )?;
-            audit::append(
-                &tx,
-                now(),
-                "system",
-                "script.checked",
-                &json!({"id": id, "sha256": sha, "status": status, "problems": report.problems}),
-            )?;
+            audit_checked(&tx, id, &sha, status, &report)?;
             tx.commit()?;
         }
         self.get_script(id)
@@ -144,4 +128,23 @@ impl Workbench {
             max_output_bytes: p.max_output_bytes,
         })
     }
+}
+
+/// The audit entry of a script's checks, written in the transaction that
+/// stores the checked body.
+fn audit_checked(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    sha: &str,
+    status: ScriptStatus,
+    report: &checks::CheckReport,
+) -> WbResult<()> {
+    audit::append(
+        tx,
+        now(),
+        "system",
+        "script.checked",
+        &json!({"id": id, "sha256": sha, "status": status, "problems": report.problems}),
+    )?;
+    Ok(())
 }

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::obj;
-use crate::service::{listen, Knob, REQUEST_BYTES};
+use crate::service::{accept_client, listen, Knob, REQUEST_BYTES};
 use crate::sys::{check, spin_for, Error, IoContext, Result};
 use crate::worker::{spawn_worker, Part};
 
@@ -383,25 +383,7 @@ fn accept_one(listener: &TcpListener, deadline: Instant) -> Result<Option<TcpStr
     if ret == 0 {
         return Ok(None);
     }
-    match listener.accept() {
-        Ok((c, _)) => {
-            c.set_nonblocking(false)
-                .ctx("fcntl(connection, ~O_NONBLOCK)")?;
-            c.set_nodelay(true).ctx("setsockopt(TCP_NODELAY)")?;
-            Ok(Some(c))
-        }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock
-                    | io::ErrorKind::Interrupted
-                    | io::ErrorKind::ConnectionAborted
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(Error::call("accept", e)),
-    }
+    accept_client(listener)
 }
 
 fn worker_name(i: u32) -> String {

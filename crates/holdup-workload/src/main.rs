@@ -53,6 +53,17 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Where a server of the workload listens.
+#[derive(Args, Clone, Copy)]
+struct Listen {
+    /// Port to listen on (0: an ephemeral port, printed as server_port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+}
+
 #[derive(Args, Clone, Copy)]
 struct Secs {
     /// How long the behaviour runs, in seconds (fractions allowed).
@@ -117,12 +128,8 @@ enum Cmd {
     TcpServer {
         #[command(flatten)]
         secs: Secs,
-        /// Port to listen on (0: an ephemeral port, printed as server_port).
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        bind: IpAddr,
+        #[command(flatten)]
+        listen: Listen,
         /// Sleep before each reply, in milliseconds.
         #[arg(long, default_value_t = 10)]
         delay_ms: u64,
@@ -160,12 +167,8 @@ enum Cmd {
     Backend {
         #[command(flatten)]
         secs: Secs,
-        /// Port to listen on (0: an ephemeral port, printed as server_port).
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        bind: IpAddr,
+        #[command(flatten)]
+        listen: Listen,
         /// Delay before each reply, in milliseconds (fractions allowed).
         #[arg(long, default_value_t = 1.0, value_parser = parse_ms)]
         delay_ms: f64,
@@ -186,12 +189,8 @@ enum Cmd {
     Frontend {
         #[command(flatten)]
         secs: Secs,
-        /// Port to listen on (0: an ephemeral port, printed as server_port).
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        bind: IpAddr,
+        #[command(flatten)]
+        listen: Listen,
         /// The backend's address (e.g. 127.0.0.1:7000).
         #[arg(long)]
         backend: SocketAddr,
@@ -207,12 +206,8 @@ enum Cmd {
     Lockknob {
         #[command(flatten)]
         secs: Secs,
-        /// Port to listen on (0: an ephemeral port, printed as server_port).
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        bind: IpAddr,
+        #[command(flatten)]
+        listen: Listen,
         /// Busy work per request, in microseconds.
         #[arg(long, default_value_t = 50)]
         work_us: u64,
@@ -236,12 +231,8 @@ enum Cmd {
     Lockmgr {
         #[command(flatten)]
         secs: Secs,
-        /// Port to listen on (0: an ephemeral port, printed as server_port).
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        bind: IpAddr,
+        #[command(flatten)]
+        listen: Listen,
         /// Workers (threads, or processes with --prefork); give the load
         /// generator as many connections.
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=i64::from(lockmgr::MAX_WORKERS)))]
@@ -381,15 +372,14 @@ fn main_inner(cmd: Cmd) -> Result<()> {
         ),
         Cmd::TcpServer {
             secs,
-            port,
-            bind,
+            listen,
             delay_ms,
         } => (
             "tcp-server",
             secs,
             vec![net::tcp_server(
-                bind,
-                port,
+                listen.bind,
+                listen.port,
                 Duration::from_millis(delay_ms),
             )?],
         ),
@@ -406,8 +396,7 @@ fn main_inner(cmd: Cmd) -> Result<()> {
         Cmd::Idle { secs } => ("idle", secs, vec![cpu::idle()?]),
         Cmd::Backend {
             secs,
-            port,
-            bind,
+            listen,
             delay_ms,
             slow_delay_ms,
             slow_after_secs,
@@ -416,8 +405,8 @@ fn main_inner(cmd: Cmd) -> Result<()> {
             "backend",
             secs,
             vec![service::backend(
-                bind,
-                port,
+                listen.bind,
+                listen.port,
                 Duration::from_micros(work_us),
                 Duration::from_secs_f64(delay_ms / 1e3),
                 Duration::from_secs_f64(slow_delay_ms / 1e3),
@@ -428,24 +417,22 @@ fn main_inner(cmd: Cmd) -> Result<()> {
         ),
         Cmd::Frontend {
             secs,
-            port,
-            bind,
+            listen,
             backend,
             work_us,
         } => (
             "frontend",
             secs,
             vec![service::frontend(
-                bind,
-                port,
+                listen.bind,
+                listen.port,
                 backend,
                 Duration::from_micros(work_us),
             )?],
         ),
         Cmd::Lockknob {
             secs,
-            port,
-            bind,
+            listen,
             work_us,
             io_us,
             serialise_after_secs,
@@ -453,8 +440,8 @@ fn main_inner(cmd: Cmd) -> Result<()> {
             "lockknob",
             secs,
             vec![service::lockknob(
-                bind,
-                port,
+                listen.bind,
+                listen.port,
                 Duration::from_micros(work_us),
                 Duration::from_micros(io_us),
                 service::Knob {
@@ -464,8 +451,7 @@ fn main_inner(cmd: Cmd) -> Result<()> {
         ),
         Cmd::Lockmgr {
             secs,
-            port,
-            bind,
+            listen,
             workers,
             rows,
             work_us,
@@ -485,7 +471,11 @@ fn main_inner(cmd: Cmd) -> Result<()> {
                 },
                 prefork,
             };
-            ("lockmgr", secs, vec![lockmgr::lockmgr(bind, port, &p)?])
+            (
+                "lockmgr",
+                secs,
+                vec![lockmgr::lockmgr(listen.bind, listen.port, &p)?],
+            )
         }
         Cmd::Loadgen {
             secs,

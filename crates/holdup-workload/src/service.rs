@@ -81,29 +81,40 @@ where
         if !poll_readable(listener.as_raw_fd(), deadline - now)? {
             continue;
         }
-        let conn = match listener.accept() {
-            Ok((c, _)) => c,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::Interrupted
-                        | io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(Error::call("accept", e)),
+        let Some(conn) = accept_client(&listener)? else {
+            continue;
         };
-        conn.set_nonblocking(false)
-            .ctx("fcntl(connection, ~O_NONBLOCK)")?;
-        conn.set_nodelay(true).ctx("setsockopt(TCP_NODELAY)")?;
         let index = connections.fetch_add(1, Ordering::Relaxed);
         let serve = Arc::clone(&serve);
         std::thread::Builder::new()
             .name(conn_name(index))
             .spawn(move || serve(conn, index))
             .ctx("spawning a connection thread")?;
+    }
+}
+
+/// One client from a listener that poll found readable, blocking and with
+/// TCP_NODELAY; None when there was none after all (another thread took it,
+/// a signal, or the client gave up).
+pub(crate) fn accept_client(listener: &TcpListener) -> Result<Option<TcpStream>> {
+    match listener.accept() {
+        Ok((c, _)) => {
+            c.set_nonblocking(false)
+                .ctx("fcntl(connection, ~O_NONBLOCK)")?;
+            c.set_nodelay(true).ctx("setsockopt(TCP_NODELAY)")?;
+            Ok(Some(c))
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock
+                    | io::ErrorKind::Interrupted
+                    | io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(Error::call("accept", e)),
     }
 }
 

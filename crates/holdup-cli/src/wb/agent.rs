@@ -10,7 +10,7 @@
 //! reported first) or when the server refuses the agent's token.
 
 use super::client::{decode, server_error, Client, Method, TlsOptions};
-use super::show::{at, opt, out, print_json, table};
+use super::show::{at, opt, show, show_list};
 use anyhow::{anyhow, bail, Context, Result};
 use holdup_runner::overhead::StatsGuard;
 use holdup_runner::{run_bounded, OutputFrom, RecordCommand, RecordTarget, Spec};
@@ -307,12 +307,11 @@ pub(crate) struct AgentArgs {
 /// `holdup wb agents`: list agent identities.
 pub(crate) fn list(c: &Client, json: bool) -> Result<()> {
     let agents: Vec<Agent> = c.get("/api/agents")?;
-    if json {
-        return print_json(&agents);
-    }
-    let rows: Vec<Vec<String>> = agents
-        .into_iter()
-        .map(|a| {
+    show_list(
+        agents,
+        json,
+        &["ID", "HOST", "STATE", "LAST SEEN (UTC)", "CREATED BY"],
+        |a| {
             vec![
                 a.id.to_string(),
                 a.host,
@@ -320,12 +319,8 @@ pub(crate) fn list(c: &Client, json: bool) -> Result<()> {
                 a.last_seen.map_or("-".into(), |t| at(Some(t))),
                 a.created_by,
             ]
-        })
-        .collect();
-    out(&table(
-        &["ID", "HOST", "STATE", "LAST SEEN (UTC)", "CREATED BY"],
-        &rows,
-    ))
+        },
+    )
 }
 
 /// `holdup wb agents create|rotate HOST`: prints the new token once.
@@ -335,15 +330,14 @@ pub(crate) fn issue(c: &Client, json: bool, host: &str, rotate: bool) -> Result<
     } else {
         c.post("/api/agents", &NewAgent { host: host.into() })?
     };
-    if json {
-        return print_json(&t);
-    }
-    out(&format!(
+    show(&t, json, |t| {
+        format!(
         "agent of {} {}; its token, shown only now (put it in the file `holdup wb agent --token-file` reads):\n{}\n",
         t.agent.host,
         if rotate { "has a new token (the old one no longer works)" } else { "created" },
         t.token
-    ))
+    )
+    })
 }
 
 /// `holdup wb agents revoke HOST`.
@@ -353,12 +347,11 @@ pub(crate) fn revoke(c: &Client, json: bool, host: &str) -> Result<()> {
         return Err(server_error(status, &data));
     }
     let a: Agent = decode(&data)?;
-    if json {
-        return print_json(&a);
-    }
-    out(&format!(
-        "agent of {} revoked (last seen {}): its token is refused from now on\n",
-        a.host,
-        opt(&a.last_seen.map(|t| at(Some(t))))
-    ))
+    show(&a, json, |a| {
+        format!(
+            "agent of {} revoked (last seen {}): its token is refused from now on\n",
+            a.host,
+            opt(&a.last_seen.map(|t| at(Some(t))))
+        )
+    })
 }

@@ -3,7 +3,7 @@
 
 use super::client::{server_error, Client, Method};
 use super::runs::runs_table;
-use super::show::{at, out, out_bytes, print_json, short, table, text};
+use super::show::{at, out, out_bytes, print_json, short, show, show_list, text};
 use anyhow::{Context, Result};
 use holdup_wb_api::{
     CreatedUser, Diagnosis, Incident, IncidentInput, NewUser, NoteInput, RotatedToken, Run, User,
@@ -14,48 +14,34 @@ use std::path::PathBuf;
 
 pub(crate) fn whoami(c: &Client, json: bool) -> Result<()> {
     let u: User = c.get("/api/whoami")?;
-    if json {
-        return print_json(&u);
-    }
-    out(&format!(
-        "{} (role {}, user id {})\n",
-        u.name,
-        u.role.as_str(),
-        u.id
-    ))
+    show(&u, json, |u| {
+        format!("{} (role {}, user id {})\n", u.name, u.role.as_str(), u.id)
+    })
 }
 
 pub(crate) fn users(c: &Client, json: bool) -> Result<()> {
     let users: Vec<User> = c.get("/api/users")?;
-    if json {
-        return print_json(&users);
-    }
-    let rows: Vec<Vec<String>> = users
-        .into_iter()
-        .map(|u| {
-            let state = if u.disabled { "disabled" } else { "" };
-            vec![
-                u.id.to_string(),
-                u.name,
-                u.role.as_str().into(),
-                state.into(),
-            ]
-        })
-        .collect();
-    out(&table(&["ID", "NAME", "ROLE", "STATE"], &rows))
+    show_list(users, json, &["ID", "NAME", "ROLE", "STATE"], |u| {
+        let state = if u.disabled { "disabled" } else { "" };
+        vec![
+            u.id.to_string(),
+            u.name,
+            u.role.as_str().into(),
+            state.into(),
+        ]
+    })
 }
 
 pub(crate) fn update_user(c: &Client, json: bool, name: &str, change: UserChange) -> Result<()> {
     let u: User = c.put(&format!("/api/users/{name}"), &change)?;
-    if json {
-        return print_json(&u);
-    }
-    out(&format!(
-        "{}: role {}, {}\n",
-        u.name,
-        u.role.as_str(),
-        if u.disabled { "disabled" } else { "enabled" }
-    ))
+    show(&u, json, |u| {
+        format!(
+            "{}: role {}, {}\n",
+            u.name,
+            u.role.as_str(),
+            if u.disabled { "disabled" } else { "enabled" }
+        )
+    })
 }
 
 /// Disables (`true`) or enables a user.
@@ -73,48 +59,31 @@ pub(crate) fn create_user(c: &Client, json: bool, name: &str, role: &str) -> Res
         role: role.into(),
     };
     let v: CreatedUser = c.post("/api/users", &body)?;
-    if json {
-        return print_json(&v);
-    }
-    out(&format!(
-        "created user {} (role {}); its API token, shown only now:\n{}\n",
-        v.user.name,
-        v.user.role.as_str(),
-        v.token
-    ))
+    show(&v, json, |v| {
+        format!(
+            "created user {} (role {}); its API token, shown only now:\n{}\n",
+            v.user.name,
+            v.user.role.as_str(),
+            v.token
+        )
+    })
 }
 
 pub(crate) fn rotate_token(c: &Client, json: bool, name: &str) -> Result<()> {
     let v: RotatedToken = c.post_empty(&format!("/api/users/{name}/token"))?;
-    if json {
-        return print_json(&v);
-    }
-    out(&format!(
-        "new API token for {name} (the old one no longer works; shown only now):\n{}\n",
-        v.token
-    ))
+    show(&v, json, |v| {
+        format!(
+            "new API token for {name} (the old one no longer works; shown only now):\n{}\n",
+            v.token
+        )
+    })
 }
 
 pub(crate) fn incidents(c: &Client, json: bool) -> Result<()> {
     let list: Vec<Incident> = c.get("/api/incidents")?;
-    if json {
-        return print_json(&list);
-    }
-    let rows: Vec<Vec<String>> = list
-        .into_iter()
-        .map(|i| {
-            vec![
-                i.id.to_string(),
-                at(Some(i.created)),
-                text(&i.created_by),
-                text(&i.input.service),
-                text(&i.input.host),
-                i.artifacts.len().to_string(),
-                short(&text(&i.input.title), 60),
-            ]
-        })
-        .collect();
-    out(&table(
+    show_list(
+        list,
+        json,
         &[
             "ID",
             "CREATED (UTC)",
@@ -124,8 +93,18 @@ pub(crate) fn incidents(c: &Client, json: bool) -> Result<()> {
             "ARTIFACTS",
             "TITLE",
         ],
-        &rows,
-    ))
+        |i| {
+            vec![
+                i.id.to_string(),
+                at(Some(i.created)),
+                text(&i.created_by),
+                text(&i.input.service),
+                text(&i.input.host),
+                i.artifacts.len().to_string(),
+                short(&text(&i.input.title), 60),
+            ]
+        },
+    )
 }
 
 pub(crate) fn create_incident(
@@ -145,14 +124,9 @@ pub(crate) fn create_incident(
         notes: notes.into(),
     };
     let inc: Incident = c.post("/api/incidents", &body)?;
-    if json {
-        return print_json(&inc);
-    }
-    out(&format!(
-        "incident {} created: {}\n",
-        inc.id,
-        text(&inc.input.title)
-    ))
+    show(&inc, json, |inc| {
+        format!("incident {} created: {}\n", inc.id, text(&inc.input.title))
+    })
 }
 
 /// New values for title, service, host and notes; `None` keeps the old one.
@@ -175,13 +149,9 @@ pub(crate) fn update_incident(
         }
     }
     let inc: Incident = c.put(&format!("/api/incidents/{id}"), &input)?;
-    if json {
-        return print_json(&inc);
-    }
-    out(&format!(
-        "incident {id} updated: {}\n",
-        text(&inc.input.title)
-    ))
+    show(&inc, json, |inc| {
+        format!("incident {id} updated: {}\n", text(&inc.input.title))
+    })
 }
 
 /// `incident show --json`: the incident and its runs.
@@ -261,23 +231,21 @@ pub(crate) fn add_note(c: &Client, json: bool, id: i64, note: String) -> Result<
         &format!("/api/incidents/{id}/notes"),
         &NoteInput { text: note },
     )?;
-    if json {
-        return print_json(&inc);
-    }
-    out(&format!(
-        "incident {id}: {} notes on the timeline\n",
-        inc.timeline.len()
-    ))
+    show(&inc, json, |inc| {
+        format!(
+            "incident {id}: {} notes on the timeline\n",
+            inc.timeline.len()
+        )
+    })
 }
 
 pub(crate) fn diagnose(c: &Client, json: bool, id: i64, name: &str) -> Result<()> {
     let d: Diagnosis = c.post_empty(&format!("/api/incidents/{id}/artifacts/{name}/diagnose"))?;
-    if json {
-        return print_json(&d);
-    }
-    out(&format!(
-        "{}\n(attached to incident {id} as {})\n",
-        d.text.trim_end(),
-        d.artifact
-    ))
+    show(&d, json, |d| {
+        format!(
+            "{}\n(attached to incident {id} as {})\n",
+            d.text.trim_end(),
+            d.artifact
+        )
+    })
 }

@@ -2,7 +2,7 @@
 //! probed, scripts and their checks, requests and decisions.
 
 use super::client::{decode, reason, server_error, Client, Method};
-use super::show::{opt, out, print_json, short, table};
+use super::show::{opt, out, print_json, short, show_list, table};
 use anyhow::{bail, Context, Result};
 use holdup_wb_api::{
     Catalog, Decision, NewScript, ProbeRequest, RequestInput, RequestStatus, ScriptAnswer,
@@ -177,12 +177,22 @@ pub(crate) fn requests(c: &Client, json: bool, pending: bool) -> Result<()> {
         .into_iter()
         .filter(|r| !pending || r.status == RequestStatus::Pending)
         .collect();
-    if json {
-        return print_json(&items);
-    }
-    let rows: Vec<Vec<String>> = items
-        .into_iter()
-        .map(|r| {
+    show_list(
+        items,
+        json,
+        &[
+            "ID",
+            "STATUS",
+            "PROBE",
+            "TARGET",
+            "HOST",
+            "DURATION",
+            "INCIDENT",
+            "REQUESTER",
+            "DECIDED BY",
+            "PURPOSE",
+        ],
+        |r| {
             let target = match r.input.target_kind {
                 TargetKind::Host => "host".to_string(),
                 k => format!("{k} {}", opt(&Some(&r.input.target))),
@@ -199,23 +209,8 @@ pub(crate) fn requests(c: &Client, json: bool, pending: bool) -> Result<()> {
                 opt(&r.decided_by),
                 short(&opt(&Some(r.input.purpose)), 50),
             ]
-        })
-        .collect();
-    out(&table(
-        &[
-            "ID",
-            "STATUS",
-            "PROBE",
-            "TARGET",
-            "HOST",
-            "DURATION",
-            "INCIDENT",
-            "REQUESTER",
-            "DECIDED BY",
-            "PURPOSE",
-        ],
-        &rows,
-    ))
+        },
+    )
 }
 
 /// Approves (`approve`) or rejects a request.

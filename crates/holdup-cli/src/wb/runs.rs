@@ -2,7 +2,7 @@
 //! the audit log.
 
 use super::client::Client;
-use super::show::{at, opt, out, print_json, short, table};
+use super::show::{at, opt, out, print_json, short, show, show_list, table};
 use anyhow::{bail, Result};
 use holdup_wb_api::{AuditEntry, Run, RunStatus, VerifyReport};
 use std::time::Duration;
@@ -160,20 +160,16 @@ pub(crate) fn stop_run(c: &Client, json: bool, id: i64) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    if json {
-        return print_json(&run);
-    }
-    out(&format!("run {id}: {}\n", run.status))
+    show(&run, json, |run| format!("run {id}: {}\n", run.status))
 }
 
 pub(crate) fn audit(c: &Client, json: bool, after: i64, limit: u32) -> Result<()> {
     let entries: Vec<AuditEntry> = c.get(&format!("/api/audit?after={after}&limit={limit}"))?;
-    if json {
-        return print_json(&entries);
-    }
-    let rows: Vec<Vec<String>> = entries
-        .into_iter()
-        .map(|e| {
+    show_list(
+        entries,
+        json,
+        &["SEQ", "TIME (UTC)", "ACTOR", "ACTION", "DETAILS"],
+        |e| {
             vec![
                 e.seq.to_string(),
                 at(Some(e.time)),
@@ -181,12 +177,8 @@ pub(crate) fn audit(c: &Client, json: bool, after: i64, limit: u32) -> Result<()
                 e.action,
                 short(&e.details.to_string(), 100),
             ]
-        })
-        .collect();
-    out(&table(
-        &["SEQ", "TIME (UTC)", "ACTOR", "ACTION", "DETAILS"],
-        &rows,
-    ))
+        },
+    )
 }
 
 pub(crate) fn audit_verify(c: &Client, json: bool) -> Result<()> {

@@ -11,6 +11,30 @@ pub(crate) fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
     out(&format!("{}\n", serde_json::to_string_pretty(v)?))
 }
 
+/// Prints an answer of the API: as JSON with `--json`, else as `text`
+/// says it.
+pub(crate) fn show<T: Serialize>(v: &T, json: bool, text: impl FnOnce(&T) -> String) -> Result<()> {
+    if json {
+        return print_json(v);
+    }
+    out(&text(v))
+}
+
+/// Prints a list of the API: as JSON with `--json`, else as a table with
+/// `headers` and the row `row` makes of each item.
+pub(crate) fn show_list<T: Serialize>(
+    items: Vec<T>,
+    json: bool,
+    headers: &[&str],
+    row: impl FnMut(T) -> Vec<String>,
+) -> Result<()> {
+    if json {
+        return print_json(&items);
+    }
+    let rows: Vec<Vec<String>> = items.into_iter().map(row).collect();
+    out(&table(headers, &rows))
+}
+
 /// Writes to stdout; a reader that went away is not an error. Control
 /// characters other than newline and tab are shown escaped (`\u{1b}`):
 /// incident fields and run outputs come from other users, and a raw escape

@@ -56,15 +56,12 @@ impl CpuLimit {
 #[test]
 fn redis_in_a_cpu_limited_cgroup_is_throttled_by_its_own_limit() {
     const NAME: &str = "redis-cpu-limit";
-    let Some(_g) = bpf_setup(NAME) else {
-        return;
-    };
-    if !have_tools(
+    let Some(_g) = prepare(
         NAME,
         &["redis-server", "redis-benchmark", "redis-cli", "taskset"],
-    ) {
+    ) else {
         return;
-    }
+    };
     let Some(cg) = CpuLimit::new(NAME) else {
         skip_unless_ci(NAME, "no cgroup with a cpu controller to limit");
         return;
@@ -81,31 +78,18 @@ fn redis_in_a_cpu_limited_cgroup_is_throttled_by_its_own_limit() {
     };
     check(NAME, expect, || {
         let dir = TempDir::new("redis-limit");
-        let port = free_port();
-        let mut cmd = Command::new("taskset");
-        cmd.args(["-c", "1", "redis-server", "--port", &port.to_string()])
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
-            .arg(&dir.0);
-        let redis = Guard::spawn("redis-server", quiet(&mut cmd));
-        wait_for_port(port, "redis-server", Duration::from_secs(10));
+        let (redis, port) = start_redis(&dir.0, Some(1), &["--appendonly", "no"]);
         cg.unlimit();
         cg.cg.add(redis.pid());
         let mut bench = None;
         let run = watch(NAME, redis.pid(), |phase, _| match phase {
             Phase::Watching => {}
             Phase::Load => {
-                let mut b = Command::new("taskset");
-                b.args(["-c", "0", "redis-benchmark", "-p", &port.to_string()])
-                    .args(["-c", "20", "-n", "100000000", "-t", "get,set", "-q"]);
-                bench = Some(Guard::spawn("redis-benchmark", quiet(&mut b)));
+                bench = Some(start_redis_benchmark(
+                    port,
+                    Some(0),
+                    &["-c", "20", "-t", "get,set"],
+                ));
             }
             Phase::Fault => cg.limit(20),
         });

@@ -57,15 +57,7 @@ fn etcd_run(name: &str, writer: bool) -> (Run, Value) {
         }
         Phase::Fault => {
             if writer {
-                disk = Some(Workload::start(&[
-                    "disk",
-                    "--secs",
-                    &(RUN_SECS - FAULT_AT + 1).to_string(),
-                    "--block-kb",
-                    "1024",
-                    "--dir",
-                    &writer_dir.0.display().to_string(),
-                ]));
+                disk = Some(start_disk_writer(&writer_dir));
             }
         }
     });
@@ -78,12 +70,7 @@ fn etcd_run(name: &str, writer: bool) -> (Run, Value) {
         "fault_at": run.fault_at,
     });
     if let Some(d) = disk {
-        let fin = d.finish();
-        assert!(
-            fin["writes"].as_u64().unwrap_or(0) > 0,
-            "setup: the disk writer wrote nothing: {fin}"
-        );
-        facts["writer"] = fin;
+        facts["writer"] = finish_disk_writer(d);
     }
     (run, facts)
 }
@@ -91,12 +78,9 @@ fn etcd_run(name: &str, writer: bool) -> (Run, Value) {
 #[test]
 fn etcd_with_another_fsync_writer_is_disk_contention_naming_the_writer() {
     const NAME: &str = "etcd-disk-writer";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, ETCD_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, ETCD_TOOLS) {
-        return;
-    }
     let writer = names_process("hw-disk");
     let expect = Expect {
         kind: "disk_contention",
@@ -114,11 +98,8 @@ fn etcd_with_another_fsync_writer_is_disk_contention_naming_the_writer() {
 #[test]
 fn etcd_unchanged_raises_no_alarm() {
     const NAME: &str = "etcd-unchanged";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, ETCD_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, ETCD_TOOLS) {
-        return;
-    }
     check(NAME, unchanged(), || etcd_run(NAME, false));
 }

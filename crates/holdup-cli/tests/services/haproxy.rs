@@ -146,12 +146,9 @@ fn names_backend() -> Culprit {
 #[test]
 fn haproxy_with_a_slowed_backend_is_slow_external_service_naming_the_backend() {
     const NAME: &str = "haproxy-slow-backend";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, HAPROXY_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, HAPROXY_TOOLS) {
-        return;
-    }
     let expect = Expect {
         kind: "slow_external_service",
         culprit: names_backend(),
@@ -162,12 +159,9 @@ fn haproxy_with_a_slowed_backend_is_slow_external_service_naming_the_backend() {
 #[test]
 fn haproxy_with_a_cpu_hog_on_its_cpu_is_cpu_contention_naming_the_hog() {
     const NAME: &str = "haproxy-cpu-hog";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, HAPROXY_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, HAPROXY_TOOLS) {
-        return;
-    }
     let expect = Expect {
         kind: "cpu_contention",
         culprit: names_process("sha256sum"),
@@ -196,11 +190,8 @@ fn haproxy_whose_backend_loses_its_cpu_is_cpu_contention_found_through_the_peer(
 #[test]
 fn haproxy_unchanged_raises_no_alarm() {
     const NAME: &str = "haproxy-unchanged";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, HAPROXY_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, HAPROXY_TOOLS) {
-        return;
-    }
     check(NAME, unchanged(), || haproxy_run(NAME, ProxyFault::None));
 }

@@ -96,12 +96,9 @@ impl IoLimit {
 #[test]
 fn redis_in_an_io_limited_cgroup_is_disk_throttled_naming_its_cgroup() {
     const NAME: &str = "redis-io-limit";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, &["redis-server", "redis-benchmark"]) else {
         return;
     };
-    if !have_tools(NAME, &["redis-server", "redis-benchmark"]) {
-        return;
-    }
     let data = TempDir::under("/var/tmp", "redis-io-limit");
     let cg = match IoLimit::new(NAME, &data.0) {
         Ok(cg) => cg,
@@ -124,33 +121,22 @@ fn redis_in_an_io_limited_cgroup_is_disk_throttled_naming_its_cgroup() {
     };
     check(NAME, expect, || {
         let dir = TempDir::under("/var/tmp", "redis-io-limit-run");
-        let port = free_port();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes"])
-            .args(["--appendfsync", "always", "--dir"])
-            .arg(&dir.0);
-        let redis = Guard::spawn("redis-server", quiet(&mut cmd));
-        wait_for_port(port, "redis-server", Duration::from_secs(10));
+        let (redis, port) = start_redis(
+            &dir.0,
+            None,
+            &["--appendonly", "yes", "--appendfsync", "always"],
+        );
         cg.unlimit();
         cg.cg.add(redis.pid());
         let mut bench = None;
         let run = watch(NAME, redis.pid(), |phase, _| match phase {
             Phase::Watching => {}
             Phase::Load => {
-                let mut b = Command::new("redis-benchmark");
-                b.args(["-p", &port.to_string()]).args([
-                    "-c",
-                    "8",
-                    "-n",
-                    "100000000",
-                    "-t",
-                    "set",
-                    "-d",
-                    "512",
-                    "-q",
-                ]);
-                bench = Some(Guard::spawn("redis-benchmark", quiet(&mut b)));
+                bench = Some(start_redis_benchmark(
+                    port,
+                    None,
+                    &["-c", "8", "-t", "set", "-d", "512"],
+                ));
             }
             // 100 writes a second: each fsync waits for its turn.
             Phase::Fault => cg.limit(100, 2 << 20),

@@ -33,9 +33,10 @@
 //! `flock /tmp/holdup-measure.lock cargo test -p holdup-cli --test services -- --test-threads=1 --nocapture`;
 //! each run leaves its recording and diagnoses in target/tmp/services-*.
 
+use holdup_testkit::process::succeeds;
 use holdup_testkit::scenario::{
-    culprits, describe, foreign_culprit, free_port, have_tools, quiet, wait_for_port, wait_until,
-    Diagnose, Guard, KERNEL_AND_HOLDUP,
+    culprits, describe, foreign_culprit, free_port, have_tools, prepare, quiet, start_redis,
+    start_redis_benchmark, wait_for_port, wait_until, Diagnose, Guard, KERNEL_AND_HOLDUP,
 };
 use holdup_testkit::{bpf_setup, skip_unless_ci, TempDir, Workload};
 use serde_json::{json, Value};
@@ -441,6 +442,30 @@ impl Drop for TestCgroup {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The fault of the disk-contention runs: O_DIRECT + fsync writes of 1 MiB
+/// blocks into `dir` from the fault to the end of the run.
+fn start_disk_writer(dir: &TempDir) -> Workload {
+    Workload::start(&[
+        "disk",
+        "--secs",
+        &(RUN_SECS - FAULT_AT + 1).to_string(),
+        "--block-kb",
+        "1024",
+        "--dir",
+        &dir.0.display().to_string(),
+    ])
+}
+
+/// The disk writer's final counters, after checking it wrote at all.
+fn finish_disk_writer(disk: Workload) -> Value {
+    let fin = disk.finish();
+    assert!(
+        fin["writes"].as_u64().unwrap_or(0) > 0,
+        "setup: the disk writer wrote nothing: {fin}"
+    );
+    fin
 }
 
 mod cpu_limit;

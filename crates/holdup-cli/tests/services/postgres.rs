@@ -65,21 +65,15 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
         assert!(ok, "setup: chown {} to postgres", p.display());
     };
     owner(&dir.0);
-    let initdb = as_postgres(&[
+    let mut initdb = as_postgres(&[
         &format!("{PG_BIN}/initdb"),
         "-D",
         &data.display().to_string(),
         "--no-sync",
         "-A",
         "trust",
-    ])
-    .output()
-    .expect("run initdb");
-    assert!(
-        initdb.status.success(),
-        "setup: initdb failed: {}",
-        String::from_utf8_lossy(&initdb.stderr)
-    );
+    ]);
+    succeeds(&mut initdb, "setup: initdb");
     let port = free_port();
     let server = Guard::spawn(
         "postgres",
@@ -98,7 +92,7 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
         ])),
     );
     wait_for_port(port, "postgres", Duration::from_secs(20));
-    let init = as_postgres(&[
+    let mut init = as_postgres(&[
         "pgbench",
         "-i",
         "-s",
@@ -108,14 +102,8 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
         "-p",
         &port.to_string(),
         "postgres",
-    ])
-    .output()
-    .expect("run pgbench -i");
-    assert!(
-        init.status.success(),
-        "setup: pgbench -i failed: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    ]);
+    succeeds(&mut init, "setup: pgbench -i");
     // The postmaster is runuser's child; its pid is the data dir's first line.
     let postmaster: u32 = std::fs::read_to_string(data.join("postmaster.pid"))
         .ok()
@@ -149,15 +137,7 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
                 ));
             }
             PgFault::DiskWriter => {
-                disk = Some(Workload::start(&[
-                    "disk",
-                    "--secs",
-                    &(RUN_SECS - FAULT_AT + 1).to_string(),
-                    "--block-kb",
-                    "1024",
-                    "--dir",
-                    &writer_dir.0.display().to_string(),
-                ]));
+                disk = Some(start_disk_writer(&writer_dir));
             }
             PgFault::None => {}
         },
@@ -196,12 +176,7 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
         "fault_at": run.fault_at,
     });
     if let Some(d) = disk {
-        let fin = d.finish();
-        assert!(
-            fin["writes"].as_u64().unwrap_or(0) > 0,
-            "setup: the disk writer wrote nothing: {fin}"
-        );
-        facts["writer"] = fin;
+        facts["writer"] = finish_disk_writer(d);
     }
     drop(server);
     (run, facts)
@@ -210,12 +185,9 @@ fn pg_run(name: &str, fault: PgFault) -> (Run, Value) {
 #[test]
 fn postgres_hot_row_is_lock_contention_naming_the_backends() {
     const NAME: &str = "pg-hot-row";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, PG_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, PG_TOOLS) {
-        return;
-    }
     let expect = Expect {
         kind: "lock_contention",
         culprit: Box::new(|v, _| {
@@ -238,12 +210,9 @@ fn postgres_hot_row_is_lock_contention_naming_the_backends() {
 #[test]
 fn postgres_with_another_fsync_writer_is_disk_contention_naming_the_writer() {
     const NAME: &str = "pg-disk-writer";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, PG_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, PG_TOOLS) {
-        return;
-    }
     let writer = names_process("hw-disk");
     let expect = Expect {
         kind: "disk_contention",
@@ -255,11 +224,8 @@ fn postgres_with_another_fsync_writer_is_disk_contention_naming_the_writer() {
 #[test]
 fn postgres_unchanged_raises_no_alarm() {
     const NAME: &str = "pg-unchanged";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, PG_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, PG_TOOLS) {
-        return;
-    }
     check(NAME, unchanged(), || pg_run(NAME, PgFault::None));
 }

@@ -4,12 +4,14 @@
 // Each test file uses a different part of this.
 #![allow(dead_code)]
 
+use holdup_testkit::process::run_within;
+pub use holdup_testkit::process::Run;
 use holdup_testkit::TempDir;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Longest any single `holdup` client run may take before the test fails.
@@ -146,76 +148,9 @@ impl Drop for Server {
     }
 }
 
-/// The outcome of one `holdup` run.
-pub struct Run {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn ok(self, what: &str) -> Run {
-        assert!(
-            self.status.success(),
-            "{what}: holdup failed with {:?}\nstdout: {}\nstderr: {}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-        assert!(!self.stderr.contains("panicked"), "{what}: {}", self.stderr);
-        self
-    }
-
-    /// A clean failure: an exit code, no panic, a `holdup: ...` message.
-    pub fn fails(self, what: &str) -> Run {
-        assert!(
-            !self.status.success() && self.status.code().is_some(),
-            "{what}: expected holdup to fail, got {:?}\nstdout: {}\nstderr: {}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-        assert!(!self.stderr.contains("panicked"), "{what}: {}", self.stderr);
-        assert!(
-            self.stderr.starts_with("holdup: "),
-            "{what}: the error should be a `holdup: ...` message, got {:?}",
-            self.stderr
-        );
-        self
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
-}
-
 /// Runs `cmd` to completion; kills it and fails the test after `DEADLINE`.
 pub fn run(mut cmd: Command) -> Run {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start holdup");
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(DEADLINE) {
-        Ok(out) => out.expect("wait for holdup"),
-        Err(_) => {
-            // SAFETY: the child is not reaped until the waiting thread returns.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{cmd:?} did not finish within {DEADLINE:?}");
-        }
-    };
-    Run {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    run_within(&mut cmd, DEADLINE)
 }
 
 /// `holdup wb ARGS...` against `url` as the holder of `token`, through the

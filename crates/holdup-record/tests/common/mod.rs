@@ -115,12 +115,6 @@ pub fn disk(disk: &str, tgid: u32, comm: &str, bytes: u64, requests: u64) -> Dis
 pub fn snapshot(i: u64) -> Snapshot {
     let start = 5 * WINDOW_NS + i * WINDOW_NS;
     Snapshot {
-        window: WindowInfo {
-            index: i,
-            start_ns: start,
-            end_ns: start + WINDOW_NS,
-            wall_start_ms: 1_700_000_000_000 + i * 1000,
-        },
         threads: vec![
             thread(
                 101,
@@ -194,8 +188,12 @@ pub fn snapshot(i: u64) -> Snapshot {
                 run_time_ns: 50_000,
             },
         ],
-        runtimes: Vec::new(),
-        throttles: Vec::new(),
+        ..Snapshot::empty(WindowInfo {
+            index: i,
+            start_ns: start,
+            end_ns: start + WINDOW_NS,
+            wall_start_ms: 1_700_000_000_000 + i * 1000,
+        })
     }
 }
 

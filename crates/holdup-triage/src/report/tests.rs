@@ -1,6 +1,6 @@
 use super::*;
 
-use holdup_model::{Culprit, Loss, StateTimes, ThreadWindow, WindowInfo};
+use holdup_model::{Culprit, StateTimes, ThreadWindow, WindowInfo};
 
 fn thread(tgid: u32, tid: u32, comm: &str, runq_ns: u64) -> ThreadWindow {
     ThreadWindow {
@@ -24,19 +24,10 @@ fn thread(tgid: u32, tid: u32, comm: &str, runq_ns: u64) -> ThreadWindow {
 
 fn window(i: u64) -> Snapshot {
     Snapshot {
-        window: WindowInfo {
-            index: i,
-            start_ns: i * 1_000_000_000,
-            end_ns: (i + 1) * 1_000_000_000,
-            wall_start_ms: i * 1000,
-        },
         threads: vec![
             thread(10, 10, "svc", 600_000_000),
             thread(20, 20, "hog", 1_000),
         ],
-        resources: Vec::new(),
-        futex_wakes: Vec::new(),
-        wakeups: Vec::new(),
         culprits: vec![
             Culprit {
                 victim_tgid: 10,
@@ -59,11 +50,12 @@ fn window(i: u64) -> Snapshot {
                 ns: 1_000,
             },
         ],
-        disks: Vec::new(),
-        loss: Loss::default(),
-        overhead: Vec::new(),
-        runtimes: Vec::new(),
-        throttles: Vec::new(),
+        ..Snapshot::empty(WindowInfo {
+            index: i,
+            start_ns: i * 1_000_000_000,
+            end_ns: (i + 1) * 1_000_000_000,
+            wall_start_ms: i * 1000,
+        })
     }
 }
 

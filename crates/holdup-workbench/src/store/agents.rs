@@ -24,11 +24,11 @@ pub fn insert(
     created_by: &str,
     now: i64,
 ) -> rusqlite::Result<i64> {
-    conn.execute(
+    super::insert(
+        conn,
         "INSERT INTO agents (host, token_hash, created_by, created) VALUES (?1, ?2, ?3, ?4)",
         params![host, token_hash, created_by, now],
-    )?;
-    Ok(conn.last_insert_rowid())
+    )
 }
 
 /// The agent of `host`, revoked or not.
@@ -53,9 +53,12 @@ pub fn by_token_hash(conn: &Connection, token_hash: &str) -> rusqlite::Result<Op
 
 /// Every agent, by id.
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Agent>> {
-    let mut st = conn.prepare(&format!("SELECT {COLS} FROM agents ORDER BY id"))?;
-    let v = st.query_map([], row_to_agent)?.collect();
-    v
+    super::all(
+        conn,
+        &format!("SELECT {COLS} FROM agents ORDER BY id"),
+        [],
+        row_to_agent,
+    )
 }
 
 /// Gives `host`'s agent a new token (and takes back a revocation);
@@ -74,9 +77,9 @@ pub fn revoke(conn: &Connection, host: &str) -> rusqlite::Result<bool> {
 
 /// Records that `host`'s agent was heard from at `now`.
 pub fn seen(conn: &Connection, host: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE agents SET last_seen = ?2 WHERE host = ?1",
         params![host, now],
-    )?;
-    Ok(())
+    )
 }

@@ -44,11 +44,11 @@ pub fn hash_at(conn: &Connection, seq: i64) -> rusqlite::Result<Option<String>> 
 
 /// Inserts a row.
 pub fn insert(conn: &Connection, e: &Row) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO audit (seq, time, actor, action, details, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![e.seq, e.time, e.actor, e.action, e.details, e.prev_hash, e.hash],
-    )?;
-    Ok(())
+    )
 }
 
 /// Entries with seq > `after`, at most `limit`, details parsed.

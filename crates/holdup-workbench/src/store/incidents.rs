@@ -19,11 +19,11 @@ pub fn insert(
     created_by: &str,
     now: i64,
 ) -> rusqlite::Result<i64> {
-    conn.execute(
+    super::insert(
+        conn,
         "INSERT INTO incidents (title, service, host, start_time, end_time, notes, created_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![input.title, input.service, input.host, input.start_time, input.end_time, input.notes, created_by, now],
-    )?;
-    Ok(conn.last_insert_rowid())
+    )
 }
 
 /// Who opened incident `id` and the length of its notes field.
@@ -100,9 +100,9 @@ pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Incident>> {
 
 /// Every incident's id, oldest first.
 pub fn ids(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
-    let mut st = conn.prepare("SELECT id FROM incidents ORDER BY id")?;
-    let v = st.query_map([], |r| r.get(0))?.collect();
-    v
+    super::all(conn, "SELECT id FROM incidents ORDER BY id", [], |r| {
+        r.get(0)
+    })
 }
 
 /// Bytes of notes `author` has written: notes plus incidents' notes fields.
@@ -122,11 +122,11 @@ pub fn insert_note(
     now: i64,
     text: &str,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO notes (incident_id, author, created, text) VALUES (?1, ?2, ?3, ?4)",
         params![incident, author, now, text],
-    )?;
-    Ok(())
+    )
 }
 
 /// The sha256 of artifact `name` of `incident`, if it exists.
@@ -153,11 +153,11 @@ pub fn insert_artifact(
     uploaded_by: &str,
     now: i64,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO artifacts (incident_id, name, sha256, data, uploaded_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![incident, name, sha256, data, uploaded_by, now],
-    )?;
-    Ok(())
+    )
 }
 
 /// Bytes of artifacts `user` has uploaded.

@@ -234,6 +234,38 @@ pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
+/// Every row `sql` selects with `args`, each made by `row`.
+pub(crate) fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut st = conn.prepare(sql)?;
+    let rows = st.query_map(args, row)?;
+    rows.collect()
+}
+
+/// Runs an INSERT; the new row's id.
+pub(crate) fn insert(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<i64> {
+    conn.execute(sql, args)?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Runs a statement whose count of changed rows does not matter.
+pub(crate) fn exec(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<()> {
+    conn.execute(sql, args)?;
+    Ok(())
+}
+
 /// Column `idx` of `r`, a name parsed with `parse` (a status, say): an
 /// unknown name is a conversion error, not a silent default.
 pub(crate) fn named<T>(

@@ -22,18 +22,18 @@ pub struct NewRequest<'a> {
 /// Inserts a request; its id.
 pub fn insert(conn: &Connection, r: &NewRequest<'_>, now: i64) -> rusqlite::Result<i64> {
     let i = r.input;
-    conn.execute(
+    super::insert(
+        conn,
         "INSERT INTO requests (probe, script_id, script_sha256, target_kind, target, host, duration_s, purpose, requester, status, created, incident_id, max_runs, approval_expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![i.probe, r.script.map(|s| s.0), r.script.map(|s| s.1), i.target_kind.as_str(), i.target, i.host, i.duration_s as i64, i.purpose, r.requester, r.status.as_str(), now, i.incident_id, r.max_runs, r.approval_expires],
-    )?;
-    Ok(conn.last_insert_rowid())
+    )
 }
 
 /// Every request's id, oldest first.
 pub fn ids(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
-    let mut st = conn.prepare("SELECT id FROM requests ORDER BY id")?;
-    let v = st.query_map([], |r| r.get(0))?.collect();
-    v
+    super::all(conn, "SELECT id FROM requests ORDER BY id", [], |r| {
+        r.get(0)
+    })
 }
 
 /// A decision on a pending request.

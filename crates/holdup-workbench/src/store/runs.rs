@@ -148,11 +148,11 @@ pub fn reserve(
     started_at: i64,
     deadline: i64,
 ) -> rusqlite::Result<i64> {
-    conn.execute(
+    super::insert(
+        conn,
         "INSERT INTO runs (request_id, started_by, status, started_at, deadline) VALUES (?1, ?2, 'running', ?3, ?4)",
         params![request_id, started_by, started_at, deadline],
-    )?;
-    Ok(conn.last_insert_rowid())
+    )
 }
 
 /// Records the probe process of run `id`.
@@ -162,11 +162,11 @@ pub fn set_process(
     pid: i64,
     proc_start: Option<i64>,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE runs SET pid = ?2, pgid = ?2, proc_start = ?3 WHERE id = ?1",
         params![id, pid, proc_start],
-    )?;
-    Ok(())
+    )
 }
 
 /// Ends run `id` without output (`failed` to start, `interrupted`); only a
@@ -206,11 +206,11 @@ pub struct End<'a> {
 
 /// Records how run `id` ended.
 pub fn end(conn: &Connection, id: i64, e: &End<'_>, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE runs SET status = ?2, ended_at = ?3, output = ?4, output_bytes = ?5, exit_status = ?6, reason = ?7, bpf_run_time_ns = ?8, bpf_cpu_percent = ?9, artifact = ?10 WHERE id = ?1",
         params![id, e.status.as_str(), now, e.output_in_row, e.output_bytes, e.exit_status, e.reason, e.bpf_run_time_ns, e.bpf_cpu_percent, e.artifact],
-    )?;
-    Ok(())
+    )
 }
 
 /// Reserves a run of request `request_id` for the agent of `agent_host`:
@@ -223,11 +223,11 @@ pub fn reserve_for_agent(
     deadline: i64,
     agent_host: &str,
 ) -> rusqlite::Result<i64> {
-    conn.execute(
+    super::insert(
+        conn,
         "INSERT INTO runs (request_id, started_by, status, started_at, deadline, agent_host) VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
         params![request_id, started_by, started_at, deadline, agent_host],
-    )?;
-    Ok(conn.last_insert_rowid())
+    )
 }
 
 /// The oldest run reserved for `agent_host`'s agent and not claimed yet:
@@ -291,29 +291,29 @@ pub fn heartbeat(
     output_bytes: u64,
     now: i64,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE runs SET heartbeat = ?2, pid = COALESCE(?3, pid), bpf_run_time_ns = ?4, output_bytes = ?5 WHERE id = ?1",
         params![id, now, pid, bpf_run_time_ns as i64, output_bytes as i64],
-    )?;
-    Ok(())
+    )
 }
 
 /// Asks run `id`'s agent to stop it (at its next heartbeat).
 pub fn request_stop(conn: &Connection, id: i64, by: &str) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE runs SET stop_by = COALESCE(stop_by, ?2) WHERE id = ?1",
         params![id, by],
-    )?;
-    Ok(())
+    )
 }
 
 /// Keeps the output an agent sent for run `id` in its row, until its end.
 pub fn put_output(conn: &Connection, id: i64, data: &[u8]) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE runs SET output = ?2 WHERE id = ?1",
         params![id, data],
-    )?;
-    Ok(())
+    )
 }
 
 /// The output kept in run `id`'s row.
@@ -337,17 +337,11 @@ pub struct Silent {
 /// Runs of agents whose last heartbeat is before `cutoff`, and runs never
 /// claimed whose deadline is before `cutoff`.
 pub fn silent(conn: &Connection, cutoff: i64) -> rusqlite::Result<Vec<Silent>> {
-    let mut st = conn.prepare(
-        "SELECT id, agent_host, heartbeat FROM runs WHERE agent_host IS NOT NULL AND status = 'running' AND ((claimed_at IS NOT NULL AND heartbeat < ?1) OR (claimed_at IS NULL AND deadline < ?1))",
-    )?;
-    let v = st
-        .query_map([cutoff], |r| {
-            Ok(Silent {
-                id: r.get(0)?,
-                agent_host: r.get(1)?,
-                heartbeat: r.get(2)?,
-            })
-        })?
-        .collect();
-    v
+    super::all(conn, "SELECT id, agent_host, heartbeat FROM runs WHERE agent_host IS NOT NULL AND status = 'running' AND ((claimed_at IS NOT NULL AND heartbeat < ?1) OR (claimed_at IS NULL AND deadline < ?1))", [cutoff], |r| {
+        Ok(Silent {
+            id: r.get(0)?,
+            agent_host: r.get(1)?,
+            heartbeat: r.get(2)?,
+        })
+    })
 }

@@ -29,16 +29,17 @@ pub fn insert(
     submitted_by: &str,
     now: i64,
 ) -> rusqlite::Result<i64> {
-    conn.execute(
+    super::insert(
+        conn,
         "INSERT INTO scripts (name, body, sha256, status, report, submitted_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![s.name, s.body, s.sha256, s.status.as_str(), report_text(s.report), submitted_by, now],
-    )?;
-    Ok(conn.last_insert_rowid())
+    )
 }
 
 /// Replaces script `id`'s body, hash and check results (the name stays).
 pub fn update(conn: &Connection, id: i64, s: &ScriptRow<'_>) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE scripts SET body = ?1, sha256 = ?2, status = ?3, report = ?4 WHERE id = ?5",
         params![
             s.body,
@@ -47,8 +48,7 @@ pub fn update(conn: &Connection, id: i64, s: &ScriptRow<'_>) -> rusqlite::Result
             report_text(s.report),
             id
         ],
-    )?;
-    Ok(())
+    )
 }
 
 /// Script `id`.
@@ -93,18 +93,17 @@ pub struct Accepted {
 
 /// Every accepted script, by id.
 pub fn accepted(conn: &Connection) -> rusqlite::Result<Vec<Accepted>> {
-    let mut st = conn.prepare(
+    super::all(
+        conn,
         "SELECT id, name, sha256, submitted_by FROM scripts WHERE status = 'accepted' ORDER BY id",
-    )?;
-    let v = st
-        .query_map([], |r| {
+        [],
+        |r| {
             Ok(Accepted {
                 id: r.get(0)?,
                 name: r.get(1)?,
                 sha256: r.get(2)?,
                 submitted_by: r.get(3)?,
             })
-        })?
-        .collect();
-    v
+        },
+    )
 }

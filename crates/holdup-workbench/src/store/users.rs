@@ -34,9 +34,12 @@ pub fn by_name(conn: &Connection, name: &str) -> rusqlite::Result<Option<User>> 
 
 /// Every user, by id.
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<User>> {
-    let mut st = conn.prepare("SELECT id, name, role, disabled FROM users ORDER BY id")?;
-    let v = st.query_map([], row_to_user)?.collect();
-    v
+    super::all(
+        conn,
+        "SELECT id, name, role, disabled FROM users ORDER BY id",
+        [],
+        row_to_user,
+    )
 }
 
 /// How many users there are.
@@ -61,11 +64,11 @@ pub fn insert(
     token_hash: &str,
     now: i64,
 ) -> rusqlite::Result<i64> {
-    conn.execute(
+    super::insert(
+        conn,
         "INSERT INTO users (name, role, token_hash, created) VALUES (?1, ?2, ?3, ?4)",
         params![name, role.as_str(), token_hash, now],
-    )?;
-    Ok(conn.last_insert_rowid())
+    )
 }
 
 /// Replaces user `name`'s token hash; whether the user exists.
@@ -83,11 +86,11 @@ pub fn set_role_disabled(
     role: Role,
     disabled: bool,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE users SET role = ?1, disabled = ?2 WHERE name = ?3",
         params![role.as_str(), disabled, name],
-    )?;
-    Ok(())
+    )
 }
 
 /// A refusal counter: refusals not yet audited, and when the last entry was written.
@@ -107,11 +110,11 @@ pub fn set_refusal_pending(
     pending: i64,
     reason: &str,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE refusals SET pending = ?2, reason = ?3 WHERE key = ?1",
         params![key, pending, reason],
-    )?;
-    Ok(())
+    )
 }
 
 /// Records that refusals under `key` were just audited at `now`.
@@ -123,11 +126,11 @@ pub fn refusal_logged(
     reason: &str,
     now: i64,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT OR REPLACE INTO refusals (key, actor, action, reason, pending, last_logged) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
         params![key, actor, action, reason, now],
-    )?;
-    Ok(())
+    )
 }
 
 /// A refusal counter with refusals not yet audited.
@@ -146,10 +149,11 @@ pub struct PendingRefusals {
 
 /// Counters with refusals not yet audited.
 pub fn pending_refusals(conn: &Connection) -> rusqlite::Result<Vec<PendingRefusals>> {
-    let mut st =
-        conn.prepare("SELECT key, actor, action, reason, pending FROM refusals WHERE pending > 0")?;
-    let v = st
-        .query_map([], |r| {
+    super::all(
+        conn,
+        "SELECT key, actor, action, reason, pending FROM refusals WHERE pending > 0",
+        [],
+        |r| {
             Ok(PendingRefusals {
                 key: r.get(0)?,
                 actor: r.get(1)?,
@@ -157,16 +161,15 @@ pub fn pending_refusals(conn: &Connection) -> rusqlite::Result<Vec<PendingRefusa
                 reason: r.get(3)?,
                 pending: r.get(4)?,
             })
-        })?
-        .collect();
-    v
+        },
+    )
 }
 
 /// Marks the refusals under `key` audited at `now`.
 pub fn clear_refusal(conn: &Connection, key: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE refusals SET pending = 0, last_logged = ?2 WHERE key = ?1",
         params![key, now],
-    )?;
-    Ok(())
+    )
 }
