@@ -172,12 +172,9 @@ fn haproxy_with_a_cpu_hog_on_its_cpu_is_cpu_contention_naming_the_hog() {
 #[test]
 fn haproxy_whose_backend_loses_its_cpu_is_cpu_contention_found_through_the_peer() {
     const NAME: &str = "haproxy-backend-cpu-hog";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, HAPROXY_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, HAPROXY_TOOLS) {
-        return;
-    }
     let expect = Expect {
         kind: "cpu_contention",
         culprit: names_process("sha256sum"),

@@ -35,7 +35,7 @@
 
 use holdup_testkit::process::succeeds;
 use holdup_testkit::scenario::{
-    culprits, describe, foreign_culprit, free_port, have_tools, prepare, quiet, start_redis,
+    culprits, describe, foreign_culprit, free_port, prepare, quiet, start_redis,
     start_redis_benchmark, wait_for_port, wait_until, Diagnose, Guard, KERNEL_AND_HOLDUP,
 };
 use holdup_testkit::{bpf_setup, skip_unless_ci, TempDir, Workload};

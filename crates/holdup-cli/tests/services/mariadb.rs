@@ -148,12 +148,9 @@ fn run_pid(run: &Run) -> Value {
 
 fn mariadb_with_cpu_hogs_is_cpu_contention_naming_the_hogs() {
     const NAME: &str = "mariadb-cpu-hog";
-    let Some(_g) = bpf_setup(NAME) else {
+    let Some(_g) = prepare(NAME, MARIADB_TOOLS) else {
         return;
     };
-    if !have_tools(NAME, MARIADB_TOOLS) {
-        return;
-    }
     let expect = Expect {
         kind: "cpu_contention",
         culprit: names_process("sha256sum"),
