@@ -256,18 +256,7 @@ impl Registry {
             e.0 += p.run_time_ns;
             e.1 += p.run_cnt;
         }
-        let l = &snap.loss;
-        for (kind, n) in [
-            ("thread_map_full", l.thread_map_full),
-            ("resource_map_full", l.resource_map_full),
-            ("wake_map_full", l.wake_map_full),
-            ("culprit_map_full", l.culprit_map_full),
-            ("disk_map_full", l.disk_map_full),
-            ("threads_untracked", l.threads_untracked),
-            ("bio_inflight_full", l.bio_inflight_full),
-            ("ringbuf_drops", l.ringbuf_drops),
-            ("threads_missed", l.threads_missed),
-        ] {
+        for (kind, n) in snap.loss.counters() {
             *self.loss.entry(kind).or_default() += n;
         }
     }

@@ -8,7 +8,7 @@
 use holdup_diagnose::verdict::NamedKind;
 use holdup_diagnose::{diagnose, Diagnosis, Input, SplitRequest, TimeRange, VerdictKind};
 use holdup_model::{
-    Culprit, DiskIo, FutexWake, Histogram, Loss, Resource, ResourceWait, Snapshot, SocketAddrs,
+    Culprit, DiskIo, FutexWake, Histogram, Resource, ResourceWait, Snapshot, SocketAddrs,
     StateTimes, ThreadWindow, WaitKind, WaitTotal, WakeEdge, Waker, WindowInfo,
 };
 
@@ -23,24 +23,12 @@ pub fn jitter(i: u64, salt: u64) -> u64 {
 }
 
 pub fn snap(i: u64) -> Snapshot {
-    Snapshot {
-        window: WindowInfo {
-            index: i,
-            start_ns: i * 1000 * MS,
-            end_ns: (i + 1) * 1000 * MS,
-            wall_start_ms: 1_700_000_000_000 + i * 1000,
-        },
-        threads: Vec::new(),
-        resources: Vec::new(),
-        futex_wakes: Vec::new(),
-        wakeups: Vec::new(),
-        culprits: Vec::new(),
-        disks: Vec::new(),
-        loss: Loss::default(),
-        overhead: Vec::new(),
-        runtimes: Vec::new(),
-        throttles: Vec::new(),
-    }
+    Snapshot::empty(WindowInfo {
+        index: i,
+        start_ns: i * 1000 * MS,
+        end_ns: (i + 1) * 1000 * MS,
+        wall_start_ms: 1_700_000_000_000 + i * 1000,
+    })
 }
 
 /// A thread with states in ms: [cpu, runq, iowait, D]; the rest of the
