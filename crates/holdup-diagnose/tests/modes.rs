@@ -517,43 +517,38 @@ fn more_client_connections_with_flat_work_are_not_more_load() {
     assert_eq!(d.mode, Mode::Compare);
 }
 
-/// The watch starts during the incident (a CPU hog for the first 12 s) and
-/// the hog goes away: the slow stretch is the incident, whichever comes first.
-#[test]
-fn an_incident_that_ends_during_the_watch_is_still_the_incident() {
+/// A watch that starts during a CPU hog, which goes away after `hog_secs`:
+/// the event loop gets `cpu` ms and waits `runq` ms per second meanwhile
+/// (the hog holding the CPU `hog_ms`), then 550 and 30, over 24 windows.
+/// The slow stretch is the incident, whichever comes first, and it names
+/// the hog.
+fn diagnose_a_hog_that_goes_away(hog_secs: u64, cpu: u64, runq: u64, hog_ms: u64) -> Diagnosis {
     let w = steady(24, |i, s| {
-        if i < 12 {
-            event_loop(s, 550, 300 + jitter(i, 12), 0, 10, 6000);
+        if i < hog_secs {
+            event_loop(s, cpu, runq + jitter(i, 12), 0, 10, 6 * cpu);
             s.culprits
-                .push(culprit(SVC, 900, 900, "stress-ng-cpu", 280));
+                .push(culprit(SVC, 900, 900, "stress-ng-cpu", hog_ms));
         } else {
             event_loop(s, 550, 30 + jitter(i, 12), 0, 10, 6000);
         }
     });
     let d = diag(&w);
     let text = render(&d);
-    assert_eq!(d.mode, Mode::Compare, "{text}");
     assert_eq!(top_kind(&d), VerdictKind::CpuContention, "{text}");
     assert_eq!(names(&d, NamedKind::Process)[0], "stress-ng-cpu");
+    d
+}
+
+#[test]
+fn an_incident_that_ends_during_the_watch_is_still_the_incident() {
+    let d = diagnose_a_hog_that_goes_away(12, 550, 300, 280);
+    assert_eq!(d.mode, Mode::Compare, "{}", render(&d));
     assert!(d.split.incident.from_s < 1.0, "{:?}", d.split);
 }
 
-/// Starved from the start of the watch (it hardly gets the CPU: under 5% of
-/// its later work) until the hog goes: not idle, the incident.
+/// Starved from the start (under 5% of its later CPU work): not idle.
 #[test]
 fn a_service_starved_from_the_start_is_the_incident_not_idle() {
-    let w = steady(24, |i, s| {
-        if i < 10 {
-            event_loop(s, 20, 900 + jitter(i, 12), 0, 10, 300);
-            s.culprits
-                .push(culprit(SVC, 900, 900, "stress-ng-cpu", 880));
-        } else {
-            event_loop(s, 550, 30 + jitter(i, 12), 0, 10, 6000);
-        }
-    });
-    let d = diag(&w);
-    let text = render(&d);
+    let d = diagnose_a_hog_that_goes_away(10, 20, 900, 880);
     assert!(!d.split.detail.contains("idle"), "{}", d.split.detail);
-    assert_eq!(top_kind(&d), VerdictKind::CpuContention, "{text}");
-    assert_eq!(names(&d, NamedKind::Process)[0], "stress-ng-cpu");
 }
