@@ -51,14 +51,16 @@ for r in $(seq "$runs"); do
     for i in $(seq 0 $((nb - 1))); do
       b="${bins[$(( (i + r) % nb ))]}"
       # the lock is held 20 us and each thread pauses 200 us between turns
-      "$workload" futex --threads "$n" --hold-us 20 --pause-us 200 --secs $((secs + 5)) \
+      "$workload" futex --threads "$n" --hold-us 20 --pause-us 200 --secs $((secs + 30)) \
         >"$tmp/wl.json" 2>/dev/null &
       wl=$!
       sleep 2 # let all N threads start
       /usr/bin/time -f "%U %S %M" -o "$tmp/time" \
         "$b" record --pid "$wl" --duration "${secs}s" --interval "${interval_ms}ms" \
         -o "$tmp/r.rec" >/dev/null 2>&1
-      kill "$wl" 2>/dev/null; wait "$wl" 2>/dev/null || true; wl=""
+      kill "$wl" 2>/dev/null || true # it may have ended: a loaded host starts holdup slowly
+      wait "$wl" 2>/dev/null || true
+      wl=""
       read -r u s m <"$tmp/time"
       "$b" inspect --json "$tmp/r.rec" | python3 -c '
 import json, sys
