@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # User-space cost of holdup at scale: N target threads x a recording's
-# length. For each N, `holdup-workload futex --threads N` (N threads handing
-# one futex lock around, so every thread blocks, wakes and is woken every
-# window: thread, resource, futex-wake and wake-edge records for all of
-# them) is recorded with `holdup record --pid <workload> --duration S`; the
-# recording process's user + system CPU and its peak RSS come from GNU time,
-# its kernel-side (BPF) time from the recording's statistics. Binaries
-# interleave; the order rotates each round. Prints medians per binary and N.
+# length. For each N, N/3 `holdup-workload pipe --delay-us 10000` processes
+# (three threads each; two ping-pong a byte over pipes every 10 ms, so
+# every thread blocks and is woken ~100 times a second: thread, resource
+# and wake-edge records for all of them every window) run as the command
+# of `holdup record --duration S -- sh -c ...`; the recording process's
+# user + system CPU and its peak RSS come from GNU time, its kernel-side
+# (BPF) time from the recording's statistics. Binaries interleave; the
+# order rotates each round. Prints medians per binary and N.
 #
 # Usage: sudo scripts/bench-scale.sh [--threads "100 500 1000"] [--secs S]
 #                                    [--runs R] [--interval-ms MS] HOLDUP...
@@ -41,8 +42,7 @@ workload=target/release/holdup-workload
 [ -x "$workload" ] || die "no holdup-workload: cargo build -p holdup-workload"
 
 tmp="$(mktemp -d)"
-wl=""
-cleanup() { [ -n "$wl" ] && kill "$wl" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
+cleanup() { rm -rf "$tmp"; }
 trap cleanup EXIT
 
 for r in $(seq "$runs"); do
@@ -50,18 +50,17 @@ for r in $(seq "$runs"); do
     nb=${#bins[@]}
     for i in $(seq 0 $((nb - 1))); do
       b="${bins[$(( (i + r) % nb ))]}"
-      # the lock is held 20 us and each thread pauses 200 us between turns
-      "$workload" futex --threads "$n" --hold-us 20 --pause-us 200 --secs $((secs + 30)) \
-        >"$tmp/wl.json" 2>/dev/null &
-      wl=$!
-      sleep 2 # let all N threads start
+      # N threads: N/3 processes of three threads (main, hw-pipe-a, hw-pipe-b)
+      # ping-ponging a byte every 10 ms, started as holdup's command so
+      # every one is traced from its first instruction; they end by
+      # themselves 3 s after the recording
+      procs=$(( (n + 2) / 3 ))
       /usr/bin/time -f "%U %S %M" -o "$tmp/time" \
-        "$b" record --pid "$wl" --duration "${secs}s" --interval "${interval_ms}ms" \
-        -o "$tmp/r.rec" >/dev/null 2>&1
-      kill "$wl" 2>/dev/null || true # it may have ended: a loaded host starts holdup slowly
-      wait "$wl" 2>/dev/null || true
-      wl=""
-      read -r u s m <"$tmp/time"
+        "$b" record --duration "${secs}s" --interval "${interval_ms}ms" -o "$tmp/r.rec" -- \
+        sh -c "for i in \$(seq $procs); do $workload pipe --secs $((secs + 3)) --delay-us 10000 >/dev/null & done; wait" \
+        >/dev/null 2>&1 || true
+      sleep 4 # the workloads end
+      read -r u s m < <(tail -1 "$tmp/time")
       "$b" inspect --json "$tmp/r.rec" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
@@ -94,5 +93,5 @@ for b in bins:
     for n in ns:
         print(f"| {b} | {n} | {med(b, n, 'user_cpu_pct'):.2f}% | {med(b, n, 'user_s_per_s'):.4f} / {med(b, n, 'sys_s_per_s'):.4f}"
               f" | {med(b, n, 'rss_mib'):.1f} | {med(b, n, 'bpf_cpu_pct'):.2f}% | {med(b, n, 'threads_seen'):.0f} |")
-print(f"\nmedians of {runs} interleaved rounds; `holdup record --pid` of `holdup-workload futex --threads N`, {secs} s, {interval} ms windows")
+print(f"\nmedians of {runs} interleaved rounds; `holdup record -- sh -c` of N/3 `holdup-workload pipe --delay-us 10000` processes, {secs} s, {interval} ms windows")
 PY
