@@ -10,7 +10,9 @@ PKGS=(
   stress-ng fio procps                                 # load and contention generators
   haproxy etcd-server etcd-client util-linux coreutils # real-service matrix (tests/services/)
   postgresql postgresql-contrib                        # ... PostgreSQL and pgbench
+  mariadb-server mariadb-client sysbench               # ... MariaDB and sysbench
   chromium chromium-driver fonts-dejavu-core           # the workbench UI's browser test
+  prometheus python3-pip                               # the agent's scrape test; pip for DuckDB
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -25,5 +27,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
+python3 -c 'import duckdb' 2>/dev/null || python3 -m pip install -q --break-system-packages duckdb  # the Parquet export test
 command -v cargo >/dev/null || { echo "holdup needs a Rust toolchain (cargo): install it with rustup" >&2; exit 1; }
 echo "setup: all packages present"

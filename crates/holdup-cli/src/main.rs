@@ -1,8 +1,16 @@
 //! `holdup`: what is holding your threads up, and who is causing it.
 
+#![warn(missing_docs)]
+
+mod agent;
 mod diagnose;
+mod export;
+mod lab;
+mod report;
+mod ring;
 mod sink;
 mod top;
+mod triage;
 #[cfg(feature = "workbench")]
 mod wb;
 
@@ -34,6 +42,8 @@ enum Cmd {
     Top {
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        replay: top::ReplayArgs,
         /// Print one JSON object per window instead of the terminal view.
         #[arg(long)]
         json: bool,
@@ -48,19 +58,27 @@ enum Cmd {
     Record {
         #[command(flatten)]
         target: TargetArgs,
-        /// Output file.
-        #[arg(short, long)]
-        output: PathBuf,
+        /// Output file (or --ring and --dir for a flight recorder).
+        #[arg(short, long, required_unless_present = "ring")]
+        output: Option<PathBuf>,
         /// Stop after this long (e.g. 10s, 5m); default: until Ctrl-C or the target exits.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
         /// Print a summary of the recording when done.
         #[arg(long)]
         summary: bool,
+        #[command(flatten)]
+        ring: ring::RingArgs,
     },
     /// Say what holds the target up and who causes it: ranked causes with
     /// evidence, live (`--pid P --duration 60s`) or from a recording.
     Diagnose(diagnose::DiagnoseArgs),
+    /// Write a recording and its diagnosis as one self-contained HTML page
+    /// (`holdup report incident.rec -o report.html`).
+    Report(report::ReportArgs),
+    /// A bounded host-wide first look: who is held up most, by what, and
+    /// who causes it; writes a bundle (recording, report, host facts).
+    Triage(triage::TriageArgs),
     /// The governed-probes server: catalog, review, approval, policy, audit.
     #[cfg(feature = "workbench")]
     Workbench {
@@ -71,6 +89,20 @@ enum Cmd {
     /// audit (`--server`/HOLDUP_WB_URL, `--token`/HOLDUP_WB_TOKEN).
     #[cfg(feature = "workbench")]
     Wb(wb::WbArgs),
+    /// Compare a baseline and an incident per role and resource:
+    /// `holdup diff base.rec incident.rec` or `holdup diff x.rec --base 0s..60s --incident 60s..120s`.
+    Diff(lab::DiffArgs),
+    /// Rank earlier incidents by how much they look like this one:
+    /// `holdup match incident.rec --library DIR` (or `--workbench URL`).
+    Match(lab::MatchArgs),
+    /// Regenerate a recorded incident's contention against a lab copy:
+    /// `holdup reproduce incident.rec --load 'CMD' -- COMMAND` (or `--pid P`).
+    Reproduce(lab::ReproduceArgs),
+    /// The per-host daemon: watches services continuously and serves
+    /// Prometheus/OpenMetrics on /metrics (docs/AGENT.md).
+    Agent(agent::AgentArgs),
+    /// Write a recording's tables as Parquet or JSON Lines (docs/EXPORT.md).
+    Export(export::ExportArgs),
     /// Summarise a recording.
     Inspect {
         /// The recording.
@@ -183,13 +215,19 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Top {
             target,
+            replay,
             json,
             duration,
             rows,
         } => {
-            let mut c = Collector::start(target.options()?)?;
             let stop = stop_flag();
-            match top::run(&mut c, &stop, json, duration, rows) {
+            let r = match replay.file.is_some() {
+                true => top::replay(&replay, &stop, json, duration, rows),
+                false => Collector::start(target.options()?)
+                    .map_err(Into::into)
+                    .and_then(|mut c| top::run(&mut c, &stop, json, duration, rows)),
+            };
+            match r {
                 Err(e) if is_broken_pipe(&e) => Ok(()),
                 other => other,
             }
@@ -199,9 +237,20 @@ fn run(cli: Cli) -> Result<()> {
             output,
             duration,
             summary,
-        } => record(target, output, duration, summary),
+            ring,
+        } => match output {
+            Some(output) => record(target, output, duration, summary),
+            None => ring::run(target, ring, duration),
+        },
         Cmd::Inspect { file, json } => inspect(&file, json),
         Cmd::Diagnose(args) => diagnose::run(args),
+        Cmd::Report(args) => report::run(args),
+        Cmd::Diff(args) => lab::diff(args),
+        Cmd::Match(args) => lab::matches(args),
+        Cmd::Reproduce(args) => lab::reproduce(args),
+        Cmd::Triage(args) => triage::run(args),
+        Cmd::Agent(args) => agent::run(args),
+        Cmd::Export(args) => export::run(args),
         #[cfg(feature = "workbench")]
         Cmd::Wb(args) => wb::run(args),
         #[cfg(feature = "workbench")]

@@ -162,6 +162,31 @@ pub fn sanitize(windows: &[Snapshot]) -> Option<(Vec<Snapshot>, usize)> {
             *n += 1;
         }
     }
+    // Copy only when something needs fixing: a copy of every window would
+    // double the memory a long recording takes.
+    let clean = windows.iter().all(|s| {
+        let ok = |v: u64| v <= IMPOSSIBLE_NS;
+        s.threads.iter().all(|t| {
+            let st = &t.states;
+            [
+                st.on_cpu_ns,
+                st.runq_ns,
+                st.iowait_ns,
+                st.other_d_ns,
+                st.sleep_ns,
+                t.runq_unattributed_ns,
+            ]
+            .into_iter()
+            .all(ok)
+                && t.waits.iter().all(|w| ok(w.ns))
+        }) && s.resources.iter().all(|r| ok(r.wait_ns))
+            && s.wakeups.iter().all(|e| ok(e.sleep_ns))
+            && s.culprits.iter().all(|c| ok(c.ns))
+            && s.disks.iter().all(|d| ok(d.latency_ns))
+    });
+    if clean {
+        return None;
+    }
     let mut out = windows.to_vec();
     let mut n = 0;
     for s in &mut out {

@@ -366,6 +366,80 @@ fn a_lock_whose_holders_wait_for_a_cpu_is_cpu_contention() {
     );
 }
 
+/// Workers on an already contended lock whose run-queue share stays flat:
+/// `foreign` ms a second of each one's run-queue wait is spent behind
+/// another process (`who`), the rest behind each other.
+fn preempted(s: &mut Snapshot, i: u64, lock_ms: u64, foreign: u64, who: &str) {
+    pool(
+        s,
+        i,
+        &Pool {
+            lock_ms,
+            runq: 120,
+            ..Pool::default()
+        },
+    );
+    for k in 0..4 {
+        s.culprits.push(culprit(
+            300 + k,
+            900,
+            900,
+            who,
+            foreign + jitter(i, 20 + u64::from(k)) / 4,
+        ));
+        s.culprits.push(culprit(
+            300 + k,
+            SVC,
+            300 + (k + 1) % 4,
+            "w-1",
+            120 - foreign,
+        ));
+    }
+}
+
+#[test]
+fn holders_preempted_by_another_process_make_a_contended_lock_cpu_contention() {
+    // MariaDB under a CPU hog: the lock grows 200 → 450 ms/s, the run-queue
+    // share stays flat (waiters sleep on the lock instead of queueing),
+    // but the holders' wait behind the hog grows 10 → 90 ms/s.
+    let w = run(24, |i, inc, s| {
+        if inc {
+            preempted(s, i, 450, 90, "stress-ng-cpu")
+        } else {
+            preempted(s, i, 200, 10, "stress-ng-cpu")
+        }
+    });
+    let d = diag(&w);
+    let text = render(&d);
+    assert_eq!(top_kind(&d), VerdictKind::CpuContention, "{text}");
+    assert_eq!(names(&d, NamedKind::Process)[0], "stress-ng-cpu", "{text}");
+    assert!(
+        d.path.iter().any(|p| p.role.ends_with("(lock holders)")),
+        "{:?}",
+        d.path
+    );
+    assert!(
+        d.top().summary.contains("lose the CPU to other processes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_new_hot_spot_stays_lock_contention_whatever_else_runs() {
+    // The lock was hardly waited for before (a hot row appears), while a
+    // build on the host takes a little more of the holders' CPU: the lock
+    // is the answer.
+    let w = run(24, |i, inc, s| {
+        if inc {
+            preempted(s, i, 450, 40, "rustc")
+        } else {
+            preempted(s, i, 0, 10, "rustc")
+        }
+    });
+    let d = diag(&w);
+    assert_eq!(top_kind(&d), VerdictKind::LockContention, "{}", render(&d));
+}
+
 /// A Go service: eight threads "gosvc" that poll client connections in the
 /// netpoller and park on futexes 500 ms a second (idle Ms), woken by each
 /// other.

@@ -8,7 +8,7 @@ use common::*;
 use holdup_diagnose::states::{breakdown, Category, SourceFacts};
 use holdup_diagnose::verdict::NamedKind;
 use holdup_diagnose::{diagnose, Input, SplitRequest, TimeRange, VerdictKind};
-use holdup_model::{FutexWake, Resource, WaitKind, Waker};
+use holdup_model::{CgroupThrottle, FutexWake, Resource, Snapshot, WaitKind, Waker};
 
 #[test]
 fn automatic_split_finds_the_change_point() {
@@ -486,6 +486,60 @@ fn runnable_while_nobody_ran_is_throttled_by_its_own_limit() {
 }
 
 #[test]
+fn a_spent_quota_is_throttling_even_while_others_ran() {
+    // On a busy host the throttled wait is credited to whoever ran
+    // meanwhile ("build" here); the cgroup's cpu.stat says the quota held
+    // the service off the CPUs for most of it.
+    let w = run(24, |i, inc, s| {
+        event_loop(
+            s,
+            300,
+            if inc { 500 } else { 30 + jitter(i, 5) },
+            0,
+            10,
+            5000,
+        );
+        if inc {
+            s.culprits.push(culprit(SVC, 900, 900, "build", 300));
+            s.throttles.push(CgroupThrottle {
+                cgroup: "/limited".into(),
+                tgids: vec![SVC],
+                periods: 10,
+                throttled_periods: 9,
+                throttled_ns: 420_000_000,
+            });
+        }
+    });
+    let d = diag(&w);
+    let text = holdup_diagnose::text::render(&d);
+    assert_eq!(top_kind(&d), VerdictKind::CpuThrottled, "{text}");
+    assert_eq!(names(&d, NamedKind::Cgroup), vec!["/limited"], "{text}");
+    assert!(d.top().summary.contains("quota"), "{text}");
+    // Throttling of another process's cgroup is not the service's.
+    let w = run(24, |i, inc, s| {
+        event_loop(
+            s,
+            300,
+            if inc { 500 } else { 30 + jitter(i, 5) },
+            0,
+            10,
+            5000,
+        );
+        if inc {
+            s.culprits.push(culprit(SVC, 900, 900, "build", 300));
+            s.throttles.push(CgroupThrottle {
+                cgroup: "/other".into(),
+                tgids: vec![4242],
+                periods: 10,
+                throttled_periods: 9,
+                throttled_ns: 420_000_000,
+            });
+        }
+    });
+    assert_eq!(top_kind(&diag(&w)), VerdictKind::CpuContention);
+}
+
+#[test]
 fn impossible_durations_are_ignored_and_reported() {
     let mut w = run(20, |i, inc, s| {
         event_loop(
@@ -513,4 +567,45 @@ fn impossible_durations_are_ignored_and_reported() {
     );
     assert_eq!(top_kind(&d), VerdictKind::CpuContention);
     assert!(holdup_diagnose::sanitize(&fixed).is_none());
+}
+
+/// The event loop's writes wait 100 → 900 ms/s while its own requests
+/// spend 66 ms/s → 5 ms/s at the device, and a build writes beside it: the
+/// I/O is held before the disk (a cgroup's write limit), nobody's disk use.
+fn io_limited(i: u64, inc: bool, s: &mut Snapshot) {
+    let iowait = if inc { 900 } else { 100 } + jitter(i, 5) / 4;
+    event_loop(s, 60, 10, iowait, 10, 800);
+    s.disks.push(if inc {
+        disk(SVC, "svc", true, 0, 5000)
+    } else {
+        disk(SVC, "svc", true, 2, 2000)
+    });
+    if inc {
+        s.disks.push(disk(700, "cargo", false, 40, 300));
+    }
+}
+
+#[test]
+fn io_held_before_the_disk_is_disk_throttled() {
+    let d = diag(&run(24, io_limited));
+    let text = holdup_diagnose::text::render(&d);
+    assert_eq!(top_kind(&d), VerdictKind::DiskThrottled, "{text}");
+    assert!(names(&d, NamedKind::Process).is_empty(), "{text}");
+    assert!(!names(&d, NamedKind::Cgroup).is_empty(), "{text}");
+    assert!(
+        d.top().evidence.iter().any(|e| e.contains("at the device")),
+        "{text}"
+    );
+}
+
+#[test]
+fn io_held_before_the_disk_judged_alone_is_disk_throttled() {
+    let w = steady(12, |i, s| io_limited(i, true, s));
+    let d = diag_alone(&w, None);
+    assert_eq!(
+        top_kind(&d),
+        VerdictKind::DiskThrottled,
+        "{}",
+        holdup_diagnose::text::render(&d)
+    );
 }

@@ -1,6 +1,10 @@
 //! holdup's data model: one typed [`Snapshot`] per window, the unit every
 //! sink (live view, recording, diagnosis) consumes. Pure data, no I/O, so a
 //! snapshot read back from a recording is indistinguishable from a live one.
+//!
+//! Why this file is long (~880 lines): it is the one schema of a window,
+//! every type a recording stores with its doc line, kept together so that a
+//! change to the format is one diff (the metric catalog sits beside them).
 
 #![warn(missing_docs)]
 
@@ -619,6 +623,28 @@ pub struct Snapshot {
     /// recordings made before holdup looked).
     #[serde(default)]
     pub runtimes: Vec<ProcessRuntime>,
+    /// The target processes' cgroups whose CPU quota throttled them in the
+    /// window, from each cgroup's `cpu.stat` (absent in older recordings).
+    #[serde(default)]
+    pub throttles: Vec<CgroupThrottle>,
+}
+
+/// CPU throttling of one cgroup in one window: CFS bandwidth control held
+/// its runnable tasks off the CPUs because its quota was spent. Read from
+/// the cgroup's `cpu.stat`, the kernel's own counters (the scheduler has no
+/// tracepoint for throttling).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupThrottle {
+    /// The cgroup, as its path below the cpu controller's mount.
+    pub cgroup: String,
+    /// Target processes in it.
+    pub tgids: Vec<u32>,
+    /// Enforcement periods that elapsed with runnable tasks.
+    pub periods: u64,
+    /// Periods in which the quota ran out.
+    pub throttled_periods: u64,
+    /// Time its run queues spent throttled, summed over CPUs, ns.
+    pub throttled_ns: u64,
 }
 
 /// A language runtime that changes what a process's waits mean.

@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod reader;
+pub mod ring;
 pub mod summary;
 mod writer;
 

@@ -338,6 +338,7 @@ mod tests {
             loss: Loss::default(),
             overhead: vec![],
             runtimes: Vec::new(),
+            throttles: Vec::new(),
         }
     }
 

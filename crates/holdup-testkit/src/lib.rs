@@ -2,8 +2,13 @@
 //! BPF (run as root; skip otherwise, except with CI=true where not being root
 //! fails), one lock so such tests run one at a time, and `holdup-workload`,
 //! the program with known behaviour they measure; and in [`scenario`], what
-//! the scenario tests of `holdup diagnose` share.
+//! the scenario tests of `holdup diagnose` share; [`lab`] makes a real
+//! incident recording, [`browser`] drives headless Chromium.
 
+#![warn(missing_docs)]
+
+pub mod browser;
+pub mod lab;
 pub mod scenario;
 
 use serde_json::Value;
@@ -36,6 +41,16 @@ pub fn bpf_allowed(what: &str) -> bool {
     }
     eprintln!("skipping {what}: it loads BPF and needs root (run with sudo)");
     false
+}
+
+/// A test cannot run here because the machine lacks `why`: with CI=true
+/// that fails the test (CI never skips what matters); otherwise it says so
+/// and the caller returns.
+pub fn skip_unless_ci(what: &str, why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true: {what} cannot run: {why}");
+    }
+    eprintln!("skipping {what}: {why}");
 }
 
 /// The serial lock, if BPF tests can run here (see [`bpf_allowed`]).

@@ -7,10 +7,9 @@
 //! operations (SQLite, files, plots) off the async workers with
 //! [`blocking`], and [`status_of`] maps domain errors to status codes.
 
+use crate::agent_api;
 use crate::runs::Output;
-use crate::{
-    Error, ErrorKind, Grant, IncidentInput, RequestInput, Role, User, WbResult, Workbench,
-};
+use crate::{Error, ErrorKind, IncidentInput, RequestInput, Role, User, WbResult, Workbench};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, State};
@@ -20,13 +19,19 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use holdup_wb_api::{
+    CreatedUser, Decision, NewScript, NewUser, NoteInput, RotatedToken, ScriptAnswer, ScriptBody,
+    StoredArtifact, UserChange,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::server::check_host;
-pub use crate::server::{serve, serve_blocking, serve_with, HEADER_READ_TIMEOUT};
+pub use crate::server::{
+    serve, serve_blocking, serve_blocking_tls, serve_with, tls_acceptor, HEADER_READ_TIMEOUT,
+};
 
 type St = State<Arc<Workbench>>;
 
@@ -85,7 +90,7 @@ fn body_error(status: StatusCode, text: String, limit: usize, key: &str) -> Erro
 }
 
 /// The JSON body, or why it is refused.
-fn json_body<T>(wb: &Workbench, body: Result<Json<T>, JsonRejection>) -> WbResult<T> {
+pub(crate) fn json_body<T>(wb: &Workbench, body: Result<Json<T>, JsonRejection>) -> WbResult<T> {
     body.map(|Json(v)| v).map_err(|e| {
         body_error(
             e.status(),
@@ -96,7 +101,7 @@ fn json_body<T>(wb: &Workbench, body: Result<Json<T>, JsonRejection>) -> WbResul
     })
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     v.strip_prefix("Bearer ")
         .map(str::trim)
@@ -140,7 +145,7 @@ async fn authenticate(State(wb): St, mut req: axum::extract::Request, next: Next
     no_store(resp)
 }
 
-fn no_store(mut r: Response) -> Response {
+pub(crate) fn no_store(mut r: Response) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -175,7 +180,7 @@ impl MinRole for Admin {
 }
 
 /// The authenticated caller of a route that needs role `R` (403 below it).
-pub struct Caller<R>(pub User, PhantomData<R>);
+pub struct Caller<R>(pub User, pub(crate) PhantomData<R>);
 
 impl<S: Send + Sync, R: MinRole> FromRequestParts<S> for Caller<R> {
     type Rejection = Error;
@@ -190,6 +195,24 @@ impl<S: Send + Sync, R: MinRole> FromRequestParts<S> for Caller<R> {
         Workbench::require_role(&user, R::ROLE)?;
         Ok(Caller(user, PhantomData))
     }
+}
+
+/// The routes agents use, behind their own authentication (agent tokens,
+/// not users').
+fn agent_routes(wb: Arc<Workbench>) -> Router<Arc<Workbench>> {
+    let output_limit = usize::try_from(wb.policy().max_output_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/agent/runs/next", get(agent_api::next_run))
+        .route("/agent/runs/{id}/heartbeat", post(agent_api::heartbeat))
+        .route(
+            "/agent/runs/{id}/output",
+            put(agent_api::put_output).layer(DefaultBodyLimit::max(output_limit)),
+        )
+        .route("/agent/runs/{id}/end", post(agent_api::end_run))
+        .route_layer(middleware::from_fn_with_state(
+            wb,
+            agent_api::authenticate_agent,
+        ))
 }
 
 /// Builds the router over a shared workbench.
@@ -241,7 +264,18 @@ pub fn router(wb: Arc<Workbench>) -> Router {
         )
         .route("/api/audit", get(audit_list))
         .route("/api/audit/verify", get(audit_verify))
+        .route(
+            "/api/agents",
+            get(agent_api::list_agents).post(agent_api::create_agent),
+        )
+        .route(
+            "/api/agents/{host}",
+            axum::routing::delete(agent_api::revoke_agent),
+        )
+        .route("/api/agents/{host}/token", post(agent_api::rotate_agent))
+        .merge(crate::matches::routes())
         .route_layer(middleware::from_fn_with_state(wb.clone(), authenticate))
+        .merge(agent_routes(wb.clone()))
         .merge(crate::ui::routes())
         .fallback(|| async {
             Error::not_found("no such endpoint; see docs/WORKBENCH.md for the API")
@@ -259,12 +293,6 @@ async fn policy(State(wb): St, _: Caller<Viewer>) -> Json<Value> {
     Json(serde_json::to_value(wb.policy()).unwrap_or_default())
 }
 
-#[derive(Deserialize)]
-struct NewUser {
-    name: String,
-    role: String,
-}
-
 fn parse_role(r: &str) -> WbResult<Role> {
     Role::parse(r)
         .ok_or_else(|| Error::bad_request("role must be one of viewer, requester, approver, admin"))
@@ -274,20 +302,18 @@ async fn create_user(
     State(wb): St,
     Caller(actor, _): Caller<Admin>,
     body: Result<Json<NewUser>, JsonRejection>,
-) -> WbResult<(StatusCode, Json<Value>)> {
+) -> WbResult<(StatusCode, Json<CreatedUser>)> {
     let b = json_body(&wb, body)?;
     let role = parse_role(&b.role)?;
     let (user, token) = blocking(move || wb.create_user(&actor, &b.name, role)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"user": user, "token": token, "note": "the token is shown only once"})),
+        Json(CreatedUser {
+            user,
+            token,
+            note: "the token is shown only once".into(),
+        }),
     ))
-}
-
-#[derive(Deserialize)]
-struct UserChange {
-    role: Option<String>,
-    disabled: Option<bool>,
 }
 
 async fn update_user(
@@ -295,23 +321,25 @@ async fn update_user(
     Caller(actor, _): Caller<Admin>,
     Path(name): Path<String>,
     body: Result<Json<UserChange>, JsonRejection>,
-) -> WbResult<Json<Value>> {
+) -> WbResult<Json<User>> {
     let b = json_body(&wb, body)?;
     let role = b.role.as_deref().map(parse_role).transpose()?;
     let u = blocking(move || wb.update_user(&actor, &name, role, b.disabled)).await?;
-    Ok(Json(json!(u)))
+    Ok(Json(u))
 }
 
 async fn rotate_token(
     State(wb): St,
     Caller(actor, _): Caller<Viewer>,
     Path(name): Path<String>,
-) -> WbResult<Json<Value>> {
+) -> WbResult<Json<RotatedToken>> {
     let n = name.clone();
     let token = blocking(move || wb.rotate_token(&actor, &n)).await?;
-    Ok(Json(
-        json!({"name": name, "token": token, "note": "the old token no longer works; this one is shown only once"}),
-    ))
+    Ok(Json(RotatedToken {
+        name,
+        token,
+        note: "the old token no longer works; this one is shown only once".into(),
+    }))
 }
 
 async fn list_users(State(wb): St, _: Caller<Admin>) -> WbResult<Json<Value>> {
@@ -366,7 +394,7 @@ async fn put_artifact(
     Caller(actor, _): Caller<Requester>,
     Path((id, name)): Path<(i64, String)>,
     body: Result<Bytes, BytesRejection>,
-) -> WbResult<(StatusCode, Json<Value>)> {
+) -> WbResult<(StatusCode, Json<StoredArtifact>)> {
     crate::validate_name(&name)?;
     let data = body.map_err(|e| {
         body_error(
@@ -376,12 +404,17 @@ async fn put_artifact(
             "max_upload_bytes",
         )
     })?;
-    let bytes = data.len();
+    let bytes = data.len() as u64;
     let n = name.clone();
     let sha = blocking(move || wb.put_artifact(&actor, id, &n, &data)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"incident": id, "name": name, "sha256": sha, "bytes": bytes})),
+        Json(StoredArtifact {
+            incident: id,
+            name,
+            sha256: sha,
+            bytes,
+        }),
     ))
 }
 
@@ -393,16 +426,11 @@ async fn get_artifact(
     blocking(move || wb.get_artifact(id, &name)).await
 }
 
-#[derive(Deserialize)]
-struct NoteBody {
-    text: String,
-}
-
 async fn add_note(
     State(wb): St,
     Caller(actor, _): Caller<Requester>,
     Path(id): Path<i64>,
-    body: Result<Json<NoteBody>, JsonRejection>,
+    body: Result<Json<NoteInput>, JsonRejection>,
 ) -> WbResult<(StatusCode, Json<Value>)> {
     let b = json_body(&wb, body)?;
     let inc = blocking(move || wb.add_note(&actor, id, &b.text)).await?;
@@ -413,27 +441,16 @@ async fn diagnose_artifact(
     State(wb): St,
     Caller(actor, _): Caller<Requester>,
     Path((id, name)): Path<(i64, String)>,
-) -> WbResult<(StatusCode, Json<Value>)> {
+) -> WbResult<(StatusCode, Json<crate::Diagnosis>)> {
     let v = blocking(move || wb.diagnose_artifact(&actor, id, &name)).await?;
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-async fn catalog(State(wb): St, _: Caller<Viewer>) -> WbResult<Json<Value>> {
+async fn catalog(State(wb): St, _: Caller<Viewer>) -> WbResult<Json<crate::Catalog>> {
     Ok(Json(blocking(move || wb.catalog()).await?))
 }
 
-#[derive(Deserialize)]
-struct NewScript {
-    name: String,
-    body: String,
-}
-
-#[derive(Deserialize)]
-struct ScriptBody {
-    body: String,
-}
-
-fn script_response(s: crate::Script, created: bool) -> (StatusCode, Json<Value>) {
+fn script_response(s: crate::Script, created: bool) -> (StatusCode, Json<ScriptAnswer>) {
     let status = if s.status != crate::ScriptStatus::Accepted {
         StatusCode::UNPROCESSABLE_ENTITY
     } else if created {
@@ -441,21 +458,20 @@ fn script_response(s: crate::Script, created: bool) -> (StatusCode, Json<Value>)
     } else {
         StatusCode::OK
     };
-    let mut v = json!(s);
-    if status == StatusCode::UNPROCESSABLE_ENTITY {
-        v["error"] = json!(format!(
+    let error = (status == StatusCode::UNPROCESSABLE_ENTITY).then(|| {
+        format!(
             "script refused by static checks: {}",
-            s.report["problems"]
-        ));
-    }
-    (status, Json(v))
+            json!(s.report.problems)
+        )
+    });
+    (status, Json(ScriptAnswer { script: s, error }))
 }
 
 async fn submit_script(
     State(wb): St,
     Caller(actor, _): Caller<Requester>,
     body: Result<Json<NewScript>, JsonRejection>,
-) -> WbResult<(StatusCode, Json<Value>)> {
+) -> WbResult<(StatusCode, Json<ScriptAnswer>)> {
     let b = json_body(&wb, body)?;
     let s = blocking(move || wb.submit_script(&actor, &b.name, &b.body)).await?;
     Ok(script_response(s, true))
@@ -466,7 +482,7 @@ async fn update_script(
     Caller(actor, _): Caller<Requester>,
     Path(id): Path<i64>,
     body: Result<Json<ScriptBody>, JsonRejection>,
-) -> WbResult<(StatusCode, Json<Value>)> {
+) -> WbResult<(StatusCode, Json<ScriptAnswer>)> {
     let b = json_body(&wb, body)?;
     let s = blocking(move || wb.update_script(&actor, id, &b.body)).await?;
     Ok(script_response(s, false))
@@ -500,15 +516,6 @@ async fn get_request(
     Path(id): Path<i64>,
 ) -> WbResult<Json<Value>> {
     Ok(Json(json!(blocking(move || wb.get_request(id)).await?)))
-}
-
-/// An approver's decision: a comment and, for an approval, what it grants.
-#[derive(Deserialize, Default)]
-struct Decision {
-    #[serde(default)]
-    comment: String,
-    #[serde(flatten)]
-    grant: Grant,
 }
 
 async fn decide(
@@ -545,7 +552,7 @@ async fn authorize(
     State(wb): St,
     Caller(actor, _): Caller<Requester>,
     Path(id): Path<i64>,
-) -> WbResult<Json<Value>> {
+) -> WbResult<Json<crate::Authorization>> {
     Ok(Json(blocking(move || wb.authorize_run(&actor, id)).await?))
 }
 

@@ -6,38 +6,16 @@
 //! exactly as stored. Editing, deleting or reordering any entry breaks the
 //! chain at that entry; [`verify`] names the first bad seq.
 
-use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use crate::store::audit as db;
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audit entry as stored.
-#[derive(Debug, Clone, Serialize)]
-pub struct Entry {
-    pub seq: i64,
-    pub time: i64,
-    pub actor: String,
-    pub action: String,
-    pub details: serde_json::Value,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
+pub use holdup_wb_api::AuditEntry as Entry;
 /// Result of [`verify`].
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub ok: bool,
-    pub entries: u64,
-    /// The first seq at which the chain is broken.
-    pub bad_seq: Option<i64>,
-    pub reason: Option<String>,
-    /// Hash of the last entry. Deleting entries from the end leaves a valid
-    /// (shorter) chain: the head copy beside the store catches that.
-    pub head_hash: String,
-    /// Whether the log was also checked against the head copy.
-    pub head_copy_checked: bool,
-}
+pub use holdup_wb_api::VerifyReport;
 
 fn entry_hash(prev: &str, seq: i64, time: i64, actor: &str, action: &str, details: &str) -> String {
     let mut h = Sha256::new();
@@ -65,114 +43,88 @@ pub fn append(
     action: &str,
     details: &serde_json::Value,
 ) -> rusqlite::Result<i64> {
-    let last: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (seq, prev) = match last {
-        Some((s, h)) => (s + 1, h),
+    let (seq, prev_hash) = match db::last(conn)? {
+        Some(h) => (h.seq + 1, h.hash),
         None => (1, GENESIS.to_string()),
     };
     let details = details.to_string();
-    let hash = entry_hash(&prev, seq, time, actor, action, &details);
-    conn.execute(
-        "INSERT INTO audit (seq, time, actor, action, details, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![seq, time, actor, action, details, prev, hash],
+    let hash = entry_hash(&prev_hash, seq, time, actor, action, &details);
+    db::insert(
+        conn,
+        &db::Row {
+            seq,
+            time,
+            actor: actor.into(),
+            action: action.into(),
+            details,
+            prev_hash,
+            hash,
+        },
     )?;
     Ok(seq)
 }
 
 /// Lists entries with seq > `after`, at most `limit`.
 pub fn list(conn: &Connection, after: i64, limit: i64) -> rusqlite::Result<Vec<Entry>> {
-    let mut st = conn.prepare(
-        "SELECT seq, time, actor, action, details, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let rows = st.query_map(params![after, limit], |r| {
-        let details: String = r.get(4)?;
-        Ok(Entry {
-            seq: r.get(0)?,
-            time: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
-            prev_hash: r.get(5)?,
-            hash: r.get(6)?,
-        })
-    })?;
-    rows.collect()
+    db::list(conn, after, limit)
 }
 
 /// Walks the whole chain in storage order and reports the first break.
 pub fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
-    let mut st = conn.prepare(
-        "SELECT seq, time, actor, action, details, prev_hash, hash FROM audit ORDER BY rowid",
-    )?;
-    let mut rows = st.query([])?;
     let mut expect_seq = 1i64;
     let mut prev = GENESIS.to_string();
     let mut n = 0u64;
-    let bad = |seq: i64, n: u64, reason: String| VerifyReport {
-        ok: false,
-        entries: n,
-        bad_seq: Some(seq),
-        reason: Some(reason),
-        head_hash: String::new(),
-        head_copy_checked: false,
-    };
-    while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
-        let time: i64 = r.get(1)?;
-        let actor: String = r.get(2)?;
-        let action: String = r.get(3)?;
-        let details: String = r.get(4)?;
-        let prev_hash: String = r.get(5)?;
-        let hash: String = r.get(6)?;
+    let mut broken: Option<(i64, String)> = None;
+    db::walk(conn, |r| {
         n += 1;
+        let seq = r.seq;
         if seq != expect_seq {
-            return Ok(bad(
+            broken = Some((
                 seq,
-                n,
                 format!("expected seq {expect_seq} but found {seq}: entries deleted or reordered"),
             ));
-        }
-        if prev_hash != prev {
-            return Ok(bad(
+        } else if r.prev_hash != prev {
+            broken = Some((
                 seq,
-                n,
                 format!(
                     "seq {seq}: prev_hash does not match the hash of seq {}",
                     seq - 1
                 ),
             ));
-        }
-        let want = entry_hash(&prev_hash, seq, time, &actor, &action, &details);
-        if want != hash {
-            return Ok(bad(
+        } else if entry_hash(&r.prev_hash, seq, r.time, &r.actor, &r.action, &r.details) != r.hash {
+            broken = Some((
                 seq,
-                n,
                 format!("seq {seq}: content does not match its hash (edited)"),
             ));
         }
-        prev = hash;
+        prev = r.hash;
         expect_seq += 1;
-    }
-    Ok(VerifyReport {
-        ok: true,
-        entries: n,
-        bad_seq: None,
-        reason: None,
-        head_hash: prev,
-        head_copy_checked: false,
+        broken.is_none()
+    })?;
+    Ok(match broken {
+        Some((seq, reason)) => VerifyReport {
+            ok: false,
+            entries: n,
+            bad_seq: Some(seq),
+            reason: Some(reason),
+            head_hash: String::new(),
+            head_copy_checked: false,
+        },
+        None => VerifyReport {
+            ok: true,
+            entries: n,
+            bad_seq: None,
+            reason: None,
+            head_hash: prev,
+            head_copy_checked: false,
+        },
     })
 }
 
 /// The last entry of the log, kept outside the database as well: a chain
 /// cut short at its end is still a valid chain, so only a copy of its head
 /// kept elsewhere shows that entries were deleted from the end.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Head {
     pub seq: i64,
     pub hash: String,
@@ -180,17 +132,7 @@ pub struct Head {
 
 /// The head of the log in the database (None when empty).
 pub fn head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
-    conn.query_row(
-        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-        [],
-        |r| {
-            Ok(Head {
-                seq: r.get(0)?,
-                hash: r.get(1)?,
-            })
-        },
-    )
-    .optional()
+    db::last(conn)
 }
 
 /// Where the head copy of the store at `db` lives: beside it.
@@ -237,11 +179,7 @@ pub fn write_head(path: &std::path::Path, head: &Head) -> std::io::Result<()> {
 /// Checks the database's log against the head copy: the entry the copy
 /// names must still be in the log with the same hash. Err says what is wrong.
 pub fn check_head(conn: &Connection, copy: &Head) -> rusqlite::Result<Result<(), String>> {
-    let at: Option<String> = conn
-        .query_row("SELECT hash FROM audit WHERE seq = ?1", [copy.seq], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let at = db::hash_at(conn, copy.seq)?;
     let last = head(conn)?.map_or(0, |h| h.seq);
     Ok(match at {
         None => Err(format!(

@@ -21,7 +21,6 @@
 //!    when they cannot be counted.
 
 use crate::policy::Policy;
-use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
@@ -46,21 +45,7 @@ const FILE_DIRECTIVES: &[&str] = &["include", "import", "embed"];
 const MAX_WILDCARDS: usize = 16;
 
 /// The result of the checks, stored with the script.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct CheckReport {
-    /// Whether every check passed.
-    pub accepted: bool,
-    /// Attach points as bpftrace parsed them.
-    pub attach_points: Vec<String>,
-    /// Unsafe builtins the script calls.
-    pub unsafe_builtins: Vec<String>,
-    /// Per wildcard attach point: how many probes it expands to (None: unknown).
-    pub wildcards: Vec<(String, Option<u64>)>,
-    /// Why the script was refused, one line per reason.
-    pub problems: Vec<String>,
-    /// What `bpftrace -d` said, or why it did not run.
-    pub parse: String,
-}
+pub use holdup_wb_api::CheckReport;
 
 /// Bounds of one bpftrace process run by the checks.
 #[derive(Debug, Clone, Copy)]

@@ -30,14 +30,7 @@ fn incident_digest(input: &IncidentInput) -> serde_json::Value {
     })
 }
 
-/// Whether incident `id` exists.
-pub(crate) fn incident_exists(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM incidents WHERE id = ?1)",
-        [id],
-        |r| r.get(0),
-    )
-}
+use crate::store::incidents as db;
 
 /// Stores a new artifact of an existing incident with its audit entry,
 /// inside the caller's transaction; `details` joins the entry. Artifacts
@@ -53,14 +46,7 @@ pub(crate) fn store_artifact(
     details: serde_json::Value,
 ) -> WbResult<String> {
     let sha = sha256_hex(data);
-    let existing: Option<String> = conn
-        .query_row(
-            "SELECT sha256 FROM artifacts WHERE incident_id = ?1 AND name = ?2",
-            params![incident, name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match existing {
+    match db::artifact_sha(conn, incident, name)? {
         Some(old) if old == sha => return Ok(sha),
         Some(old) => {
             return Err(Error::conflict(format!(
@@ -69,10 +55,7 @@ pub(crate) fn store_artifact(
         }
         None => {}
     }
-    conn.execute(
-        "INSERT INTO artifacts (incident_id, name, sha256, data, uploaded_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![incident, name, sha, data, actor, now()],
-    )?;
+    db::insert_artifact(conn, incident, name, &sha, data, actor, now())?;
     let mut d = json!({"incident": incident, "name": name, "sha256": sha, "bytes": data.len()});
     if let (Some(d), serde_json::Value::Object(extra)) = (d.as_object_mut(), details) {
         d.extend(extra);
@@ -102,13 +85,9 @@ impl Workbench {
         self.check_incident(&input)?;
         let id = {
             let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = store::begin(&mut conn)?;
             self.check_note_quota(&tx, &actor.name, input.notes.len(), 0)?;
-            tx.execute(
-                "INSERT INTO incidents (title, service, host, start_time, end_time, notes, created_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![input.title, input.service, input.host, input.start_time, input.end_time, input.notes, actor.name, now()],
-            )?;
-            let id = tx.last_insert_rowid();
+            let id = db::insert(&tx, &input, &actor.name, now())?;
             audit::append(
                 &tx,
                 now(),
@@ -131,15 +110,8 @@ impl Workbench {
         self.check_incident(&input)?;
         {
             let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let owner: Option<(String, i64)> = tx
-                .query_row(
-                    "SELECT created_by, length(notes) FROM incidents WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((owner, old_notes)) = owner else {
+            let tx = store::begin(&mut conn)?;
+            let Some((owner, old_notes)) = db::owner_and_notes_len(&tx, id)? else {
                 return Err(Error::not_found(format!("no incident {id}")));
             };
             if owner != actor.name && actor.role < Role::Approver {
@@ -153,11 +125,7 @@ impl Workbench {
                 0
             };
             self.check_note_quota(&tx, &actor.name, input.notes.len(), freed)?;
-            let n = tx.execute(
-                "UPDATE incidents SET title = ?1, service = ?2, host = ?3, start_time = ?4, end_time = ?5, notes = ?6 WHERE id = ?7",
-                params![input.title, input.service, input.host, input.start_time, input.end_time, input.notes, id],
-            )?;
-            if n == 0 {
+            if !db::update(&tx, id, &input)? {
                 return Err(Error::not_found(format!("no incident {id}")));
             }
             audit::append(
@@ -174,9 +142,8 @@ impl Workbench {
 
     pub fn delete_incident(&self, actor: &User, id: i64) -> WbResult<()> {
         let mut conn = self.db();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n = tx.execute("DELETE FROM incidents WHERE id = ?1", [id])?;
-        if n == 0 {
+        let tx = store::begin(&mut conn)?;
+        if !db::delete(&tx, id)? {
             return Err(Error::not_found(format!("no incident {id}")));
         }
         audit::append(
@@ -191,50 +158,7 @@ impl Workbench {
     }
 
     pub fn get_incident(&self, id: i64) -> WbResult<Incident> {
-        let conn = self.db();
-        let inc = conn
-            .query_row(
-                "SELECT id, title, service, host, start_time, end_time, notes, created_by, created FROM incidents WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(Incident {
-                        id: r.get(0)?,
-                        input: IncidentInput {
-                            title: r.get(1)?,
-                            service: r.get(2)?,
-                            host: r.get(3)?,
-                            start_time: r.get(4)?,
-                            end_time: r.get(5)?,
-                            notes: r.get(6)?,
-                        },
-                        created_by: r.get(7)?,
-                        created: r.get(8)?,
-                        artifacts: vec![],
-                        timeline: vec![],
-                    })
-                },
-            )
-            .optional()?;
-        let mut inc = inc.ok_or_else(|| Error::not_found(format!("no incident {id}")))?;
-        let mut st =
-            conn.prepare("SELECT name FROM artifacts WHERE incident_id = ?1 ORDER BY name")?;
-        inc.artifacts = st
-            .query_map([id], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        let mut st = conn.prepare(
-            "SELECT id, author, created, text FROM notes WHERE incident_id = ?1 ORDER BY id",
-        )?;
-        inc.timeline = st
-            .query_map([id], |r| {
-                Ok(Note {
-                    id: r.get(0)?,
-                    author: r.get(1)?,
-                    created: r.get(2)?,
-                    text: r.get(3)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(inc)
+        db::get(&self.db(), id)?.ok_or_else(|| Error::not_found(format!("no incident {id}")))
     }
 
     /// Refuses text of `adding` bytes by `author` past the policy's
@@ -246,11 +170,7 @@ impl Workbench {
         adding: usize,
         freed: usize,
     ) -> WbResult<()> {
-        let used: i64 = conn.query_row(
-            "SELECT (SELECT COALESCE(SUM(length(text)), 0) FROM notes WHERE author = ?1) + (SELECT COALESCE(SUM(length(notes)), 0) FROM incidents WHERE created_by = ?1)",
-            [author],
-            |r| r.get(0),
-        )?;
+        let used = db::note_bytes_of(conn, author)?;
         let after = (used as u64).saturating_sub(freed as u64) + adding as u64;
         if after > self.policy.note_quota_bytes {
             return Err(Error::new(
@@ -272,15 +192,12 @@ impl Workbench {
         }
         {
             let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if !incident_exists(&tx, incident)? {
+            let tx = store::begin(&mut conn)?;
+            if !db::exists(&tx, incident)? {
                 return Err(Error::not_found(format!("no incident {incident}")));
             }
             self.check_note_quota(&tx, &actor.name, text.len(), 0)?;
-            tx.execute(
-                "INSERT INTO notes (incident_id, author, created, text) VALUES (?1, ?2, ?3, ?4)",
-                params![incident, actor.name, now(), text],
-            )?;
+            db::insert_note(&tx, incident, &actor.name, now(), text)?;
             audit::append(
                 &tx,
                 now(),
@@ -300,7 +217,7 @@ impl Workbench {
         actor: &User,
         incident: i64,
         name: &str,
-    ) -> WbResult<serde_json::Value> {
+    ) -> WbResult<Diagnosis> {
         let data = self.get_artifact(incident, name)?;
         let rec = holdup_record::Recording::from_bytes(&data).map_err(|e| {
             Error::new(
@@ -324,16 +241,15 @@ impl Workbench {
         let text = holdup_diagnose::text::render(&d);
         let report = format!("{name}.diagnosis.txt");
         self.store_user_artifact(actor, incident, &report, text.as_bytes())?;
-        Ok(json!({"artifact": report, "top": d.top(), "text": text}))
+        Ok(Diagnosis {
+            artifact: report,
+            top: serde_json::to_value(d.top()).unwrap_or_default(),
+            text,
+        })
     }
 
     pub fn list_incidents(&self) -> WbResult<Vec<Incident>> {
-        let ids: Vec<i64> = {
-            let conn = self.db();
-            let mut st = conn.prepare("SELECT id FROM incidents ORDER BY id")?;
-            let v = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-            v
-        };
+        let ids = db::ids(&self.db())?;
         ids.into_iter().map(|id| self.get_incident(id)).collect()
     }
 
@@ -362,15 +278,11 @@ impl Workbench {
         data: &[u8],
     ) -> WbResult<String> {
         let mut conn = self.db();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if !incident_exists(&tx, incident)? {
+        let tx = store::begin(&mut conn)?;
+        if !db::exists(&tx, incident)? {
             return Err(Error::not_found(format!("no incident {incident}")));
         }
-        let used: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(length(data)), 0) FROM artifacts WHERE uploaded_by = ?1",
-            [&actor.name],
-            |r| r.get(0),
-        )?;
+        let used = db::artifact_bytes_of(&tx, &actor.name)?;
         let quota = self.policy.artifact_quota_bytes;
         if used as u64 + data.len() as u64 > quota {
             return Err(Error::new(
@@ -389,13 +301,7 @@ impl Workbench {
 
     pub fn get_artifact(&self, incident: i64, name: &str) -> WbResult<Vec<u8>> {
         validate_name(name)?;
-        self.db()
-            .query_row(
-                "SELECT data FROM artifacts WHERE incident_id = ?1 AND name = ?2",
-                params![incident, name],
-                |r| r.get(0),
-            )
-            .optional()?
+        db::artifact(&self.db(), incident, name)?
             .ok_or_else(|| Error::not_found(format!("incident {incident} has no artifact {name}")))
     }
 }

@@ -4,13 +4,16 @@
 //! scripts, requests with approval, and a TOML policy — all behind the HTTP
 //! API in [`api`]. See docs/WORKBENCH.md.
 
+pub mod agent_api;
+pub mod agents;
 pub mod api;
 pub mod audit;
 pub mod checks;
 pub mod error;
 pub mod incidents;
+pub mod matches;
 pub mod output;
-pub mod overhead;
+pub use holdup_runner::overhead;
 pub mod plot;
 pub mod policy;
 pub mod requests;
@@ -24,14 +27,15 @@ pub mod users;
 
 pub use error::{Error, ErrorKind, WbResult};
 pub use holdup_wb_api::{
-    Grant, Incident, IncidentInput, Note, ProbeRequest, RequestInput, RequestStatus, Role, Run,
-    RunStatus, Script, ScriptStatus, User,
+    Authorization, Catalog, CatalogProbe, CatalogScript, Decision, Diagnosis, Grant, Incident,
+    IncidentInput, Note, ProbeRequest, RequestInput, RequestStatus, Role, Run, RunStatus, Script,
+    ScriptStatus, TargetKind, User,
 };
 pub use incidents::reserved_artifact_name;
-pub(crate) use incidents::{incident_exists, store_artifact};
+pub(crate) use incidents::store_artifact;
 use policy::{Overhead, Policy};
 pub(crate) use requests::Cleared;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -217,14 +221,16 @@ impl Workbench {
         }
         runs::interrupt_stale(&mut conn)?;
         Self::flush_refusals(&mut conn)?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let users: i64 = tx.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+        let tx = store::begin(&mut conn)?;
         let mut admin_token = None;
-        if users == 0 {
+        if store::users::count(&tx)? == 0 {
             let token = new_token()?;
-            tx.execute(
-                "INSERT INTO users (name, role, token_hash, created) VALUES ('admin', 'admin', ?1, ?2)",
-                params![sha256_hex(token.as_bytes()), now()],
+            store::users::insert(
+                &tx,
+                "admin",
+                Role::Admin,
+                &sha256_hex(token.as_bytes()),
+                now(),
             )?;
             audit::append(
                 &tx,

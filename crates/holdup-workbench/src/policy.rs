@@ -3,14 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Overhead class of a probe: how much it may slow the target down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Overhead {
-    Low,
-    Medium,
-    High,
-}
+pub use holdup_wb_api::{Overhead, TargetKind};
 
 /// The policy. Every field has a safe default, so an empty file is valid.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,7 +19,7 @@ pub struct Policy {
     /// Highest overhead class a request may use.
     pub max_overhead: Overhead,
     /// Target kinds a request may name (`host`, `pid`, `cgroup`).
-    pub allowed_target_kinds: Vec<String>,
+    pub allowed_target_kinds: Vec<TargetKind>,
     /// Hosts a request may name; `"*"` allows any.
     pub allowed_hosts: Vec<String>,
     /// Cgroup targets must lie under one of these paths (`"/"`: any).
@@ -53,6 +46,10 @@ pub struct Policy {
     pub approval_ttl_s: u64,
     /// Most runs going at once on this server.
     pub max_concurrent_runs: usize,
+    /// A run on an agent whose agent sends no heartbeat for this long (or
+    /// that no agent claims by its deadline plus this long) is marked
+    /// interrupted, seconds.
+    pub agent_heartbeat_timeout_s: u64,
     /// Bytes of artifacts one user may upload in total.
     pub artifact_quota_bytes: u64,
     /// Largest note (or incident notes field), bytes.
@@ -132,7 +129,7 @@ impl Default for Policy {
             max_duration_s: 600,
             max_output_bytes: 256 << 20,
             max_overhead: Overhead::Medium,
-            allowed_target_kinds: vec!["host".into(), "pid".into(), "cgroup".into()],
+            allowed_target_kinds: vec![TargetKind::Host, TargetKind::Pid, TargetKind::Cgroup],
             allowed_hosts: vec!["*".into()],
             allowed_cgroup_prefixes: vec!["/".into()],
             allowed_pid_comms: vec!["*".into()],
@@ -144,6 +141,7 @@ impl Default for Policy {
             approval_max_runs: 10,
             approval_ttl_s: 24 * 3600,
             max_concurrent_runs: 4,
+            agent_heartbeat_timeout_s: 15,
             artifact_quota_bytes: 1 << 30,
             max_note_bytes: 16 * 1024,
             note_quota_bytes: 4 << 20,
@@ -181,6 +179,11 @@ impl Policy {
                 "approval_runs = {} must be within 1..=approval_max_runs ({})",
                 p.approval_runs,
                 p.approval_max_runs
+            );
+        }
+        if p.agent_heartbeat_timeout_s < 2 {
+            anyhow::bail!(
+                "agent_heartbeat_timeout_s must be at least 2 (agents beat once a second)"
             );
         }
         if p.max_concurrent_runs == 0 {

@@ -2,6 +2,7 @@
 //! script bytes), and the run gate.
 
 use super::*;
+use crate::store::requests::{self as db, DecisionRow, NewRequest};
 
 /// What the run gate cleared: the request, and for a script the exact
 /// bytes approved (hashed again here: these bytes are what runs).
@@ -37,29 +38,33 @@ impl Workbench {
         {
             return Err(Error::forbidden(format!(
                 "target_kind {:?} is not allowed; the policy allows {:?}",
-                input.target_kind, p.allowed_target_kinds
+                input.target_kind.as_str(),
+                p.allowed_target_kinds
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
             )));
         }
-        match input.target_kind.as_str() {
-            "pid" if input.target.parse::<u32>().is_err() => {
+        match input.target_kind {
+            TargetKind::Pid if input.target.parse::<u32>().is_err() => {
                 return Err(Error::bad_request(
                     "target must be a numeric pid for target_kind pid",
                 ));
             }
-            "cgroup" if !input.target.starts_with('/') || input.target.contains("..") => {
+            TargetKind::Cgroup if !input.target.starts_with('/') || input.target.contains("..") => {
                 return Err(Error::bad_request(
                     "target must be an absolute cgroup path without '..' for target_kind cgroup",
                 ));
             }
             _ => {}
         }
-        if input.target_kind == "cgroup" && !p.cgroup_allowed(&input.target) {
+        if input.target_kind == TargetKind::Cgroup && !p.cgroup_allowed(&input.target) {
             return Err(Error::forbidden(format!(
                 "cgroup {:?} is not under the policy's allowed_cgroup_prefixes {:?}",
                 input.target, p.allowed_cgroup_prefixes
             )));
         }
-        if input.target_kind == "pid" && runs::is_this_host(&input.host) {
+        if input.target_kind == TargetKind::Pid && runs::is_this_host(&input.host) {
             self.check_pid_target(&input.target)?;
         }
         if !p.host_allowed(&input.host) {
@@ -94,7 +99,6 @@ impl Workbench {
     pub fn create_request(&self, actor: &User, input: RequestInput) -> WbResult<ProbeRequest> {
         for (f, v, max) in [
             ("probe", &input.probe, 256),
-            ("target_kind", &input.target_kind, 32),
             ("target", &input.target, 4096),
             ("host", &input.host, 1024),
             ("purpose", &input.purpose, 16 * 1024),
@@ -118,7 +122,7 @@ impl Workbench {
             if s.status != ScriptStatus::Accepted {
                 return Err(Error::forbidden(format!(
                     "script {sid} was refused by the static checks: {}",
-                    s.report["problems"]
+                    json!(s.report.problems)
                 )));
             }
             Some((sid, s.sha256))
@@ -129,7 +133,11 @@ impl Workbench {
         let auto = script.is_none()
             && p.auto_approve.iter().any(|a| a == &input.probe)
             && input.duration_s <= p.auto_approve_max_duration_s;
-        let status = if auto { "approved" } else { "pending" };
+        let status = if auto {
+            RequestStatus::Approved
+        } else {
+            RequestStatus::Pending
+        };
         let (max_runs, expires) = if auto {
             (Some(p.approval_runs), Some(now() + p.approval_ttl_s as i64))
         } else {
@@ -137,12 +145,16 @@ impl Workbench {
         };
         let id = {
             let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO requests (probe, script_id, script_sha256, target_kind, target, host, duration_s, purpose, requester, status, created, incident_id, max_runs, approval_expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![input.probe, script.as_ref().map(|s| s.0), script.as_ref().map(|s| s.1.clone()), input.target_kind, input.target, input.host, input.duration_s as i64, input.purpose, actor.name, status, now(), input.incident_id, max_runs, expires],
-            )?;
-            let id = tx.last_insert_rowid();
+            let tx = store::begin(&mut conn)?;
+            let row = NewRequest {
+                input: &input,
+                script: script.as_ref().map(|(id, sha)| (*id, sha.as_str())),
+                requester: &actor.name,
+                status,
+                max_runs,
+                approval_expires: expires,
+            };
+            let id = db::insert(&tx, &row, now())?;
             audit::append(
                 &tx,
                 now(),
@@ -173,12 +185,10 @@ impl Workbench {
     /// Every request, oldest first.
     pub fn list_requests(&self) -> WbResult<Vec<ProbeRequest>> {
         let conn = self.db();
-        let ids: Vec<i64> = {
-            let mut st = conn.prepare("SELECT id FROM requests ORDER BY id")?;
-            let v = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-            v
-        };
-        ids.into_iter().map(|id| load_request(&conn, id)).collect()
+        db::ids(&conn)?
+            .into_iter()
+            .map(|id| load_request(&conn, id))
+            .collect()
     }
 
     /// Approves or rejects a pending request. The requester may not decide
@@ -205,7 +215,7 @@ impl Workbench {
         }
         {
             let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = store::begin(&mut conn)?;
             let req = load_request(&tx, id)?;
             if req.requester == actor.name {
                 return Err(Error::forbidden(format!(
@@ -224,13 +234,22 @@ impl Workbench {
             } else {
                 None
             };
-            let status = if approve { "approved" } else { "rejected" };
+            let status = if approve {
+                RequestStatus::Approved
+            } else {
+                RequestStatus::Rejected
+            };
             let expires = approve.then(|| now() + p.approval_ttl_s as i64);
-            let n = tx.execute(
-                "UPDATE requests SET status = ?1, decided_by = ?2, comment = ?3, decided = ?4, script_body = ?5, max_runs = ?6, approval_expires = ?7, concurrent = ?8 WHERE id = ?9 AND status = 'pending'",
-                params![status, actor.name, comment, now(), body, approve.then_some(runs), expires, approve && grant.concurrent, id],
-            )?;
-            if n != 1 {
+            let decision = DecisionRow {
+                status,
+                decided_by: &actor.name,
+                comment,
+                script_body: body.as_deref(),
+                max_runs: approve.then_some(runs),
+                approval_expires: expires,
+                concurrent: approve && grant.concurrent,
+            };
+            if !db::decide(&tx, id, &decision, now())? {
                 return Err(Error::conflict(format!(
                     "request {id} was decided meanwhile"
                 )));
@@ -283,11 +302,7 @@ impl Workbench {
                 req.runs
             )));
         }
-        let (mine, all): (i64, i64) = conn.query_row(
-            "SELECT COALESCE(SUM(request_id = ?1), 0), COUNT(*) FROM runs WHERE status = 'running'",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (mine, all) = store::runs::running_counts(conn, id)?;
         if mine > 0 && !req.concurrent {
             return Err(Error::conflict(format!(
                 "a run of request {id} is going; its approval does not allow overlapping runs (approve with \"concurrent\": true)"
@@ -300,21 +315,14 @@ impl Workbench {
         }
         // The policy may have changed since approval, and so may the
         // requester's account.
-        let requester: Option<(String, bool)> = conn
-            .query_row(
-                "SELECT role, disabled FROM users WHERE name = ?1",
-                [&req.requester],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let role = match requester {
-            Some((_, true)) | None => {
+        let role = match store::users::by_name(conn, &req.requester)? {
+            Some(User { disabled: true, .. }) | None => {
                 return Err(Error::forbidden(format!(
                     "the requester of request {id}, {}, is disabled or gone",
                     req.requester
                 )))
             }
-            Some((role, false)) => Role::parse(&role).unwrap_or(Role::Viewer),
+            Some(u) => u.role,
         };
         let overhead = self.request_policy(role, &req.input)?;
         let script = pinned_body(conn, &req, true)?;
@@ -327,7 +335,7 @@ impl Workbench {
 
     /// The run gate the runner calls, as an API of its own: what may run.
     /// [`Workbench::start_run`] goes through the same gate.
-    pub fn authorize_run(&self, actor: &User, id: i64) -> WbResult<serde_json::Value> {
+    pub fn authorize_run(&self, actor: &User, id: i64) -> WbResult<Authorization> {
         let conn = self.db();
         match self.gate(&conn, actor, id) {
             Err(e) => {
@@ -343,9 +351,16 @@ impl Workbench {
                     "run.authorized",
                     &json!({"request": id, "script_sha256": c.req.script_sha256}),
                 )?;
-                Ok(
-                    json!({"request": id, "authorized": true, "probe": c.req.input.probe, "script_sha256": c.req.script_sha256, "duration_s": c.req.input.duration_s, "max_output_bytes": self.policy.max_output_bytes, "runs_left": c.req.max_runs.unwrap_or(self.policy.approval_runs) as i64 - c.req.runs}),
-                )
+                Ok(Authorization {
+                    request: id,
+                    authorized: true,
+                    runs_left: c.req.max_runs.unwrap_or(self.policy.approval_runs) as i64
+                        - c.req.runs,
+                    probe: c.req.input.probe,
+                    script_sha256: c.req.script_sha256,
+                    duration_s: c.req.input.duration_s,
+                    max_output_bytes: self.policy.max_output_bytes,
+                })
             }
         }
     }
@@ -366,53 +381,22 @@ impl Workbench {
 
 /// One request, read on `conn`.
 fn load_request(conn: &Connection, id: i64) -> WbResult<ProbeRequest> {
-    conn.query_row(
-        "SELECT id, probe, target_kind, target, host, duration_s, purpose, script_id, script_sha256, requester, status, decided_by, comment, created, decided, incident_id, max_runs, approval_expires, concurrent, (SELECT COUNT(*) FROM runs WHERE request_id = requests.id) FROM requests WHERE id = ?1",
-        [id],
-        |r| {
-            Ok(ProbeRequest {
-                id: r.get(0)?,
-                input: RequestInput {
-                    probe: r.get(1)?,
-                    target_kind: r.get(2)?,
-                    target: r.get(3)?,
-                    host: r.get(4)?,
-                    duration_s: r.get::<_, i64>(5)? as u64,
-                    purpose: r.get(6)?,
-                    incident_id: r.get(15)?,
-                },
-                script_id: r.get(7)?,
-                script_sha256: r.get(8)?,
-                requester: r.get(9)?,
-                status: crate::store::named(r, 10, RequestStatus::parse)?,
-                decided_by: r.get(11)?,
-                comment: r.get(12)?,
-                created: r.get(13)?,
-                decided: r.get(14)?,
-                max_runs: r.get(16)?,
-                approval_expires: r.get(17)?,
-                concurrent: r.get(18)?,
-                runs: r.get(19)?,
-            })
-        },
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found(format!("no request {id}")))
+    db::get(conn, id)?.ok_or_else(|| Error::not_found(format!("no request {id}")))
 }
 
 /// A script request's pinned bytes, read on `conn`: the current script
 /// must still hash to the pinned sha256 (409 otherwise, as it was changed
 /// since), and with `approved`, the copy kept with the approval must too;
 /// that copy is returned, else the script's current body.
-fn pinned_body(conn: &Connection, req: &ProbeRequest, approved: bool) -> WbResult<Option<Vec<u8>>> {
+pub(crate) fn pinned_body(
+    conn: &Connection,
+    req: &ProbeRequest,
+    approved: bool,
+) -> WbResult<Option<Vec<u8>>> {
     let (Some(sid), Some(pinned)) = (req.script_id, &req.script_sha256) else {
         return Ok(None);
     };
-    let body: Option<String> = conn
-        .query_row("SELECT body FROM scripts WHERE id = ?1", [sid], |r| {
-            r.get(0)
-        })
-        .optional()?;
+    let body = store::scripts::body(conn, sid)?;
     let body = body.ok_or_else(|| Error::not_found(format!("no script {sid}")))?;
     let actual = sha256_hex(body.as_bytes());
     if &actual != pinned {
@@ -424,11 +408,7 @@ fn pinned_body(conn: &Connection, req: &ProbeRequest, approved: bool) -> WbResul
     if !approved {
         return Ok(Some(body.into_bytes()));
     }
-    let copy: Option<Vec<u8>> = conn.query_row(
-        "SELECT script_body FROM requests WHERE id = ?1",
-        [req.id],
-        |r| r.get(0),
-    )?;
+    let copy = db::approved_body(conn, req.id)?;
     // Approvals from before the copy was kept run the current body, which
     // was just checked against the pin.
     let bytes = copy.unwrap_or_else(|| body.into_bytes());

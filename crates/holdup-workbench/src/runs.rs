@@ -3,9 +3,14 @@
 
 use crate::output::{Live, LiveBuf, SharedOutput};
 pub use crate::output::{Output, RecordCommand, RecordTarget};
-use crate::{audit, now, overhead, Error, ErrorKind, Run, RunStatus, User, WbResult, Workbench};
+use crate::store::{self, runs as db};
+use crate::{
+    audit, now, overhead, Error, ErrorKind, Run, RunStatus, TargetKind, User, WbResult, Workbench,
+};
 use bytes::Bytes;
-use rusqlite::{params, Connection, OptionalExtension};
+pub use holdup_runner::proc_start_time;
+use holdup_runner::{kill_group, Stop, KILL_GRACE, OUTPUT_CHECK, OVERHEAD_INTERVAL, STDERR_KEPT};
+use rusqlite::Connection;
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -15,8 +20,6 @@ use tokio::sync::oneshot;
 
 /// How much output `GET` returns as text.
 pub const OUTPUT_TEXT_LIMIT: usize = 64 * 1024;
-/// Grace between SIGINT and SIGKILL when a run is stopped.
-const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// This host's name.
 pub fn this_host() -> String {
@@ -37,58 +40,9 @@ pub fn is_this_host(host: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1") || host == this_host()
 }
 
-/// Start time of process `pid` (field 22 of /proc/PID/stat, clock ticks
-/// since boot), or None if it does not exist. Used against pid reuse.
-pub fn proc_start_time(pid: i64) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm (field 2) may contain spaces and ')': split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // rest starts at field 3 (state); starttime is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn kill_group(pgid: i64, sig: libc::c_int) {
-    if pgid > 1 {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(-(pgid as libc::pid_t), sig);
-        }
-    }
-}
-
-fn row_to_run(r: &rusqlite::Row<'_>, with_output: bool) -> rusqlite::Result<Run> {
-    let out: Vec<u8> = if with_output {
-        r.get::<_, Option<Vec<u8>>>(17)?.unwrap_or_default()
-    } else {
-        vec![]
-    };
-    let bytes: i64 = r.get(9)?;
-    Ok(Run {
-        id: r.get(0)?,
-        request_id: r.get(1)?,
-        started_by: r.get(2)?,
-        status: crate::store::named(r, 3, RunStatus::parse)?,
-        started_at: r.get(4)?,
-        deadline: r.get(5)?,
-        ended_at: r.get(6)?,
-        pid: r.get(7)?,
-        pgid: r.get(8)?,
-        output_bytes: bytes,
-        exit_status: r.get(10)?,
-        reason: r.get(11)?,
-        probe: r.get(12)?,
-        incident_id: r.get(13)?,
-        bpf_run_time_ns: r.get(14)?,
-        bpf_cpu_percent: r.get(15)?,
-        artifact: r.get(16)?,
-        output: with_output.then(|| output_text(&out, bytes)),
-        output_truncated: bytes as usize > OUTPUT_TEXT_LIMIT,
-    })
-}
-
 /// The start of a run's output as text; binary output (a recording) is
 /// described instead of being shown as mojibake.
-fn output_text(out: &[u8], total: i64) -> String {
+pub(crate) fn output_text(out: &[u8], total: i64) -> String {
     let head = &out[..out.len().min(OUTPUT_TEXT_LIMIT)];
     match std::str::from_utf8(head) {
         Ok(t) => t.to_string(),
@@ -102,30 +56,17 @@ fn output_text(out: &[u8], total: i64) -> String {
     }
 }
 
-/// A run's stored output: its incident's artifact when it has one (the
-/// output is stored once), else the run row's.
-const STORED_OUTPUT: &str = "COALESCE((SELECT a.data FROM artifacts a WHERE a.incident_id = q.incident_id AND a.name = r.artifact), r.output)";
-
-/// The start of [`STORED_OUTPUT`], for the text view.
-const STORED_OUTPUT_HEAD: &str = "COALESCE((SELECT substr(a.data, 1, 65536) FROM artifacts a WHERE a.incident_id = q.incident_id AND a.name = r.artifact), substr(r.output, 1, 65536))";
-
-/// Columns of [`row_to_run`], over `runs r JOIN requests q`.
-const RUN_COLS: &str = "r.id, r.request_id, r.started_by, r.status, r.started_at, r.deadline, r.ended_at, r.pid, r.pgid, r.output_bytes, r.exit_status, r.reason, q.probe, q.incident_id, r.bpf_run_time_ns, r.bpf_cpu_percent, r.artifact";
-const RUN_FROM: &str = "FROM runs r JOIN requests q ON q.id = r.request_id";
-
 /// At open: every run still `running` belongs to a previous server process.
 /// Kill its process group if it is still the same process (pid and start
 /// time match), and mark it `interrupted`, audited.
 pub(crate) fn interrupt_stale(conn: &mut Connection) -> anyhow::Result<()> {
-    // (run id, pid, pgid, process start time)
-    type Stale = (i64, Option<i64>, Option<i64>, Option<i64>);
-    let stale: Vec<Stale> = {
-        let mut st =
-            conn.prepare("SELECT id, pid, pgid, proc_start FROM runs WHERE status = 'running'")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    for (id, pid, pgid, start) in stale {
+    for db::Going {
+        id,
+        pid,
+        pgid,
+        proc_start: start,
+    } in db::going(conn)?
+    {
         let mut killed = false;
         if let (Some(pid), Some(start)) = (pid, start) {
             if proc_start_time(pid) == Some(start) {
@@ -138,11 +79,8 @@ pub(crate) fn interrupt_stale(conn: &mut Connection) -> anyhow::Result<()> {
         } else {
             "the server stopped while this run was running; its process was already gone at restart"
         };
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE runs SET status = 'interrupted', ended_at = ?2, reason = ?3 WHERE id = ?1",
-            params![id, now(), reason],
-        )?;
+        let tx = store::begin(conn)?;
+        db::end_without_output(&tx, id, RunStatus::Interrupted, now(), reason)?;
         audit::append(
             &tx,
             now(),
@@ -153,17 +91,6 @@ pub(crate) fn interrupt_stale(conn: &mut Connection) -> anyhow::Result<()> {
         tx.commit()?;
     }
     Ok(())
-}
-
-/// What ended a run's wait loop.
-enum Stop {
-    Exited(std::process::ExitStatus),
-    Duration,
-    Output,
-    /// Over the overhead budget: the interval value, percent of one CPU.
-    Overhead(f64),
-    /// Stopped through the API by this user.
-    User(String),
 }
 
 /// A run this server process is watching.
@@ -192,27 +119,7 @@ struct Watch {
     _stats: overhead::StatsGuard,
 }
 
-/// How often the BPF stats of a run are read.
-const OVERHEAD_INTERVAL: Duration = Duration::from_secs(1);
-
 impl Workbench {
-    fn query_runs(
-        &self,
-        filter: &str,
-        args: impl rusqlite::Params,
-        with_output: bool,
-    ) -> WbResult<Vec<Run>> {
-        let conn = self.db();
-        let out_col = if with_output {
-            format!(", {STORED_OUTPUT_HEAD}")
-        } else {
-            String::new()
-        };
-        let mut st = conn.prepare(&format!("SELECT {RUN_COLS}{out_col} {RUN_FROM} {filter}"))?;
-        let rows = st.query_map(args, |r| row_to_run(r, with_output))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// A pid target must exist here and, by policy, have an allowed name.
     pub(crate) fn check_pid_target(&self, pid: &str) -> WbResult<()> {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -238,13 +145,17 @@ impl Workbench {
             .map(|a| a.live.clone())
     }
 
+    /// [`Workbench::get_run`] on the blocking pool, for async callers.
+    async fn get_run_off_worker(self: &Arc<Self>, id: i64) -> WbResult<Run> {
+        let wb = self.clone();
+        crate::api::blocking(move || wb.get_run(id)).await
+    }
+
     /// One run, with the start of its output as text (so far, while it
     /// runs).
     pub fn get_run(&self, id: i64) -> WbResult<Run> {
-        let mut run = self
-            .query_runs("WHERE r.id = ?1", [id], true)?
-            .pop()
-            .ok_or_else(|| Error::not_found(format!("no run {id}")))?;
+        let mut run =
+            db::get(&self.db(), id)?.ok_or_else(|| Error::not_found(format!("no run {id}")))?;
         if run.status == RunStatus::Running {
             let (head, len) = match self.live_output(id) {
                 Some(Live::Stdout(b)) => {
@@ -287,14 +198,7 @@ impl Workbench {
         if let Some(shared) = cache.get(&id).and_then(|w| w.upgrade()) {
             return Ok(Output::Stored(Bytes::from_owner(SharedOutput(shared))));
         }
-        let data: Vec<u8> = self
-            .db()
-            .query_row(
-                &format!("SELECT {STORED_OUTPUT} {RUN_FROM} WHERE r.id = ?1"),
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?
+        let data = db::stored_output(&self.db(), id)?
             .ok_or_else(|| Error::not_found(format!("no run {id}")))?;
         let shared = Arc::new(data);
         cache.insert(id, Arc::downgrade(&shared));
@@ -304,41 +208,41 @@ impl Workbench {
     /// The runs of one request, oldest first, without output.
     pub fn list_runs(&self, request_id: i64) -> WbResult<Vec<Run>> {
         self.get_request(request_id)?;
-        self.query_runs("WHERE r.request_id = ?1 ORDER BY r.id", [request_id], false)
+        Ok(db::of_request(&self.db(), request_id)?)
     }
 
     /// The latest runs (of one incident, if given), newest first, without
     /// output.
     pub fn recent_runs(&self, incident: Option<i64>, limit: i64) -> WbResult<Vec<Run>> {
         let limit = limit.clamp(1, 1000);
-        match incident {
-            Some(i) => self.query_runs(
-                "WHERE q.incident_id = ?1 ORDER BY r.id DESC LIMIT ?2",
-                params![i, limit],
-                false,
-            ),
-            None => self.query_runs("ORDER BY r.id DESC LIMIT ?1", [limit], false),
-        }
+        Ok(db::recent(&self.db(), incident, limit)?)
     }
 
     /// Stops a running run now (the requester or an approver) and returns
     /// it once it has ended `stopped_by_user` (or as it is after 5 s).
-    pub async fn stop_run(&self, actor: &User, id: i64) -> WbResult<Run> {
-        let run = self.get_run(id)?;
-        let req = self.get_request(run.request_id)?;
+    pub async fn stop_run(self: &Arc<Self>, actor: &User, id: i64) -> WbResult<Run> {
+        let run = self.get_run_off_worker(id).await?;
+        let wb = self.clone();
+        let request_id = run.request_id;
+        let req = crate::api::blocking(move || wb.get_request(request_id)).await?;
         if req.requester != actor.name && actor.role < crate::Role::Approver {
             return Err(Error::forbidden(format!(
                 "only the requester ({}) or an approver may stop run {id}",
                 req.requester
             )));
         }
-        let tx = self
+        if run.status == RunStatus::Running && !is_this_host(&req.input.host) {
+            // Its agent stops it at its next heartbeat.
+            let (wb, who) = (self.clone(), actor.name.clone());
+            crate::api::blocking(move || Ok(db::request_stop(&wb.db(), id, &who)?)).await?;
+        } else if self
             .active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(&id)
-            .and_then(|a| a.stop.take());
-        if tx.is_none_or(|tx| tx.send(actor.name.clone()).is_err()) {
+            .and_then(|a| a.stop.take())
+            .is_none_or(|tx| tx.send(actor.name.clone()).is_err())
+        {
             return Err(Error::conflict(format!(
                 "run {id} is {}, not running",
                 run.status
@@ -348,7 +252,7 @@ impl Workbench {
         // most KILL_GRACE, then SIGKILL.
         let t0 = std::time::Instant::now();
         loop {
-            let run = self.get_run(id)?;
+            let run = self.get_run_off_worker(id).await?;
             if run.status != RunStatus::Running
                 || t0.elapsed() > KILL_GRACE + Duration::from_secs(3)
             {
@@ -371,13 +275,9 @@ impl Workbench {
     pub fn start_run(self: &Arc<Self>, actor: &User, id: i64) -> WbResult<Run> {
         let req = self.get_request(id)?;
         if !is_this_host(&req.input.host) {
-            return Err(Error::conflict(format!(
-                "request {id} names host {:?}, but this server runs probes only on its own host ({}); agents for other hosts are not built yet",
-                req.input.host,
-                this_host()
-            )));
+            return self.dispatch_run(actor, id, &req.input.host);
         }
-        if req.input.target_kind == "pid" {
+        if req.input.target_kind == TargetKind::Pid {
             // The pid may have been reused since approval.
             self.check_pid_target(&req.input.target)?;
         }
@@ -388,35 +288,7 @@ impl Workbench {
                 format!("cannot measure the run's overhead: enabling BPF stats failed ({e}); run the workbench as root (CAP_SYS_ADMIN)"),
             )
         })?;
-        let started = now();
-        let deadline = started + req.input.duration_s as i64;
-        let (cleared, run_id) = {
-            let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let cleared = match self.gate(&tx, actor, id) {
-                Ok(c) => c,
-                Err(e) => {
-                    drop(tx);
-                    drop(conn);
-                    self.refuse_run(actor, id, &e);
-                    return Err(e);
-                }
-            };
-            tx.execute(
-                "INSERT INTO runs (request_id, started_by, status, started_at, deadline) VALUES (?1, ?2, 'running', ?3, ?4)",
-                params![id, actor.name, started, deadline],
-            )?;
-            let run_id = tx.last_insert_rowid();
-            audit::append(
-                &tx,
-                now(),
-                &actor.name,
-                "run.authorized",
-                &json!({"request": id, "run": run_id, "script_sha256": cleared.req.script_sha256}),
-            )?;
-            tx.commit()?;
-            (cleared, run_id)
-        };
+        let (cleared, run_id) = self.reserve_run(actor, id, None)?;
         match self.spawn_run(actor, run_id, cleared, stats) {
             Ok(()) => self.get_run(run_id),
             Err(e) => {
@@ -426,17 +298,53 @@ impl Workbench {
         }
     }
 
+    /// The run gate and the reservation of a run of request `id` (for the
+    /// agent of `agent_host`, or here), in one transaction, audited
+    /// `run.authorized`; a refusal is audited too.
+    pub(crate) fn reserve_run(
+        &self,
+        actor: &User,
+        id: i64,
+        agent_host: Option<&str>,
+    ) -> WbResult<(crate::Cleared, i64)> {
+        let mut conn = self.db();
+        let tx = store::begin(&mut conn)?;
+        let cleared = match self.gate(&tx, actor, id) {
+            Ok(c) => c,
+            Err(e) => {
+                drop(tx);
+                drop(conn);
+                self.refuse_run(actor, id, &e);
+                return Err(e);
+            }
+        };
+        let started = now();
+        let deadline = started + cleared.req.input.duration_s as i64;
+        let run_id = match agent_host {
+            Some(host) => db::reserve_for_agent(&tx, id, &actor.name, started, deadline, host)?,
+            None => db::reserve(&tx, id, &actor.name, started, deadline)?,
+        };
+        audit::append(
+            &tx,
+            now(),
+            &actor.name,
+            "run.authorized",
+            &json!({"request": id, "run": run_id, "script_sha256": cleared.req.script_sha256, "agent": agent_host}),
+        )?;
+        tx.commit()?;
+        Ok((cleared, run_id))
+    }
+
     /// Marks a reserved run whose probe could not be started as failed.
     fn end_unstarted(&self, run_id: i64, why: &str) -> WbResult<()> {
         let mut conn = self.db();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE runs SET status = 'failed', ended_at = ?2, reason = ?3 WHERE id = ?1",
-            params![
-                run_id,
-                now(),
-                format!("the probe could not be started: {why}")
-            ],
+        let tx = store::begin(&mut conn)?;
+        db::end_without_output(
+            &tx,
+            run_id,
+            RunStatus::Failed,
+            now(),
+            &format!("the probe could not be started: {why}"),
         )?;
         audit::append(
             &tx,
@@ -495,15 +403,15 @@ impl Workbench {
                 ));
             }
             let file = dir.join("recording.rec");
-            let target = match req.input.target_kind.as_str() {
-                "pid" => RecordTarget::Pid(
+            let target = match req.input.target_kind {
+                TargetKind::Pid => RecordTarget::Pid(
                     req.input
                         .target
                         .parse()
                         .map_err(|_| Error::bad_request("target must be a numeric pid"))?,
                 ),
-                "cgroup" => RecordTarget::Cgroup(req.input.target.clone()),
-                _ => RecordTarget::All,
+                TargetKind::Cgroup => RecordTarget::Cgroup(req.input.target.clone()),
+                TargetKind::Host => RecordTarget::All,
             };
             let record = RecordCommand {
                 target,
@@ -538,11 +446,8 @@ impl Workbench {
         let limit = self.policy.overhead_budget_percent.for_class(class);
         {
             let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "UPDATE runs SET pid = ?2, pgid = ?2, proc_start = ?3 WHERE id = ?1",
-                params![run_id, pid, start],
-            )?;
+            let tx = store::begin(&mut conn)?;
+            db::set_process(&tx, run_id, pid, start)?;
             audit::append(
                 &tx,
                 now(),
@@ -602,8 +507,8 @@ impl Workbench {
                     if n == 0 {
                         break;
                     }
-                    if buf.len() < 8192 {
-                        buf.extend_from_slice(&chunk[..n.min(8192 - buf.len())]);
+                    if buf.len() < STDERR_KEPT {
+                        buf.extend_from_slice(&chunk[..n.min(STDERR_KEPT - buf.len())]);
                     }
                 }
             }
@@ -611,7 +516,7 @@ impl Workbench {
         });
         let deadline = tokio::time::sleep(w.bound);
         tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut tick = tokio::time::interval(OUTPUT_CHECK);
         let mut meter = tokio::time::interval(OVERHEAD_INTERVAL);
         let mut bpf = overhead::GroupStats::default();
         let max = w.max_output;
@@ -623,10 +528,14 @@ impl Workbench {
                 .append(data, max)
         };
         let mut chunk = vec![0u8; 16384];
+        let mut exited = None;
         let stop = loop {
             tokio::select! {
                 st = w.child.wait() => break match st {
-                    Ok(s) => Stop::Exited(s),
+                    Ok(s) => {
+                        exited = Some(s);
+                        Stop::Exited { success: s.success(), how: s.to_string() }
+                    }
                     Err(_) => Stop::Duration,
                 },
                 _ = &mut deadline => break Stop::Duration,
@@ -670,7 +579,7 @@ impl Workbench {
             }
         };
         let exit = match stop {
-            Stop::Exited(s) => Some(s),
+            Stop::Exited { .. } => exited,
             _ => {
                 kill_group(w.pgid, libc::SIGINT);
                 match tokio::time::timeout(KILL_GRACE, w.child.wait()).await {
@@ -682,7 +591,7 @@ impl Workbench {
                 }
             }
         };
-        let elapsed = started.elapsed().as_secs_f64();
+        let elapsed = started.elapsed();
         // Anything still in the pipe after the stop, within the bound.
         if let Some(s) = stdout.as_mut() {
             while let Ok(Ok(n)) =
@@ -701,24 +610,8 @@ impl Workbench {
         let code = exit.and_then(|s| s.code()).map(i64::from);
         let err_text = String::from_utf8_lossy(&err).trim().to_string();
         let limit = w.budget.limit_percent;
-        let (status, reason) = match &stop {
-            Stop::Duration => (
-                "stopped_duration",
-                format!("stopped at the approved duration of {} s", w.bound.as_secs()),
-            ),
-            Stop::Output => (
-                "stopped_output",
-                format!("output exceeded the policy's max_output_bytes ({max}); the first {max} bytes are kept"),
-            ),
-            Stop::Overhead(p) => (
-                "stopped_overhead",
-                format!("its BPF programs used {p:.2}% of a CPU for two consecutive seconds, over the budget of {limit}% (policy overhead_budget_percent)"),
-            ),
-            Stop::User(who) => ("stopped_by_user", format!("stopped by {who}")),
-            Stop::Exited(s) if s.success() => ("finished", "exited with status 0".to_string()),
-            Stop::Exited(s) => ("failed", format!("exited with {s}; stderr: {err_text}")),
-        };
-        let cpu_percent = (elapsed > 0.0).then(|| bpf.run_time_ns as f64 / (elapsed * 1e9) * 100.0);
+        let (status, reason) = stop.verdict(w.bound, max, limit, &err_text);
+        let cpu_percent = holdup_runner::average_percent(bpf.run_time_ns, elapsed);
         // Storing is blocking work (file, SQLite): off the async workers.
         let wb = Arc::clone(&self);
         let _ = tokio::task::spawn_blocking(move || {
@@ -758,46 +651,85 @@ impl Workbench {
         .await;
     }
 
-    /// Stores how a run ended and its output: once, in its incident's
-    /// artifact when it has one, else in the run's row.
+    /// Stores how a run this server watched ended.
     #[allow(clippy::too_many_arguments)]
     fn store_end(
         &self,
         w: &Watch,
         out: &[u8],
-        status: &str,
+        status: RunStatus,
         reason: &str,
         code: Option<i64>,
         bpf: overhead::GroupStats,
         cpu_percent: Option<f64>,
     ) -> WbResult<()> {
+        self.finish_run(&Finish {
+            run_id: w.run_id,
+            attach: w.attach.as_ref().map(|(i, n)| (*i, n.as_str())),
+            out,
+            status,
+            reason,
+            code,
+            bpf_run_time_ns: bpf.run_time_ns,
+            bpf_programs: bpf.programs,
+            cpu_percent,
+            peak_percent: w.budget.peak_percent,
+            agent: None,
+        })
+    }
+
+    /// Stores how a run ended and its output: once, in its incident's
+    /// artifact when it has one, else in the run's row; audited
+    /// `run.stopped`.
+    pub(crate) fn finish_run(&self, f: &Finish<'_>) -> WbResult<()> {
         let mut conn = self.db();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = store::begin(&mut conn)?;
+        let out = f.out;
         let sha = crate::sha256_hex(out);
         // The incident may have been deleted meanwhile: then there is
         // nothing to attach to.
-        let attach = match &w.attach {
-            Some((inc, name)) => {
-                crate::incident_exists(&tx, *inc)?.then_some((*inc, name.as_str()))
-            }
+        let attach = match f.attach {
+            Some((inc, name)) => crate::store::incidents::exists(&tx, inc)?.then_some((inc, name)),
             None => None,
         };
         let in_row: &[u8] = if attach.is_some() { &[] } else { out };
-        tx.execute(
-            "UPDATE runs SET status = ?2, ended_at = ?3, output = ?4, output_bytes = ?5, exit_status = ?6, reason = ?7, bpf_run_time_ns = ?8, bpf_cpu_percent = ?9, artifact = ?10 WHERE id = ?1",
-            params![w.run_id, status, now(), in_row, out.len() as i64, code, reason, bpf.run_time_ns as i64, cpu_percent, attach.map(|a| a.1)],
-        )?;
-        audit::append(
-            &tx,
-            now(),
-            "system",
-            "run.stopped",
-            &json!({"run": w.run_id, "status": status, "output_bytes": out.len(), "output_sha256": sha, "exit_status": code, "reason": reason, "bpf_run_time_ns": bpf.run_time_ns, "bpf_programs": bpf.programs, "bpf_cpu_percent": cpu_percent, "peak_interval_percent": w.budget.peak_percent}),
-        )?;
+        let end = db::End {
+            status: f.status,
+            output_in_row: in_row,
+            output_bytes: out.len() as i64,
+            exit_status: f.code,
+            reason: f.reason,
+            bpf_run_time_ns: f.bpf_run_time_ns as i64,
+            bpf_cpu_percent: f.cpu_percent,
+            artifact: attach.map(|a| a.1),
+        };
+        db::end(&tx, f.run_id, &end, now())?;
+        let mut details = json!({"run": f.run_id, "status": f.status, "output_bytes": out.len(), "output_sha256": sha, "exit_status": f.code, "reason": f.reason, "bpf_run_time_ns": f.bpf_run_time_ns, "bpf_programs": f.bpf_programs, "bpf_cpu_percent": f.cpu_percent, "peak_interval_percent": f.peak_percent});
+        if let Some(host) = f.agent {
+            details["agent"] = json!(host);
+        }
+        audit::append(&tx, now(), "system", "run.stopped", &details)?;
         if let Some((inc, name)) = attach {
-            crate::store_artifact(&tx, "system", inc, name, out, json!({"run": w.run_id}))?;
+            crate::store_artifact(&tx, "system", inc, name, out, json!({"run": f.run_id}))?;
         }
         tx.commit()?;
         Ok(())
     }
+}
+
+/// How a run ended, to store.
+pub(crate) struct Finish<'a> {
+    pub run_id: i64,
+    /// The incident and artifact name its output goes to.
+    pub attach: Option<(i64, &'a str)>,
+    pub out: &'a [u8],
+    pub status: RunStatus,
+    pub reason: &'a str,
+    pub code: Option<i64>,
+    pub bpf_run_time_ns: u64,
+    pub bpf_programs: usize,
+    pub cpu_percent: Option<f64>,
+    pub peak_percent: f64,
+    /// The host of the agent that ran it.
+    pub agent: Option<&'a str>,
 }

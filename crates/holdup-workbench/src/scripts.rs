@@ -2,6 +2,7 @@
 //! the catalog.
 
 use super::*;
+use crate::store::scripts::{self as db, ScriptRow};
 
 impl Workbench {
     fn run_checks(&self, body: &str) -> WbResult<checks::CheckReport> {
@@ -15,20 +16,22 @@ impl Workbench {
         check_text("body", body, 256 * 1024)?;
         let report = self.run_checks(body)?;
         let status = if report.accepted {
-            "accepted"
+            ScriptStatus::Accepted
         } else {
-            "refused"
+            ScriptStatus::Refused
         };
         let sha = sha256_hex(body.as_bytes());
-        let report_json = serde_json::to_value(&report).unwrap_or_default();
+        let row = ScriptRow {
+            name,
+            body,
+            sha256: &sha,
+            status,
+            report: &report,
+        };
         let id = {
             let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO scripts (name, body, sha256, status, report, submitted_by, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![name, body, sha, status, report_json.to_string(), actor.name, now()],
-            )?;
-            let id = tx.last_insert_rowid();
+            let tx = store::begin(&mut conn)?;
+            let id = db::insert(&tx, &row, &actor.name, now())?;
             audit::append(
                 &tx,
                 now(),
@@ -62,26 +65,22 @@ impl Workbench {
         }
         let report = self.run_checks(body)?;
         let status = if report.accepted {
-            "accepted"
+            ScriptStatus::Accepted
         } else {
-            "refused"
+            ScriptStatus::Refused
         };
         let sha = sha256_hex(body.as_bytes());
         {
             let mut conn = self.db();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
-                "UPDATE scripts SET body = ?1, sha256 = ?2, status = ?3, report = ?4 WHERE id = ?5",
-                params![
-                    body,
-                    sha,
-                    status,
-                    serde_json::to_value(&report)
-                        .unwrap_or_default()
-                        .to_string(),
-                    id
-                ],
-            )?;
+            let tx = store::begin(&mut conn)?;
+            let row = ScriptRow {
+                name: &old.name,
+                body,
+                sha256: &sha,
+                status,
+                report: &report,
+            };
+            db::update(&tx, id, &row)?;
             audit::append(
                 &tx,
                 now(),
@@ -102,65 +101,47 @@ impl Workbench {
     }
 
     pub fn get_script(&self, id: i64) -> WbResult<Script> {
-        self.db()
-            .query_row(
-                "SELECT id, name, body, sha256, status, report, submitted_by, created FROM scripts WHERE id = ?1",
-                [id],
-                |r| {
-                    let report: String = r.get(5)?;
-                    Ok(Script {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        body: r.get(2)?,
-                        sha256: r.get(3)?,
-                        status: crate::store::named(r, 4, ScriptStatus::parse)?,
-                        report: serde_json::from_str(&report).unwrap_or_default(),
-                        submitted_by: r.get(6)?,
-                        created: r.get(7)?,
-                    })
-                },
-            )
-            .optional()?
-            .ok_or_else(|| Error::not_found(format!("no script {id}")))
+        db::get(&self.db(), id)?.ok_or_else(|| Error::not_found(format!("no script {id}")))
     }
 
     /// The catalog: built-in probes and accepted user scripts.
-    pub fn catalog(&self) -> WbResult<serde_json::Value> {
-        let conn = self.db();
-        let mut st = conn.prepare(
-            "SELECT id, name, sha256, submitted_by FROM scripts WHERE status = 'accepted' ORDER BY id",
-        )?;
-        let scripts: Vec<serde_json::Value> = st
-            .query_map([], |r| {
-                Ok(json!({
-                    "probe": format!("script:{}", r.get::<_, i64>(0)?),
-                    "name": r.get::<_, String>(1)?,
-                    "sha256": r.get::<_, String>(2)?,
-                    "submitted_by": r.get::<_, String>(3)?,
-                    "overhead": "high",
-                    "budget_percent": self.policy.overhead_budget_percent.high,
-                }))
-            })?
-            .collect::<Result<_, _>>()?;
-        let p = &self.policy;
-        // Each probe with the bounds a run of it gets under this policy.
-        let builtin: Vec<serde_json::Value> = BUILTIN_PROBES
-            .iter()
-            .map(|b| {
-                json!({
-                    "name": b.name,
-                    "description": b.description,
-                    "overhead": b.overhead,
-                    "budget_percent": p.overhead_budget_percent.for_class(b.overhead),
-                    "max_duration_s": p.max_duration_s,
-                    "max_output_bytes": p.max_output_bytes,
-                    "auto_approve_max_duration_s": p.auto_approve.iter().any(|a| a == b.name).then_some(p.auto_approve_max_duration_s),
-                    "allowed": b.overhead <= p.max_overhead,
-                })
+    pub fn catalog(&self) -> WbResult<Catalog> {
+        let scripts: Vec<CatalogScript> = db::accepted(&self.db())?
+            .into_iter()
+            .map(|s| CatalogScript {
+                probe: format!("script:{}", s.id),
+                name: s.name,
+                sha256: s.sha256,
+                submitted_by: s.submitted_by,
+                overhead: Overhead::High,
+                budget_percent: self.policy.overhead_budget_percent.high,
             })
             .collect();
-        Ok(
-            json!({"builtin": builtin, "scripts": scripts, "script_budget_percent": p.overhead_budget_percent.high, "max_duration_s": p.max_duration_s, "max_output_bytes": p.max_output_bytes}),
-        )
+        let p = &self.policy;
+        // Each probe with the bounds a run of it gets under this policy.
+        let builtin = BUILTIN_PROBES
+            .iter()
+            .map(|b| CatalogProbe {
+                name: b.name.into(),
+                description: b.description.into(),
+                overhead: b.overhead,
+                budget_percent: p.overhead_budget_percent.for_class(b.overhead),
+                max_duration_s: p.max_duration_s,
+                max_output_bytes: p.max_output_bytes,
+                auto_approve_max_duration_s: p
+                    .auto_approve
+                    .iter()
+                    .any(|a| a == b.name)
+                    .then_some(p.auto_approve_max_duration_s),
+                allowed: b.overhead <= p.max_overhead,
+            })
+            .collect();
+        Ok(Catalog {
+            builtin,
+            scripts,
+            script_budget_percent: p.overhead_budget_percent.high,
+            max_duration_s: p.max_duration_s,
+            max_output_bytes: p.max_output_bytes,
+        })
     }
 }

@@ -61,6 +61,52 @@ pub fn serve_blocking(
     policy_path: Option<&std::path::Path>,
     addr: std::net::SocketAddr,
 ) -> anyhow::Result<()> {
+    serve_blocking_tls(db_path, policy_path, addr, None)
+}
+
+/// A TLS acceptor for a PEM certificate chain and its private key.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| anyhow::anyhow!("cannot read the TLS certificate {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("the TLS certificate {} is not PEM: {e}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "{} holds no certificate (expected PEM `BEGIN CERTIFICATE` blocks)",
+            cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read a private key (PEM) from {}: {e}",
+            key.display()
+        )
+    })?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| anyhow::anyhow!("the TLS certificate and key do not fit together: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// [`serve_blocking`], over TLS when `tls` names a certificate chain and
+/// its key (PEM files): `holdup workbench serve --tls-cert --tls-key`.
+pub fn serve_blocking_tls(
+    db_path: &std::path::Path,
+    policy_path: Option<&std::path::Path>,
+    addr: std::net::SocketAddr,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> anyhow::Result<()> {
+    let acceptor = tls.map(|(c, k)| tls_acceptor(c, k)).transpose()?;
     let policy = match policy_path {
         Some(p) => crate::policy::Policy::load(p)?,
         None => crate::policy::Policy::default(),
@@ -75,11 +121,19 @@ pub fn serve_blocking(
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         eprintln!(
-            "holdup workbench: serving http://{} (store {}); open it in a browser and log in with a token, or use `holdup wb`",
+            "holdup workbench: serving {}://{} (store {}); open it in a browser and log in with a token, or use `holdup wb`",
+            if acceptor.is_some() { "https" } else { "http" },
             listener.local_addr()?,
             db_path.display()
         );
-        serve(Arc::new(wb), listener).await
+        serve_inner(
+            Arc::new(wb),
+            listener,
+            HEADER_READ_TIMEOUT,
+            shutdown_signal(),
+            acceptor,
+        )
+        .await
     })
 }
 
@@ -102,7 +156,45 @@ pub async fn serve_with(
     header_read_timeout: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let app = router(wb);
+    serve_inner(wb, listener, header_read_timeout, shutdown, None).await
+}
+
+/// One connection: HTTP/1 over `io` until it closes or the server stops.
+async fn serve_connection<I>(
+    io: I,
+    app: axum::Router,
+    header_read_timeout: Duration,
+    mut stopping: tokio::sync::watch::Receiver<()>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper_util::service::TowerToHyperService::new(app);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopping.changed() => {
+            // idle connections close now, busy ones after their response
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// The accept loop, over TLS with `tls`; the agents' heartbeat sweeper
+/// runs beside it.
+async fn serve_inner(
+    wb: Arc<Workbench>,
+    listener: tokio::net::TcpListener,
+    header_read_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<()> {
+    let app = router(wb.clone());
+    let sweeper = tokio::spawn(crate::agent_api::sweep_forever(wb));
     let mut conns = tokio::task::JoinSet::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     tokio::pin!(shutdown);
@@ -118,20 +210,16 @@ pub async fn serve_with(
                 }
             },
         };
-        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
-        let mut stopping = stop_rx.clone();
+        let (app, stopping, tls) = (app.clone(), stop_rx.clone(), tls.clone());
         conns.spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
-            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stopping.changed() => {
-                    // idle connections close now, busy ones after their response
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match tls {
+                None => serve_connection(stream, app, header_read_timeout, stopping).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like the headers after it.
+                    let hs = tokio::time::timeout(header_read_timeout, acceptor.accept(stream));
+                    if let Ok(Ok(io)) = hs.await {
+                        serve_connection(io, app, header_read_timeout, stopping).await
+                    }
                 }
             }
         });
@@ -143,6 +231,7 @@ pub async fn serve_with(
     })
     .await;
     conns.abort_all();
+    sweeper.abort();
     Ok(())
 }
 

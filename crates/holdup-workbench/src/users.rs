@@ -1,6 +1,7 @@
 //! Users and authentication: tokens, roles, refusals audited.
 
 use super::*;
+use crate::store::users as db;
 
 /// Actor names the workbench itself writes into the audit log; no user
 /// may have one.
@@ -25,31 +26,12 @@ impl Workbench {
             ));
         };
         let hash = sha256_hex(token.as_bytes());
-        let user = self
-            .db()
-            .query_row(
-                "SELECT id, name, role, disabled FROM users WHERE token_hash = ?1",
-                [&hash],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, bool>(3)?,
-                    ))
-                },
-            )
-            .optional()?;
+        let user = db::by_token_hash(&self.db(), &hash)?;
         match user {
-            Some((id, name, role, false)) => Ok(User {
-                id,
-                name,
-                role: Role::parse(&role).unwrap_or(Role::Viewer),
-                disabled: false,
-            }),
+            Some(u) if !u.disabled => Ok(u),
             other => {
                 let (reason, msg) = match &other {
-                    Some((_, name, _, _)) => (
+                    Some(User { name, .. }) => (
                         format!("user {name} is disabled"),
                         format!("user {name} is disabled: ask an admin to enable it"),
                     ),
@@ -93,31 +75,19 @@ impl Workbench {
         let key = format!("{actor}\n{action}");
         let every = AUTH_FAILURE_EVERY.as_secs() as i64;
         let mut conn = self.db();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let row: Option<(i64, i64)> = tx
-            .query_row(
-                "SELECT pending, last_logged FROM refusals WHERE key = ?1",
-                [&key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let tx = store::begin(&mut conn)?;
+        let row = db::refusal(&tx, &key)?;
         let t = now();
         match row {
             Some((pending, last)) if t - last < every => {
-                tx.execute(
-                    "UPDATE refusals SET pending = ?2, reason = ?3 WHERE key = ?1",
-                    params![key, pending + 1, reason],
-                )?;
+                db::set_refusal_pending(&tx, &key, pending + 1, reason)?;
             }
             row => {
                 let n = row.map_or(0, |r| r.0) + 1;
                 let mut d = json!({"reason": reason});
                 d[count_key] = json!(n);
                 audit::append(&tx, t, actor, action, &d)?;
-                tx.execute(
-                    "INSERT OR REPLACE INTO refusals (key, actor, action, reason, pending, last_logged) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
-                    params![key, actor, action, reason, t],
-                )?;
+                db::refusal_logged(&tx, &key, actor, action, reason, t)?;
             }
         }
         tx.commit()?;
@@ -127,19 +97,15 @@ impl Workbench {
     /// Writes the refusals counted but not yet audited (at start: those a
     /// previous server process counted before it stopped).
     pub(crate) fn flush_refusals(conn: &mut Connection) -> rusqlite::Result<()> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let rows: Vec<(String, String, String, String, i64)> = {
-            let mut st = tx.prepare(
-                "SELECT key, actor, action, reason, pending FROM refusals WHERE pending > 0",
-            )?;
-            let v = st
-                .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect::<Result<_, _>>()?;
-            v
-        };
-        for (key, actor, action, reason, pending) in rows {
+        let tx = store::begin(conn)?;
+        for db::PendingRefusals {
+            key,
+            actor,
+            action,
+            reason,
+            pending,
+        } in db::pending_refusals(&tx)?
+        {
             let count_key = if action == "auth.failure" {
                 "failures"
             } else {
@@ -148,10 +114,7 @@ impl Workbench {
             let mut d = json!({"reason": reason, "counted_before_restart": true});
             d[count_key] = json!(pending);
             audit::append(&tx, now(), &actor, &action, &d)?;
-            tx.execute(
-                "UPDATE refusals SET pending = 0, last_logged = ?2 WHERE key = ?1",
-                params![key, now()],
-            )?;
+            db::clear_refusal(&tx, &key, now())?;
         }
         tx.commit()
     }
@@ -167,12 +130,8 @@ impl Workbench {
         }
         let token = new_token().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         let mut conn = self.db();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE users SET token_hash = ?1 WHERE name = ?2",
-            params![sha256_hex(token.as_bytes()), name],
-        )?;
-        if n == 0 {
+        let tx = store::begin(&mut conn)?;
+        if !db::set_token_hash(&tx, name, &sha256_hex(token.as_bytes()))? {
             return Err(Error::not_found(format!("no user {name}")));
         }
         audit::append(
@@ -197,35 +156,20 @@ impl Workbench {
     ) -> WbResult<User> {
         validate_name(name)?;
         let mut conn = self.db();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let cur: Option<(String, bool)> = tx
-            .query_row(
-                "SELECT role, disabled FROM users WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let Some((cur_role, cur_disabled)) = cur else {
+        let tx = store::begin(&mut conn)?;
+        let Some(cur) = db::by_name(&tx, name)? else {
             return Err(Error::not_found(format!("no user {name}")));
         };
-        let new_role = role.unwrap_or(Role::parse(&cur_role).unwrap_or(Role::Viewer));
-        let new_disabled = disabled.unwrap_or(cur_disabled);
-        if cur_role == "admin" && !cur_disabled && (new_role != Role::Admin || new_disabled) {
-            let admins: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
-                [],
-                |r| r.get(0),
-            )?;
-            if admins <= 1 {
-                return Err(Error::conflict(format!(
-                    "{name} is the last enabled admin; make another admin first"
-                )));
-            }
+        let new_role = role.unwrap_or(cur.role);
+        let new_disabled = disabled.unwrap_or(cur.disabled);
+        let demotes_an_admin =
+            cur.role == Role::Admin && !cur.disabled && (new_role != Role::Admin || new_disabled);
+        if demotes_an_admin && db::enabled_admins(&tx)? <= 1 {
+            return Err(Error::conflict(format!(
+                "{name} is the last enabled admin; make another admin first"
+            )));
         }
-        tx.execute(
-            "UPDATE users SET role = ?1, disabled = ?2 WHERE name = ?3",
-            params![new_role.as_str(), new_disabled, name],
-        )?;
+        db::set_role_disabled(&tx, name, new_role, new_disabled)?;
         audit::append(
             &tx,
             now(),
@@ -233,12 +177,9 @@ impl Workbench {
             "user.updated",
             &json!({"name": name, "role": new_role.as_str(), "disabled": new_disabled}),
         )?;
+        let user = db::by_name(&tx, name)?;
         tx.commit()?;
-        drop(conn);
-        self.list_users()?
-            .into_iter()
-            .find(|u| u.name == name)
-            .ok_or_else(|| Error::not_found(format!("no user {name}")))
+        user.ok_or_else(|| Error::not_found(format!("no user {name}")))
     }
 
     /// Creates a user and returns its token (shown once).
@@ -252,20 +193,11 @@ impl Workbench {
         }
         let token = new_token().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         let mut conn = self.db();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM users WHERE name = ?1)",
-            [name],
-            |r| r.get(0),
-        )?;
-        if exists {
+        let tx = store::begin(&mut conn)?;
+        if db::by_name(&tx, name)?.is_some() {
             return Err(Error::conflict(format!("user {name} already exists")));
         }
-        tx.execute(
-            "INSERT INTO users (name, role, token_hash, created) VALUES (?1, ?2, ?3, ?4)",
-            params![name, role.as_str(), sha256_hex(token.as_bytes()), now()],
-        )?;
-        let id = tx.last_insert_rowid();
+        let id = db::insert(&tx, name, role, &sha256_hex(token.as_bytes()), now())?;
         audit::append(
             &tx,
             now(),
@@ -286,17 +218,6 @@ impl Workbench {
     }
 
     pub fn list_users(&self) -> WbResult<Vec<User>> {
-        let conn = self.db();
-        let mut st = conn.prepare("SELECT id, name, role, disabled FROM users ORDER BY id")?;
-        let rows = st.query_map([], |r| {
-            let role: String = r.get(2)?;
-            Ok(User {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                role: Role::parse(&role).unwrap_or(Role::Viewer),
-                disabled: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(db::list(&self.db())?)
     }
 }

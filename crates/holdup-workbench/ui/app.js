@@ -287,6 +287,12 @@ async function incidentPage(main, id) {
   }
   if (!inc.artifacts.length) arts.append(el("p", { class: "muted", text: "Run outputs and uploaded recordings appear here." }));
   view.append(arts);
+  // Earlier incidents that look like this one (holdup-lab's fingerprints; src/matches.rs).
+  const similar = el("div", { id: "matches" }, el("p", { class: "muted", text: "comparing with earlier incidents…" }));
+  view.append(el("h2", { text: "Looks like" }), similar);
+  api("GET", "/api/incidents/" + inc.id + "/matches").then((m) => similar.replaceChildren(m.matches.length ? table(["incident", "similarity", "verdict", "date", "notes"], m.matches.map((x) => el("tr", {},
+    el("td", {}, x.id ? el("a", { href: "#/incidents/" + x.id, text: x.incident }) : x.incident), el("td", { text: x.similarity.toFixed(2) }),
+    el("td", { text: x.verdict || x.diagnosed }), el("td", { text: x.date }), el("td", { text: x.notes || "" })))) : el("p", { class: "muted", text: m.note || "no earlier incident with a recording" })), () => similar.replaceChildren());
   if (can("requester")) {
     const file = el("input", { id: "upload-file", type: "file" });
     const up = el("form", { class: "card" }, el("h2", { text: "Attach a recording or file" }),

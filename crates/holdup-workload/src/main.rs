@@ -14,6 +14,8 @@
 //! final line `{"final": {...}}` with counters and exits 0. Failures print
 //! which call failed and why to stderr and exit 1.
 
+#![warn(missing_docs)]
+
 mod cpu;
 mod disk;
 mod etcd;

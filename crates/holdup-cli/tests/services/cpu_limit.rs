@@ -5,18 +5,16 @@ use super::*;
 /// A cgroup whose CPU quota the test sets (cgroup v1's cpu controller, or
 /// v2 with the cpu controller); removed when dropped.
 struct CpuLimit {
-    dir: PathBuf,
+    cg: TestCgroup,
     v2: bool,
 }
 
 impl CpuLimit {
     fn new(tag: &str) -> Option<CpuLimit> {
-        let name = format!("holdup-test-{}-{tag}", std::process::id());
         let v1 = Path::new("/sys/fs/cgroup/cpu");
         if v1.join("cpu.cfs_quota_us").exists() {
-            let dir = v1.join(&name);
-            std::fs::create_dir_all(&dir).ok()?;
-            return Some(CpuLimit { dir, v2: false });
+            let cg = TestCgroup::create(v1, tag).ok()?;
+            return Some(CpuLimit { cg, v2: false });
         }
         let v2 = Path::new("/sys/fs/cgroup");
         let controllers = std::fs::read_to_string(v2.join("cgroup.controllers")).ok()?;
@@ -24,22 +22,16 @@ impl CpuLimit {
             return None;
         }
         let _ = std::fs::write(v2.join("cgroup.subtree_control"), "+cpu");
-        let dir = v2.join(&name);
-        std::fs::create_dir_all(&dir).ok()?;
-        Some(CpuLimit { dir, v2: true })
-    }
-
-    fn add(&self, pid: u32) {
-        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
-            .expect("setup: move the service into its cgroup");
+        let cg = TestCgroup::create(v2, tag).ok()?;
+        Some(CpuLimit { cg, v2: true })
     }
 
     /// Lifts the limit.
     fn unlimit(&self) {
         let r = if self.v2 {
-            std::fs::write(self.dir.join("cpu.max"), "max 100000")
+            std::fs::write(self.cg.dir.join("cpu.max"), "max 100000")
         } else {
-            std::fs::write(self.dir.join("cpu.cfs_quota_us"), "-1")
+            std::fs::write(self.cg.dir.join("cpu.cfs_quota_us"), "-1")
         };
         r.expect("setup: lift the cgroup's CPU quota");
     }
@@ -48,28 +40,16 @@ impl CpuLimit {
     fn limit(&self, percent: u32) {
         let r = if self.v2 {
             std::fs::write(
-                self.dir.join("cpu.max"),
+                self.cg.dir.join("cpu.max"),
                 format!("{} 100000", percent * 1000),
             )
         } else {
             std::fs::write(
-                self.dir.join("cpu.cfs_quota_us"),
+                self.cg.dir.join("cpu.cfs_quota_us"),
                 (percent * 1000).to_string(),
             )
         };
         r.expect("setup: set the cgroup's CPU quota");
-    }
-}
-
-impl Drop for CpuLimit {
-    fn drop(&mut self) {
-        // Its processes are gone (killed with their guards) before it is removed.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 
@@ -86,12 +66,7 @@ fn redis_in_a_cpu_limited_cgroup_is_throttled_by_its_own_limit() {
         return;
     }
     let Some(cg) = CpuLimit::new(NAME) else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI=true: no cgroup with a cpu controller to limit"
-        );
-        eprintln!("skipping {NAME}: no cgroup with a cpu controller");
+        skip_unless_ci(NAME, "no cgroup with a cpu controller to limit");
         return;
     };
     let expect = Expect {
@@ -122,7 +97,7 @@ fn redis_in_a_cpu_limited_cgroup_is_throttled_by_its_own_limit() {
         let redis = Guard::spawn("redis-server", quiet(&mut cmd));
         wait_for_port(port, "redis-server", Duration::from_secs(10));
         cg.unlimit();
-        cg.add(redis.pid());
+        cg.cg.add(redis.pid());
         let mut bench = None;
         let run = watch(NAME, redis.pid(), |phase, _| match phase {
             Phase::Watching => {}
@@ -140,7 +115,7 @@ fn redis_in_a_cpu_limited_cgroup_is_throttled_by_its_own_limit() {
         );
         let facts = json!({
             "redis_pid": redis.pid(),
-            "cgroup": cg.dir.display().to_string(),
+            "cgroup": cg.cg.dir.display().to_string(),
             "load_at": run.load_at,
             "fault_at": run.fault_at,
         });

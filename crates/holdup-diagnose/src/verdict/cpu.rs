@@ -24,6 +24,74 @@ pub const ALONE_OWN_RUNQ: f64 = 0.50;
 /// history covers, nobody ran: the service was throttled.
 pub const NOBODY_RAN: f64 = 0.2;
 
+/// When the time a role's cgroups spent throttled by their CPU quota
+/// (cpu.stat) grew by at least this share of its run-queue growth (alone:
+/// is this share of its run-queue wait), the quota is the cause, whoever
+/// ran meanwhile.
+pub const QUOTA_SHARE: f64 = 0.3;
+
+/// The CPU-quota throttling of a role's cgroups over a baseline and an
+/// incident.
+struct QuotaThrottling {
+    /// Throttled ns, baseline and incident.
+    ns: [f64; 2],
+    /// Enforcement periods and throttled periods in the incident.
+    periods: [u64; 2],
+    /// The cgroups, by path.
+    cgroups: BTreeSet<String>,
+    /// The role's processes in them.
+    tgids: BTreeSet<u32>,
+}
+
+impl QuotaThrottling {
+    fn throttled_share(&self) -> f64 {
+        if self.periods[0] == 0 {
+            0.0
+        } else {
+            self.periods[1] as f64 / self.periods[0] as f64
+        }
+    }
+}
+
+fn quota_throttling(m: &Model, b: &[WinRef], i: &[WinRef], role: usize) -> QuotaThrottling {
+    let mut q = QuotaThrottling {
+        ns: [0.0; 2],
+        periods: [0; 2],
+        cgroups: BTreeSet::new(),
+        tgids: BTreeSet::new(),
+    };
+    for (which, period) in [(0usize, b), (1usize, i)] {
+        for w in period {
+            let s = m.snapshot(*w);
+            let procs: BTreeSet<u32> = s
+                .threads
+                .iter()
+                .filter(|t| m.role_of_thread(*w, t.tid) == Some(role))
+                .map(|t| t.tgid)
+                .collect();
+            for t in &s.throttles {
+                let ours: Vec<u32> = t
+                    .tgids
+                    .iter()
+                    .copied()
+                    .filter(|p| procs.contains(p))
+                    .collect();
+                if ours.is_empty() {
+                    continue;
+                }
+                q.ns[which] += t.throttled_ns as f64;
+                if which == 1 {
+                    q.periods[0] += t.periods;
+                    q.periods[1] += t.throttled_periods;
+                    q.cgroups.insert(t.cgroup.clone());
+                    q.tgids.extend(ours);
+                }
+            }
+        }
+    }
+    q
+}
+
 pub(super) fn candidate(
     m: &Model,
     b: &[WinRef],
@@ -112,9 +180,21 @@ pub(super) fn candidate(
     // Of the wait holdup's history covers, the part no task ran in.
     let covered_growth = (runq_growth - unattributed_growth.max(0.0)).max(0.0);
     let idle_growth = covered_growth - culprit_growth;
-    let throttled = runq_growth > 0.0
+    let idle_throttled = runq_growth > 0.0
         && culprit_growth < NOBODY_RAN * runq_growth
         && idle_growth > 0.5 * covered_growth;
+    // The kernel's own count (cpu.stat) of the time the quota held the
+    // role's cgroups off the CPUs: on a busy host the throttled time is
+    // also credited to whoever ran meanwhile, so the idle test above fails.
+    let quota = quota_throttling(m, b, i, g.role);
+    let (q_b, q_i) = (quota.ns[0] / bs, quota.ns[1] / is);
+    let runq_rate = [runq[0] as f64 / bs, runq[1] as f64 / is];
+    let quota_throttled = if g.alone {
+        runq_rate[1] > 0.0 && q_i >= QUOTA_SHARE * runq_rate[1]
+    } else {
+        runq_growth > 0.0 && q_i - q_b >= QUOTA_SHARE * runq_growth
+    };
+    let throttled = idle_throttled || quota_throttled;
     let kind = if throttled {
         VerdictKind::CpuThrottled
     } else if saturation {
@@ -183,13 +263,45 @@ pub(super) fn candidate(
             }
         )
     };
-    if throttled {
-        let cgroups: BTreeSet<u64> = i
+    if throttled && quota_throttled {
+        v.summary = format!(
+            "{role} waits for a CPU because its cgroup's CPU quota runs out: {}; the quota held it off the CPUs {} (cpu.max or cfs_quota_us)",
+            change(g),
+            ba(g.alone, fmt::ms_per_s(q_b), fmt::ms_per_s(q_i))
+        );
+        v.evidence.push(format!(
+            "cpu.stat of {}: throttled {} ({} of its enforcement periods in the incident), against {} of run-queue wait",
+            quota.cgroups.iter().cloned().collect::<Vec<_>>().join(", "),
+            ba(g.alone, fmt::ms_per_s(q_b), fmt::ms_per_s(q_i)),
+            fmt::pct(quota.throttled_share()),
+            ba(g.alone, fmt::ms_per_s(runq_rate[0]), fmt::ms_per_s(runq_rate[1]))
+        ));
+        if !culprits.is_empty() {
+            v.evidence.push(format!(
+                "others ran meanwhile ({}), but the quota, not they, kept it off the CPUs",
+                culprits
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        v.culprits = quota
+            .cgroups
             .iter()
-            .flat_map(|w| m.snapshot(*w).threads.iter())
-            .filter(|t| m.role_of_thread(i[0], t.tid) == Some(g.role))
-            .map(|t| t.cgroup_id)
+            .map(|cg| Named {
+                kind: NamedKind::Cgroup,
+                name: cg.clone(),
+                ids: quota.tgids.iter().copied().collect(),
+                detail: "the service's cgroup: its CPU quota".into(),
+            })
             .collect();
+        return Candidate {
+            verdict: v,
+            leads_to: "its own CPU quota (throttled)".into(),
+        };
+    }
+    if throttled {
         v.summary = format!(
             "{role} waits for a CPU while no other task holds it: {}; its CPU limit throttles it (a cgroup CPU quota, cpu.max or cfs_quota_us)",
             change(g)
@@ -200,15 +312,7 @@ pub(super) fn candidate(
             fmt::ms_per_s(culprit_growth),
             fmt::ms_per_s(unattributed_growth.max(0.0))
         ));
-        v.culprits = cgroups
-            .iter()
-            .map(|id| Named {
-                kind: NamedKind::Cgroup,
-                name: format!("cgroup {id}"),
-                ids: Vec::new(),
-                detail: "the service's cgroup: its CPU limit".into(),
-            })
-            .collect();
+        v.culprits = role_cgroups(m, i, g.role, "the service's cgroup: its CPU limit");
         return Candidate {
             verdict: v,
             leads_to: "its own CPU limit (throttled)".into(),

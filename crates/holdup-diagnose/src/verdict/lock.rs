@@ -288,10 +288,11 @@ pub(super) fn holders_held_up(
     role: usize,
     alone: bool,
     missing: &mut Vec<String>,
-) -> Option<(Growth, Candidate)> {
+) -> Option<(Growth, Candidate, &'static str)> {
     let holders = holder_role(m, i, role);
-    let mut best: Option<(Growth, Candidate)> = None;
+    let mut best: Option<(Growth, Candidate, &'static str)> = None;
     for family in HOLDER_CAUSES {
+        let mut words = family.words();
         let g = if alone {
             let mut g = assess_alone(m, i, holders, family);
             let cats: Vec<Category> = family.categories().collect();
@@ -333,25 +334,176 @@ pub(super) fn holders_held_up(
                 && g.delta >= MIN_DELTA
                 && g.score >= 0.2
                 && after >= HOLDER_TIME_GROWTH * before + 0.005;
+            // A holder preempted by another process keeps the others
+            // asleep on the lock instead of queueing for the CPU: the
+            // holders' run-queue share can even fall while the part of it
+            // spent behind other processes climbs. That makes a contended
+            // lock worse; a lock that was hardly waited for before is a new
+            // hot spot of its own, whatever else runs.
+            let contended_before =
+                m.busy_share(b, role, &[Category::FutexLock]) >= PREEMPTION_MIN_LOCK_SHARE;
+            if !g.significant && family == CauseFamily::Cpu && contended_before {
+                let f = foreign_runq_growth(m, b, i, holders);
+                if f.significant {
+                    words = FOREIGN_RUNQ;
+                    g = f;
+                }
+            }
             g
         };
         if !g.significant {
             continue;
         }
-        let Some(c) = super::candidate(m, b, i, &g, missing) else {
+        let Some(mut c) = super::candidate(m, b, i, &g, missing) else {
             continue;
         };
+        if words == FOREIGN_RUNQ {
+            // Its share of the holders' busy time hardly moves (the lock
+            // wait grows with it): say what grew.
+            let (pb, pi) = (
+                g.per_work_before.unwrap_or(0.0),
+                g.per_work_after.unwrap_or(0.0),
+            );
+            let names: Vec<&str> = c.verdict.culprits.iter().map(|n| n.name.as_str()).collect();
+            let who = if holders == role {
+                format!(
+                    "{}'s threads hold the lock they wait for",
+                    m.roles[role].name
+                )
+            } else {
+                format!(
+                    "{} holds the lock {} waits for",
+                    m.roles[holders].name, m.roles[role].name
+                )
+            };
+            c.verdict.summary = format!(
+                "{who} and lose the CPU to other processes meanwhile: {:.2} → {:.2} ms behind them per ms of CPU work{}",
+                pb,
+                pi,
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!("; ran instead: {}", names.join(", "))
+                }
+            );
+        }
         // Holders queueing for the CPUs behind the service's own threads is
         // the lock's own load, not a cause outside it.
         if c.verdict.kind == VerdictKind::CpuSaturation || !c.verdict.significant {
             continue;
         }
-        if best.as_ref().is_none_or(|(x, _)| g.score > x.score) {
-            best = Some((g, c));
+        if best.as_ref().is_none_or(|(x, _, _)| g.score > x.score) {
+            best = Some((g, c, words));
         }
     }
     best
 }
+
+/// Run-queue wait of `role` behind processes other than the service's (the
+/// tasks that ran instead, as the collector credits them), per unit of its
+/// CPU work, baseline against incident: the CPU family's growth measured on
+/// that part of the run queue alone.
+pub(super) fn foreign_runq_growth(m: &Model, b: &[WinRef], i: &[WinRef], role: usize) -> Growth {
+    let foreign = |w: WinRef| -> u64 {
+        m.snapshot(w)
+            .culprits
+            .iter()
+            .filter(|c| m.role_of_thread(w, c.victim_tid) == Some(role) && !m.is_service(w, c.tgid))
+            .map(|c| c.ns)
+            .sum()
+    };
+    // Per window: (foreign run-queue ns, on-CPU ns, busy ns, observed ns).
+    let series = |period: &[WinRef]| -> Vec<[f64; 4]> {
+        period
+            .iter()
+            .map(|w| {
+                let c = m.cell(*w, role);
+                [
+                    foreign(*w) as f64,
+                    c.cats[Category::OnCpu.index()] as f64,
+                    c.busy_ns() as f64,
+                    c.observed_ns as f64,
+                ]
+            })
+            .filter(|x| x[3] > 0.0)
+            .collect()
+    };
+    let (sb, si) = (series(b), series(i));
+    let total = |s: &[[f64; 4]], k: usize| s.iter().map(|x| x[k]).sum::<f64>();
+    let ratios = |s: &[[f64; 4]]| -> Vec<f64> {
+        s.iter()
+            .filter(|x| x[1] >= MIN_CPU_SHARE * x[3])
+            .map(|x| x[0] / x[1])
+            .collect()
+    };
+    let share = |s: &[[f64; 4]]| {
+        let busy = total(s, 2);
+        if busy > 0.0 {
+            total(s, 0) / busy
+        } else {
+            0.0
+        }
+    };
+    let fractions = |s: &[[f64; 4]]| s.iter().map(|x| x[0] / x[3]).collect::<Vec<f64>>();
+    let works = |s: &[[f64; 4]]| total(s, 3) > 0.0 && total(s, 1) >= MIN_CPU_SHARE * total(s, 3);
+    let (basis_before, basis_after) = (ratios(&sb), ratios(&si));
+    let (per_work_before, per_work_after, impact) = if works(&sb) && works(&si) {
+        let (pb, pi) = (total(&sb, 0) / total(&sb, 1), total(&si, 0) / total(&si, 1));
+        let stretch = total(&sb, 2) / total(&sb, 1);
+        (Some(pb), Some(pi), (pi - pb) / stretch)
+    } else {
+        (None, None, 0.0)
+    };
+    let delta = cliffs_delta(&basis_before, &basis_after);
+    // The holders' own requests slow down by `impact`, but every waiter
+    // sleeps through a preempted holder's delay: what counts is how much
+    // that delay grew against what it was.
+    let relative = match (per_work_before, per_work_after) {
+        (Some(pb), Some(pi)) if pb > 0.0 => pi / pb - 1.0,
+        (Some(_), Some(pi)) if pi > 0.0 => HOLDER_FOREIGN_GROWTH,
+        _ => 0.0,
+    };
+    let score = score_of(relative, delta, 1.0);
+    let typical_worse =
+        !basis_after.is_empty() && Dist::of(&basis_after).p50 > Dist::of(&basis_before).p90;
+    let significant = relative >= HOLDER_FOREIGN_GROWTH - 1.0
+        && per_work_after.unwrap_or(0.0) - per_work_before.unwrap_or(0.0) >= HOLDER_FOREIGN_MIN
+        && delta >= MIN_DELTA
+        && typical_worse;
+    Growth {
+        role,
+        family: CauseFamily::Cpu,
+        before: fractions(&sb),
+        after: fractions(&si),
+        share_before: share(&sb),
+        share_after: share(&si),
+        per_work_before,
+        per_work_after,
+        impact,
+        basis_before,
+        basis_after,
+        delta,
+        score,
+        significant,
+        alone: false,
+    }
+}
+
+/// Holder preemption is a cause only of a lock that took at least this
+/// share of the waiters' busy time in the baseline already.
+pub const PREEMPTION_MIN_LOCK_SHARE: f64 = 0.05;
+
+/// The holders' cause when their run-queue wait behind other processes grew.
+const FOREIGN_RUNQ: &str = "waiting for a CPU held by other processes";
+
+/// In compare mode, the lock holders' run-queue wait behind other processes
+/// per unit of their CPU work must grow by this factor to explain a lock's
+/// growth (a preempted holder keeps every waiter asleep).
+pub const HOLDER_FOREIGN_GROWTH: f64 = 1.5;
+
+/// ... and by at least this much, ns waited per ns of CPU work (a tenth of
+/// their work's time).
+pub const HOLDER_FOREIGN_MIN: f64 = 0.1;
 
 /// In compare mode, the holders' time in a cause must grow by this factor
 /// (of their thread time) for it to explain a lock's growth.

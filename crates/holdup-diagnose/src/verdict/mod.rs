@@ -44,6 +44,9 @@ pub enum VerdictKind {
     CpuThrottled,
     /// The service waits for a disk that others (or itself) keep busy.
     DiskContention,
+    /// The service waits for I/O that spends little time at the disk: held
+    /// before the device (a cgroup I/O limit, writeback throttling).
+    DiskThrottled,
     /// The service's threads wait for a lock held by each other.
     LockContention,
     /// A stage the request path hands work to is slow.
@@ -71,6 +74,7 @@ impl VerdictKind {
             VerdictKind::CpuSaturation => "CPU saturation by the service's own load",
             VerdictKind::CpuThrottled => "CPU throttled by its own limit",
             VerdictKind::DiskContention => "disk contention",
+            VerdictKind::DiskThrottled => "disk I/O throttled before the device",
             VerdictKind::LockContention => "lock contention",
             VerdictKind::HandoffStall => "hand-off stall",
             VerdictKind::SlowExternalService => "slow external service",
@@ -418,18 +422,19 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
             .as_ref()
             .filter(|(g, _)| g.family == CauseFamily::Lock && g.significant)
         {
-            if let Some((hg, hc)) = lock::holders_held_up(m, b, i, role, alone, &mut missing) {
+            if let Some((hg, hc, words)) = lock::holders_held_up(m, b, i, role, alone, &mut missing)
+            {
                 let mut hc = hc;
                 hc.verdict.score = hc.verdict.score.max(g.score * weight) + 0.01;
                 hc.verdict.significant = true;
                 hc.verdict.evidence.insert(
                     0,
                     format!(
-                        "{} waits for a lock ({}); its holders ({}) wait {} while they hold it: {}",
+                        "{} waits for a lock ({}); its holders ({}) are {} while they hold it: {}",
                         m.roles[role].name,
                         text::change(g),
                         m.roles[hg.role].name,
-                        hg.family.words(),
+                        words,
                         text::change(&hg)
                     ),
                 );
@@ -437,7 +442,7 @@ pub fn decide(m: &Model, b: &[WinRef], i: &[WinRef], mode: Mode, min_score: f64)
                     role: format!("{} (lock holders)", m.roles[hg.role].name),
                     entry: m.roles[hg.role].entry,
                     threads: m.thread_count(i, hg.role),
-                    wait: hg.family.words().to_string(),
+                    wait: words.to_string(),
                     baseline: mean(&hg.before),
                     incident: mean(&hg.after),
                     leads_to: hc.leads_to.clone(),
@@ -610,6 +615,29 @@ pub(super) fn base_verdict(kind: VerdictKind, m: &Model, g: &Growth) -> Verdict 
             confidence(&g.basis_before, &g.basis_after, is_pct)
         },
     }
+}
+
+/// The cgroups of `role`'s threads in `period`, named as the place of a
+/// limit that holds it up.
+fn role_cgroups(m: &Model, period: &[WinRef], role: usize, detail: &str) -> Vec<Named> {
+    let ids: BTreeSet<u64> = period
+        .iter()
+        .flat_map(|w| {
+            m.snapshot(*w)
+                .threads
+                .iter()
+                .filter(move |t| m.role_of_thread(*w, t.tid) == Some(role))
+                .map(|t| t.cgroup_id)
+        })
+        .collect();
+    ids.into_iter()
+        .map(|id| Named {
+            kind: NamedKind::Cgroup,
+            name: format!("cgroup {id}"),
+            ids: Vec::new(),
+            detail: detail.into(),
+        })
+        .collect()
 }
 
 fn candidate(

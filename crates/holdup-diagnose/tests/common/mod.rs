@@ -39,6 +39,7 @@ pub fn snap(i: u64) -> Snapshot {
         loss: Loss::default(),
         overhead: Vec::new(),
         runtimes: Vec::new(),
+        throttles: Vec::new(),
     }
 }
 

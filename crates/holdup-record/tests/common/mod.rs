@@ -195,6 +195,7 @@ pub fn snapshot(i: u64) -> Snapshot {
             },
         ],
         runtimes: Vec::new(),
+        throttles: Vec::new(),
     }
 }
 

@@ -1,25 +1,25 @@
-//! `holdup top`: a plain-terminal live view (works over ssh, no curses), or
-//! one JSON object per window with `--json`.
+//! The plain view of `holdup top`: a text frame per window (works over ssh
+//! and into pipes, no curses), or one JSON object per window with `--json`.
 
-use crate::sink::{drive, Sink};
+use crate::sink::Sink;
 use anyhow::Result;
-use holdup_collect::windows::End;
-use holdup_collect::Collector;
 use holdup_model::{Snapshot, ThreadState, Waker};
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write};
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::io::Write;
 
 const BAR: usize = 30;
 
-/// The live view: a frame (or a JSON line) per window on stdout.
-struct View {
-    json: bool,
-    tty: bool,
-    target: String,
-    rows: usize,
+/// The plain view: a frame (or a JSON line) per window on stdout.
+pub struct View {
+    /// One JSON object per window instead of text.
+    pub json: bool,
+    /// Clear the screen before each frame.
+    pub tty: bool,
+    /// What is watched, for the first line.
+    pub target: String,
+    /// Threads to show.
+    pub rows: usize,
 }
 
 impl Sink for View {
@@ -39,34 +39,7 @@ impl Sink for View {
     }
 }
 
-/// Runs the live view until stopped, the duration passes, or the target exits.
-pub fn run(
-    c: &mut Collector,
-    stop: &AtomicBool,
-    json: bool,
-    duration: Option<Duration>,
-    rows: usize,
-) -> Result<()> {
-    if !json {
-        eprintln!(
-            "holdup: watching {} every {:?}; Ctrl-C to stop",
-            c.target(),
-            c.interval()
-        );
-    }
-    let mut view = View {
-        json,
-        tty: std::io::stdout().is_terminal(),
-        target: c.target().to_string(),
-        rows,
-    };
-    if drive(c, stop, duration, &mut [&mut view])? == End::TargetExited {
-        eprintln!("holdup: the target {} exited", c.target());
-    }
-    Ok(())
-}
-
-fn pct(ns: u64, of: u64) -> f64 {
+pub(super) fn pct(ns: u64, of: u64) -> f64 {
     if of == 0 {
         0.0
     } else {
@@ -301,6 +274,7 @@ mod tests {
             loss: Loss::default(),
             overhead: vec![],
             runtimes: Vec::new(),
+            throttles: Vec::new(),
         }
     }
 

@@ -1,6 +1,25 @@
-//! SQLite store: schema migrations and small helpers.
+//! SQLite store: the one place with SQL. Schema migrations and small
+//! helpers here; one module per table group with typed functions the
+//! domain modules call (`users`, `incidents`, `scripts`, `requests`,
+//! `runs`, `agents`). Every function takes a `&Connection`: a transaction
+//! derefs to one, so callers compose them inside [`begin`]'s transaction
+//! with the audit entry of the change.
 
-use rusqlite::Connection;
+pub mod agents;
+pub mod audit;
+pub mod incidents;
+pub mod requests;
+pub mod runs;
+pub mod scripts;
+pub mod users;
+
+use rusqlite::{Connection, Transaction};
+
+/// Begins a write transaction that takes the store's write lock first
+/// (`IMMEDIATE`), so a check and the write it guards see one state.
+pub fn begin(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
 
 /// Migrations, applied in order; `schema_version` records how many ran.
 /// Never edit a shipped entry: append a new one.
@@ -123,6 +142,23 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX artifacts_uploader ON artifacts(uploaded_by);
     CREATE INDEX notes_author ON notes(author);",
+    // 7: dispatch (issue 14). Agents pull the runs of their host: a run for
+    // another host names its agent's host, and records when the agent
+    // claimed it, its last heartbeat, and who asked it to stop.
+    "CREATE TABLE agents (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL UNIQUE,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_by TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0,
+        last_seen INTEGER
+    );
+    ALTER TABLE runs ADD COLUMN agent_host TEXT;
+    ALTER TABLE runs ADD COLUMN claimed_at INTEGER;
+    ALTER TABLE runs ADD COLUMN heartbeat INTEGER;
+    ALTER TABLE runs ADD COLUMN stop_by TEXT;
+    CREATE INDEX runs_agent ON runs(agent_host, status);",
 ];
 
 /// Files of the store (the database, its WAL and shared-memory files, the
