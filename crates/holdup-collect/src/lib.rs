@@ -128,11 +128,6 @@ fn wall_ms() -> u64 {
 
 use convert::NR_LOSS;
 
-/// Entries read per `BPF_MAP_LOOKUP_BATCH` call when draining a window.
-/// Larger than any hash bucket can grow (the batch fails with ENOSPC when a
-/// bucket does not fit), small enough that its buffers stay under 1 MiB.
-const DRAIN_BATCH: u32 = 1024;
-
 /// A running collector. Dropping it detaches every program and restores BPF stats.
 pub struct Collector {
     skel: HoldupSkel<'static>,
@@ -586,38 +581,12 @@ impl Collector {
         }
     }
 
-    /// Takes the closing slot's entries out of a per-window hash map: the
-    /// whole map is read in batches (`BPF_MAP_LOOKUP_BATCH`, a syscall per
-    /// [`DRAIN_BATCH`] entries) and the slot's keys are deleted with one
-    /// `BPF_MAP_DELETE_BATCH`, instead of a key walk and a lookup-and-delete
-    /// per entry (three syscalls per entry). The open slot's entries are left
-    /// alone: the kernel is writing them.
+    /// Takes the closing slot's entries out of a per-window hash map: a key
+    /// walk, then a lookup-and-delete per key of that slot. The open slot's
+    /// entries are left alone: the kernel is writing them. (Batch lookups
+    /// plus one batch delete were tried: not measurably cheaper at 1 000
+    /// threads, and the metric tests lost data with them; see BENCHMARKS.md.)
     fn drain(map: &dyn MapCore, slot: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let slot_of =
-            |k: &[u8]| k.len() >= 4 && u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) == slot;
-        let Some(all) = lookup_all_batched(map) else {
-            return Self::drain_per_entry(map, slot);
-        };
-        let out: Vec<(Vec<u8>, Vec<u8>)> = all.into_iter().filter(|(k, _)| slot_of(k)).collect();
-        if out.is_empty() {
-            return out;
-        }
-        let keys: Vec<u8> = out.iter().flat_map(|(k, _)| k.iter().copied()).collect();
-        if map
-            .delete_batch(&keys, out.len() as u32, MapFlags::ANY, MapFlags::ANY)
-            .is_err()
-        {
-            // The batch stops at the first key it cannot delete: delete the
-            // rest one by one (a key already gone is no error here).
-            for (k, _) in &out {
-                let _ = map.delete(k);
-            }
-        }
-        out
-    }
-
-    /// The per-entry drain, for kernels without batch operations on hash maps (< 5.6).
-    fn drain_per_entry(map: &dyn MapCore, slot: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
         let keys: Vec<Vec<u8>> = map
             .keys()
             .filter(|k| k.len() >= 4 && u32::from_ne_bytes([k[0], k[1], k[2], k[3]]) == slot)
@@ -863,73 +832,6 @@ impl Collector {
         }
         out.sort_by_key(|x| std::cmp::Reverse(x.run_time_ns));
         out
-    }
-}
-
-/// Every entry of a hash map, read with `BPF_MAP_LOOKUP_BATCH`; `None` when
-/// the kernel has no batch operations for it (then nothing was read).
-/// (libbpf-rs's batch iterator ends silently on any error, which would drop
-/// a window's data instead of falling back.)
-fn lookup_all_batched(map: &dyn MapCore) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
-    use libbpf_rs::libbpf_sys;
-    let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
-    let fd = map.as_fd().as_raw_fd();
-    let mut count = DRAIN_BATCH as usize;
-    let mut keys = vec![0u8; ks * count];
-    let mut vals = vec![0u8; vs * count];
-    // The batch cursor of a hash map is a bucket index (u32); key-sized is enough.
-    let mut cursor = vec![0u8; ks.max(4)];
-    let mut next = vec![0u8; ks.max(4)];
-    let opts = libbpf_sys::bpf_map_batch_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
-        ..Default::default()
-    };
-    let mut out = Vec::new();
-    let mut first = true;
-    loop {
-        let mut n = count as u32;
-        // SAFETY: the buffers hold `count` keys and values and a cursor of
-        // the key size; the kernel writes at most `n` entries.
-        let rc = unsafe {
-            libbpf_sys::bpf_map_lookup_batch(
-                fd,
-                if first {
-                    std::ptr::null_mut()
-                } else {
-                    cursor.as_mut_ptr().cast()
-                },
-                next.as_mut_ptr().cast(),
-                keys.as_mut_ptr().cast(),
-                vals.as_mut_ptr().cast(),
-                &mut n,
-                &opts,
-            )
-        };
-        let errno = if rc < 0 { -rc } else { 0 };
-        match errno {
-            0 | libc::ENOENT => {}
-            libc::EINTR => continue,
-            // a bucket holds more entries than the buffer: grow it, same cursor
-            libc::ENOSPC if n == 0 => {
-                count *= 2;
-                keys.resize(ks * count, 0);
-                vals.resize(vs * count, 0);
-                continue;
-            }
-            _ if first => return None,
-            _ => return Some(out),
-        }
-        for i in 0..n as usize {
-            out.push((
-                keys[i * ks..(i + 1) * ks].to_vec(),
-                vals[i * vs..(i + 1) * vs].to_vec(),
-            ));
-        }
-        if errno == libc::ENOENT {
-            return Some(out);
-        }
-        std::mem::swap(&mut cursor, &mut next);
-        first = false;
     }
 }
 
