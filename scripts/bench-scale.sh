@@ -72,8 +72,9 @@ print(b, n, "user_s_per_s", float(u) / span)
 print(b, n, "sys_s_per_s", float(s) / span)
 print(b, n, "rss_mib", int(m) / 1024)
 print(b, n, "bpf_cpu_pct", d["overhead"]["cpu_fraction"] * 100)
-print(b, n, "threads_seen", d["thread_count"])' "$b" "$n" "$u" "$s" "$m" >>"$tmp/vals"
-      echo "round $r, $n threads, $b: $(tail -6 "$tmp/vals" | awk '{printf "%s=%.3g ", $3, $4}')" >&2
+print(b, n, "threads_seen", d["thread_count"])
+print(b, n, "culprit_loss_per_s", d["loss"]["culprit_map_full"] / span)' "$b" "$n" "$u" "$s" "$m" >>"$tmp/vals"
+      echo "round $r, $n threads, $b: $(tail -7 "$tmp/vals" | awk '{printf "%s=%.3g ", $3, $4}')" >&2
     done
   done
 done
@@ -87,11 +88,12 @@ for line in open(sys.argv[1]):
 runs, secs, interval, bins = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 ns = sorted({n for (_, n, _) in vals})
 med = lambda b, n, k: statistics.median(vals[(b, n, k)])
-print("| binary | threads | holdup CPU, % of a core (user + sys) | user / sys s per s | peak RSS MiB | BPF, % of a CPU | threads recorded |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| binary | threads | holdup CPU, % of a core (user + sys) | user / sys s per s | peak RSS MiB | BPF, % of a CPU | threads recorded | culprit losses/s |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for b in bins:
     for n in ns:
         print(f"| {b} | {n} | {med(b, n, 'user_cpu_pct'):.2f}% | {med(b, n, 'user_s_per_s'):.4f} / {med(b, n, 'sys_s_per_s'):.4f}"
-              f" | {med(b, n, 'rss_mib'):.1f} | {med(b, n, 'bpf_cpu_pct'):.2f}% | {med(b, n, 'threads_seen'):.0f} |")
+              f" | {med(b, n, 'rss_mib'):.1f} | {med(b, n, 'bpf_cpu_pct'):.2f}% | {med(b, n, 'threads_seen'):.0f}"
+              f" | {med(b, n, 'culprit_loss_per_s'):.0f} |")
 print(f"\nmedians of {runs} interleaved rounds; `holdup record -- sh -c` of N/3 `holdup-workload pipe --delay-us 10000` processes, {secs} s, {interval} ms windows")
 PY
