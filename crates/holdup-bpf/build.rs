@@ -6,15 +6,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Headers every object includes: a change to any rebuilds them all.
-const HEADERS: &[&str] = &[
-    "holdup.h",
-    "holdup.bpf.h",
-    "bits.bpf.h",
-    "core_fixes.bpf.h",
-    "maps.bpf.h",
-];
-const SUBSYSTEMS: &[&str] = &["sched", "stats", "futex", "vfs", "net", "mux", "blk"];
+const SUBSYSTEMS: &[&str] = &["sched", "futex", "vfs", "net", "mux", "blk"];
 
 /// `HOLDUP_CLANG` overrides; otherwise clang-19 by name, then plain clang.
 fn find_clang() -> PathBuf {
@@ -51,9 +43,14 @@ fn main() {
     .to_string();
 
     println!("cargo:rerun-if-env-changed=HOLDUP_CLANG");
-    for header in HEADERS {
-        println!("cargo:rerun-if-changed={}", bpf_dir.join(header).display());
-    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        bpf_dir.join("holdup.h").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        bpf_dir.join("holdup.bpf.h").display()
+    );
 
     let mut objects = Vec::new();
     for sub in SUBSYSTEMS {

@@ -2,7 +2,7 @@
 //! model types.
 
 use holdup_bpf::types;
-use holdup_model::{Histogram, Resource, SocketAddrs, ThreadState, WaitKind};
+use holdup_model::{Histogram, Resource, SocketAddrs, WaitKind};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 // The kernel's constants, from the enums of holdup.h as generated into the
@@ -15,59 +15,6 @@ pub const CAUSE_THREAD: u16 = types::wake_cause::CAUSE_THREAD.0 as u16;
 pub const CAUSE_SOCKET: u16 = types::wake_cause::CAUSE_SOCKET.0 as u16;
 /// Number of loss counters (`enum loss_kind`).
 pub const NR_LOSS: usize = types::loss_kind::NR_LOSS.0 as usize;
-
-/// The kernel's value (holdup.h `enum wait_kind`) of each wait kind.
-pub const fn kernel_wait_kind(k: WaitKind) -> u32 {
-    use types::wait_kind as K;
-    match k {
-        WaitKind::Futex => K::WAIT_FUTEX.0,
-        WaitKind::FileRead => K::WAIT_FILE_READ.0,
-        WaitKind::FileWrite => K::WAIT_FILE_WRITE.0,
-        WaitKind::SockRecv => K::WAIT_SOCK_RECV.0,
-        WaitKind::SockSend => K::WAIT_SOCK_SEND.0,
-        WaitKind::Accept => K::WAIT_ACCEPT.0,
-        WaitKind::Connect => K::WAIT_CONNECT.0,
-        WaitKind::Mux => K::WAIT_MUX.0,
-        WaitKind::Other => K::WAIT_OTHER.0,
-    }
-}
-
-/// The kernel's value (holdup.h `enum thread_state_kind`) of each state: the
-/// index of its time in `thread_stats.state_ns`.
-pub const fn kernel_state(s: ThreadState) -> usize {
-    use types::thread_state_kind as S;
-    (match s {
-        ThreadState::OnCpu => S::ST_ONCPU.0,
-        ThreadState::RunQueue => S::ST_RUNQ.0,
-        ThreadState::IoWait => S::ST_IOWAIT.0,
-        ThreadState::OtherD => S::ST_DSLEEP.0,
-        ThreadState::Sleep => S::ST_SLEEP.0,
-    }) as usize
-}
-
-// Build-time checks that the model's constants are the kernel's (holdup.h):
-// a change on either side that breaks the correspondence stops the build.
-const _: () = {
-    // WaitKind::from_kernel reads ALL[value - 1]; WAIT_NONE is 0.
-    assert!(types::wait_kind::WAIT_NONE.0 == 0);
-    assert!(WaitKind::ALL.len() + 1 == types::wait_kind::NR_WAIT_KINDS.0 as usize);
-    let mut i = 0;
-    while i < WaitKind::ALL.len() {
-        assert!(kernel_wait_kind(WaitKind::ALL[i]) == i as u32 + 1);
-        i += 1;
-    }
-    assert!(ThreadState::ALL.len() == types::thread_state_kind::NR_STATES.0 as usize);
-    let mut i = 0;
-    while i < ThreadState::ALL.len() {
-        assert!(kernel_state(ThreadState::ALL[i]) == i);
-        i += 1;
-    }
-};
-// Histograms: the kernel's NR_BUCKETS is the model's (an array length mismatch
-// is a type error here).
-const _: fn(&types::thread_stats) -> &[u64; holdup_model::NR_BUCKETS] = |s| &s.runq_hist;
-const _: fn(&types::res_stats) -> &[u64; holdup_model::NR_BUCKETS] = |r| &r.hist;
-const _: fn(&types::disk_io_stats) -> &[u64; holdup_model::NR_BUCKETS] = |d| &d.hist;
 
 /// Reads a plain-old-data kernel record from map bytes.
 pub fn pod<T: Copy + Default>(bytes: &[u8]) -> T {

@@ -24,7 +24,7 @@ pub mod windows;
 use holdup_bpf::{types, HoldupSkel, HoldupSkelBuilder};
 use holdup_model::{
     Culprit, DiskIo, FutexWake, Loss, ProgCost, ResourceWait, Snapshot, StateTimes, Target,
-    ThreadState, ThreadWindow, WaitKind, WaitTotal, WakeEdge, Waker, WindowInfo,
+    ThreadWindow, WaitKind, WaitTotal, WakeEdge, Waker, WindowInfo,
 };
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Iter, Link, MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
@@ -581,11 +581,6 @@ impl Collector {
         }
     }
 
-    /// Takes the closing slot's entries out of a per-window hash map: a key
-    /// walk, then a lookup-and-delete per key of that slot. The open slot's
-    /// entries are left alone: the kernel is writing them. (Batch lookups
-    /// plus one batch delete were tried: not measurably cheaper at 1 000
-    /// threads, and the metric tests lost data with them; see BENCHMARKS.md.)
     fn drain(map: &dyn MapCore, slot: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
         let keys: Vec<Vec<u8>> = map
             .keys()
@@ -607,9 +602,10 @@ impl Collector {
                 let s: types::thread_stats = convert::pod(&v);
                 let waits = WaitKind::ALL
                     .iter()
-                    .filter_map(|&kind| {
-                        let k = convert::kernel_wait_kind(kind) as usize;
-                        let (ns, count) = (s.wait_ns[k], s.wait_cnt[k]);
+                    .enumerate()
+                    .filter_map(|(i, &kind)| {
+                        let ns = s.wait_ns[i + 1];
+                        let count = s.wait_cnt[i + 1];
                         (ns > 0 || count > 0).then_some(WaitTotal { kind, ns, count })
                     })
                     .collect();
@@ -619,11 +615,11 @@ impl Collector {
                     comm: convert::cstr(&s.comm),
                     cgroup_id: s.cgroup_id,
                     states: StateTimes {
-                        on_cpu_ns: s.state_ns[convert::kernel_state(ThreadState::OnCpu)],
-                        runq_ns: s.state_ns[convert::kernel_state(ThreadState::RunQueue)],
-                        iowait_ns: s.state_ns[convert::kernel_state(ThreadState::IoWait)],
-                        other_d_ns: s.state_ns[convert::kernel_state(ThreadState::OtherD)],
-                        sleep_ns: s.state_ns[convert::kernel_state(ThreadState::Sleep)],
+                        on_cpu_ns: s.state_ns[0],
+                        runq_ns: s.state_ns[1],
+                        iowait_ns: s.state_ns[2],
+                        other_d_ns: s.state_ns[3],
+                        sleep_ns: s.state_ns[4],
                     },
                     runq_count: s.runq_cnt,
                     runq_hist: convert::hist(&s.runq_hist),

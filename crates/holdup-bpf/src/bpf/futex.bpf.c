@@ -86,6 +86,15 @@ static long vma_key_cb(struct task_struct *t, struct vm_area_struct *vma, struct
 	return 0;
 }
 
+/* The address space's mmap write sequence (odd while write-locked), or 0
+ * on kernels without it (then nothing is cached). */
+static __always_inline __u32 mm_write_seq(struct mm_struct *mm)
+{
+	if (!bpf_core_field_exists(mm->mm_lock_seq))
+		return 0;
+	return BPF_CORE_READ(mm, mm_lock_seq.sequence);
+}
+
 /*
  * Key a futex wait as the kernel does: a private op by (tgid, uaddr); a
  * shared op (no FUTEX_PRIVATE_FLAG) on a shared mapping by its backing
@@ -174,12 +183,13 @@ __hidden __u32 futex_classify(struct task_struct *t, struct pt_regs *regs, long 
  * (wakee_res), so a wake from another process lands on the same shared futex.
  */
 __hidden void futex_note_wake(struct task_struct *waker, __u32 slot,
-			      const struct res_desc *wakee_res, __u64 now)
+			      const struct res_desc *wakee_res)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(waker);
 	struct res_stats *r;
 	__u32 tid = waker->pid;
 	long nr;
+	__u64 now;
 
 	if (!regs)
 		return;
@@ -195,6 +205,7 @@ __hidden void futex_note_wake(struct task_struct *waker, __u32 slot,
 	 * when more than 2us passed since this waker's last wakeup on this futex.
 	 * (wait_ns holds that timestamp for RES_FUTEX_WAKE records.)
 	 */
+	now = bpf_ktime_get_ns();
 	if (now - r->wait_ns > 2000)
 		__sync_fetch_and_add(&r->calls, 1);
 	r->wait_ns = now;

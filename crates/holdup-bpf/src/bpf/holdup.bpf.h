@@ -7,11 +7,6 @@
  * sched.bpf.c (HOLDUP_OWNER), and declared extern everywhere else. Functions
  * shared between objects are __hidden: libbpf then verifies them as static
  * subprograms, so they may take kernel pointers.
- *
- * The helpers live in small headers, included from here: bits.bpf.h
- * (bounds, log2), core_fixes.bpf.h (version-dependent and untrusted kernel
- * reads), maps.bpf.h (the maps and entry creation). Every constant and
- * struct shared with Rust is in holdup.h alone.
  */
 #ifndef __HOLDUP_BPF_H
 #define __HOLDUP_BPF_H
@@ -21,14 +16,21 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "holdup.h"
-#include "bits.bpf.h"
-#include "core_fixes.bpf.h"
 
 #ifndef __hidden
 #define __hidden __attribute__((visibility("hidden")))
 #endif
 
+#define MAX_THREADS 16384
+#define MAX_RES 32768
+#define MAX_WAKE 32768
+#define MAX_CULPRITS 16384
+#define MAX_DISK 8192
+#define MAX_INFLIGHT_BIO 16384
 #define TARGET_WORDS 65536 /* 2^22 tgid bits */
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
 
 #define TASK_RUNNING_ 0x0
 #define TASK_UNINTERRUPTIBLE_ 0x2
@@ -79,14 +81,7 @@ struct thread_state {
 	__u32 state;     /* enum thread_state_kind */
 	__u32 tgid;
 	__u32 wait_kind; /* enum wait_kind, when asleep */
-	__u32 cls_kind;  /* the wait kind res describes (classify once, below) */
-	/*
-	 * The file (and its inode) that res describes: a thread that waits again
-	 * in the same kind of call on the same file keeps its description
-	 * instead of reading the socket or file again.
-	 */
-	__u64 cls_file;
-	__u64 cls_inode;
+	__u32 _pad;
 	struct res_desc res;
 	struct futex_key_cache fkey;
 	struct res_acc acc;
@@ -148,7 +143,107 @@ struct bio_info {
 	char comm[TASK_COMM_LEN];
 };
 
-#include "maps.bpf.h"
+#ifdef HOLDUP_OWNER
+#define HOLDUP_MAP(name) name SEC(".maps")
+#else
+#define HOLDUP_MAP(name) extern name SEC(".maps")
+#endif
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} target_cgroups_t;
+
+/* Per-task storage: the hot path finds a thread's state without hashing. */
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct thread_state);
+} thread_states_t;
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_THREADS);
+	__type(key, struct thread_key);
+	__type(value, struct thread_stats);
+} thread_stats_map_t;
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_RES);
+	__type(key, struct res_key);
+	__type(value, struct res_stats);
+} res_stats_map_t;
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_WAKE);
+	__type(key, struct wake_key);
+	__type(value, struct wake_stats);
+} wake_stats_map_t;
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_CULPRITS);
+	__type(key, struct culprit_key);
+	__type(value, struct culprit_stats);
+} culprit_stats_map_t;
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_DISK);
+	__type(key, struct disk_io_key);
+	__type(value, struct disk_io_stats);
+} disk_stats_map_t;
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_INFLIGHT_BIO);
+	__type(key, struct bio_key);
+	__type(value, struct bio_info);
+} bio_inflight_t;
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_ring);
+} cpu_rings_t;
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_ctx);
+} cpu_ctxs_t;
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NR_LOSS);
+	__type(key, __u32);
+	__type(value, __u64);
+} loss_t;
+
+typedef struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} exec_events_t;
+
+HOLDUP_MAP(target_cgroups_t target_cgroups);
+HOLDUP_MAP(thread_states_t thread_states);
+HOLDUP_MAP(thread_stats_map_t thread_stats);
+HOLDUP_MAP(res_stats_map_t res_stats);
+HOLDUP_MAP(wake_stats_map_t wake_stats);
+HOLDUP_MAP(culprit_stats_map_t culprit_stats);
+HOLDUP_MAP(disk_stats_map_t disk_stats);
+HOLDUP_MAP(bio_inflight_t bio_inflight);
+HOLDUP_MAP(cpu_rings_t cpu_rings);
+HOLDUP_MAP(cpu_ctxs_t cpu_ctxs);
+HOLDUP_MAP(loss_t loss);
+HOLDUP_MAP(exec_events_t exec_events);
 
 /* Configuration, set by user space before load (rodata). */
 #ifdef HOLDUP_OWNER
@@ -167,13 +262,8 @@ volatile __u64 window_start = 0;
  * (as the tgid set they replace was not): a reused tgid stays traced.
  */
 volatile __u64 target_bits[TARGET_WORDS] SEC(".data.targets");
-/*
- * Target threads asleep in poll or select: sk_data_ready only matters then
- * (epoll and blocking socket waits are named without it). Written only at
- * those waits: an atomic on every socket wait would bounce this cache line,
- * which window_start shares, between CPUs.
- */
-volatile __s64 poll_waiters = 0;
+/* Target threads asleep on a socket, epoll or poll: sk_data_ready only matters then. */
+volatile __s64 socket_waiters = 0;
 #else
 extern const volatile __u8 targ_all;
 extern const volatile __u8 targ_cgroup;
@@ -182,7 +272,7 @@ extern const volatile __u8 follow_children;
 extern const volatile __u32 self_tgid;
 extern volatile __u64 window_start;
 extern volatile __u64 target_bits[TARGET_WORDS];
-extern volatile __s64 poll_waiters;
+extern volatile __s64 socket_waiters;
 #endif
 
 /* Waits that data arriving on a socket can end (metric 15). */
@@ -191,10 +281,48 @@ static __always_inline bool socket_wait(__u32 kind)
 	return kind == WAIT_MUX || kind == WAIT_SOCK_RECV || kind == WAIT_ACCEPT;
 }
 
-/* A poll or select wait (a mux wait on no epoll instance): named by sk_data_ready. */
-static __always_inline bool poll_wait(__u32 kind, const struct res_desc *res)
+/* Mask an index in a way clang cannot optimise away, so the verifier sees the bound. */
+#define BOUNDED(v, mask)                                   \
+	({                                                 \
+		__u64 __b = (v);                           \
+		asm volatile("%0 &= " #mask : "+r"(__b));  \
+		__b;                                       \
+	})
+
+static __always_inline void count_loss(__u32 kind)
 {
-	return kind == WAIT_MUX && res->id1 == 0;
+	__u64 *v = bpf_map_lookup_elem(&loss, &kind);
+	if (v)
+		*v += 1; /* per-CPU: no atomics needed */
+}
+
+static __always_inline __u32 log2_bucket(__u64 ns)
+{
+	__u64 us = ns / 1000;
+	__u32 b = 0;
+	/* bounded loop: at most NR_BUCKETS-1 shifts */
+	for (int i = 0; i < NR_BUCKETS - 1; i++) {
+		if (us < 2)
+			break;
+		us >>= 1;
+		b++;
+	}
+	return b;
+}
+
+/* Look up a map entry, creating it zeroed (or from init) when absent. */
+static __always_inline void *lookup_or_init(void *map, const void *key, const void *init,
+					    __u32 loss_kind)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+	if (v)
+		return v;
+	/* EEXIST from a racing CPU is fine; E2BIG (map full) shows as a failed lookup */
+	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(map, key);
+	if (!v)
+		count_loss(loss_kind);
+	return v;
 }
 
 /* Recent per-CPU events that explain a wake-up better than `current` does. */
@@ -202,6 +330,18 @@ static __always_inline struct cpu_ctx *this_cpu_ctx(void)
 {
 	__u32 zero = 0;
 	return bpf_map_lookup_elem(&cpu_ctxs, &zero);
+}
+
+/*
+ * Task pointers handed to tp_btf/iter programs (and from
+ * bpf_get_current_task_btf) are trusted BTF pointers: plain field reads
+ * compile to inline loads, where BPF_CORE_READ would call a helper per field.
+ * Hot paths read them directly; pointers fished out of maps or memory use
+ * BPF_CORE_READ.
+ */
+static __always_inline __u64 task_cgroup_id(struct task_struct *t)
+{
+	return t->cgroups->dfl_cgrp->kn->id;
 }
 
 /* Is this tgid in the target set? */
@@ -237,33 +377,39 @@ static __always_inline struct thread_state *state_of(struct task_struct *t)
 	return bpf_task_storage_get(&thread_states, t, 0, 0);
 }
 
-/*
- * --- cross-object functions (defined in the named file) ---
- * The scheduler hooks (sched.bpf.c) call into the subsystem files; the
- * subsystem files call only stats.bpf.c, never back into sched.bpf.c.
- */
+/* Zeroed initial value for any map entry (values exceed the 512-byte stack). */
+#define ZERO_LEN 2048
+#ifdef HOLDUP_OWNER
+const volatile char zero_value[ZERO_LEN] = {};
+#else
+extern const volatile char zero_value[ZERO_LEN];
+#endif
 
-/* stats.bpf.c: a thread's per-window record of one resource, created when absent */
+/* --- cross-object functions (defined in the named file) --- */
+
+/* sched.bpf.c: per-window entries */
+__hidden struct thread_stats *thread_stats_get(struct thread_state *ts, __u32 slot, __u32 tid,
+					       struct task_struct *t);
 __hidden struct res_stats *res_stats_get(__u32 slot, __u32 tid, __u32 tgid, __u32 kind,
 					 const struct res_desc *desc);
 
-/* vfs.bpf.c: resolve a file descriptor of a task to its struct file (untrusted) */
+/* vfs.bpf.c: resolve a file descriptor of a task to its struct file */
 __hidden struct file *vfs_fd_file(struct task_struct *t, __u64 fd);
-/* vfs.bpf.c: describe a non-socket file */
-__hidden void vfs_describe(struct file *f, struct res_desc *desc);
+/* vfs.bpf.c: describe a non-socket file; returns its S_IFMT mode */
+__hidden __u32 vfs_describe(struct file *f, struct res_desc *desc);
 
 /* net.bpf.c: fill desc from a struct sock */
 __hidden void net_describe_sock(struct sock *sk, struct res_desc *desc);
-/* net.bpf.c: the socket wait kind of a syscall, 0 when it is not a socket syscall */
-__hidden __u32 net_wait_kind(long nr);
+/* net.bpf.c: syscall -> socket wait kind; 0 when not a socket syscall */
+__hidden __u32 net_classify(struct task_struct *t, long nr, __u64 fd, struct res_desc *desc);
 
 /* futex.bpf.c: is this a futex wait? fills desc: (uaddr, tgid), or for a
  * shared futex in shared memory (shared_futex_id, 0) and dev/ino/offset */
 __hidden __u32 futex_classify(struct task_struct *t, struct pt_regs *regs, long nr,
 			      struct res_desc *desc, struct futex_key_cache *cache);
-/* futex.bpf.c: waker side of a wakeup (metric 8) at `now`, on the wakee's futex */
+/* futex.bpf.c: waker side of a wakeup (metric 8), on the wakee's futex */
 __hidden void futex_note_wake(struct task_struct *waker, __u32 slot,
-			      const struct res_desc *wakee_res, __u64 now);
+			      const struct res_desc *wakee_res);
 
 /* mux.bpf.c: epoll/poll/select wait; fills desc */
 __hidden __u32 mux_classify(struct task_struct *t, long nr, __u64 fd, struct res_desc *desc);

@@ -46,27 +46,24 @@ __hidden __u64 mux_take_data_ready(__u64 now, __u32 waker_pid)
 	return sk;
 }
 
-/*
- * The socket whose readiness ended an epoll wait on epoll file `epfile`, or 0.
- * Plain loads through read-only casts: this runs at every wake-up of an
- * epoll sleeper, where seven probe-read helper calls used to be.
- */
+/* The socket whose readiness ended an epoll wait on epoll file `epfile`, or 0. */
 __hidden __u64 mux_epoll_ready_sock(__u64 epfile)
 {
-	struct eventpoll *ep = KPTR(KPTR(epfile, struct file)->private_data, struct eventpoll);
+	struct eventpoll *ep = BPF_CORE_READ((struct file *)epfile, private_data);
 	struct list_head *last;
 	struct epitem *epi;
-	struct sock *sk;
+	struct file *f;
+	struct socket *sock;
 
 	if (!ep)
 		return 0;
-	last = ep->rdllist.prev;
+	last = BPF_CORE_READ(ep, rdllist.prev);
 	if (!last || last == &ep->rdllist)
 		return 0; /* empty: a timeout, a signal, or the overflow list */
-	epi = KPTR(container_of(last, struct epitem, rdllink), struct epitem);
-	if (!epi->ffd.file)
-		return 0;
-	sk = file_sock(epi->ffd.file);
-	/* not a socket (eventfd, pipe, timerfd...): the waking thread is the cause */
-	return (__u64)sk;
+	epi = container_of(last, struct epitem, rdllink);
+	f = BPF_CORE_READ(epi, ffd.file);
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0; /* an eventfd, pipe, timerfd...: the waking thread is the cause */
+	sock = BPF_CORE_READ(f, private_data);
+	return (__u64)BPF_CORE_READ(sock, sk);
 }

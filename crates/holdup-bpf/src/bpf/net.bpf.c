@@ -3,8 +3,7 @@
  * Networking (metrics 11-13): blocked time receiving, sending, accepting and
  * connecting, per socket with its 4-tuple; calls and bytes per socket from
  * sock:sock_recv_length / sock:sock_send_length, which fire only on socket
- * calls. sock:sk_data_ready marks which socket's data ended a poll/select
- * wait (metric 15). Socket fields are read with plain loads (core_fixes.bpf.h).
+ * calls. sock:sk_data_ready marks which socket's data ended a wait (metric 15).
  */
 #include "holdup.bpf.h"
 
@@ -13,44 +12,60 @@
 
 __hidden void net_describe_sock(struct sock *sk, struct res_desc *desc)
 {
-	/* sk may be untrusted (read from a file or kept in a map): cast for plain loads */
-	struct sock_common *c = &KPTR(sk, struct sock)->__sk_common;
+	struct sock_common *c = &sk->__sk_common;
 
 	desc->id1 = (__u64)sk;
 	desc->id2 = 0;
 	desc->file_mode = S_IFSOCK;
-	desc->sock.family = c->skc_family;
-	desc->sock.protocol = KPTR(sk, struct sock)->sk_protocol;
-	desc->sock.sport = c->skc_num;
-	desc->sock.dport = __builtin_bswap16(c->skc_dport);
+	desc->sock.family = BPF_CORE_READ(c, skc_family);
+	desc->sock.protocol = BPF_CORE_READ(sk, sk_protocol);
+	desc->sock.sport = BPF_CORE_READ(c, skc_num);
+	desc->sock.dport = __builtin_bswap16(BPF_CORE_READ(c, skc_dport));
 	if (desc->sock.family == AF_INET) {
-		__u32 s = c->skc_rcv_saddr;
-		__u32 d = c->skc_daddr;
+		__u32 s = BPF_CORE_READ(c, skc_rcv_saddr);
+		__u32 d = BPF_CORE_READ(c, skc_daddr);
 		__builtin_memcpy(desc->sock.saddr, &s, 4);
 		__builtin_memcpy(desc->sock.daddr, &d, 4);
 	} else if (desc->sock.family == AF_INET6) {
-		for (int i = 0; i < 4; i++) {
-			__u32 s = c->skc_v6_rcv_saddr.in6_u.u6_addr32[i];
-			__u32 d = c->skc_v6_daddr.in6_u.u6_addr32[i];
-			__builtin_memcpy(&desc->sock.saddr[i * 4], &s, 4);
-			__builtin_memcpy(&desc->sock.daddr[i * 4], &d, 4);
-		}
+		BPF_CORE_READ_INTO(&desc->sock.saddr, c, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&desc->sock.daddr, c, skc_v6_daddr.in6_u.u6_addr8);
 	}
 }
 
-__hidden __u32 net_wait_kind(long nr)
+__hidden __u32 net_classify(struct task_struct *t, long nr, __u64 fd, struct res_desc *desc)
 {
+	__u32 kind;
+	struct file *f;
+	struct socket *sock;
+	struct sock *sk;
+
 	switch (nr) {
 	case 0: case 19: case 45: case 47: case 299: /* read, readv, recvfrom, recvmsg, recvmmsg */
-		return WAIT_SOCK_RECV;
+		kind = WAIT_SOCK_RECV;
+		break;
 	case 1: case 20: case 44: case 46: case 307: /* write, writev, sendto, sendmsg, sendmmsg */
-		return WAIT_SOCK_SEND;
+		kind = WAIT_SOCK_SEND;
+		break;
 	case 43: case 288: /* accept, accept4 */
-		return WAIT_ACCEPT;
+		kind = WAIT_ACCEPT;
+		break;
 	case 42: /* connect */
-		return WAIT_CONNECT;
+		kind = WAIT_CONNECT;
+		break;
+	default:
+		return 0;
 	}
-	return 0;
+	f = vfs_fd_file(t, fd);
+	if (!f)
+		return 0;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return 0; /* read/write on a file or pipe: VFS */
+	sock = BPF_CORE_READ(f, private_data);
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	net_describe_sock(sk, desc);
+	return kind;
 }
 
 static __always_inline int sock_length(struct sock *sk, int ret, __u32 kind)
@@ -95,7 +110,7 @@ int BPF_PROG(handle_sk_data_ready, const struct sock *sk)
 	struct cpu_ctx *c;
 
 	/* every packet on the host passes here: leave at once unless it can matter */
-	if (poll_waiters <= 0)
+	if (socket_waiters <= 0)
 		return 0;
 	c = this_cpu_ctx();
 	if (c) {

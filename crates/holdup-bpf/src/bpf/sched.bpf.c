@@ -26,9 +26,8 @@ enum res_kind_extra _anchor_res_kind_extra = RES_FUTEX_WAKE;
 enum wake_cause _anchor_wake_cause = CAUSE_THREAD;
 enum loss_kind _anchor_loss_kind = LOSS_THREAD_MAP_FULL;
 
-static __always_inline struct thread_stats *thread_stats_get(struct thread_state *ts,
-							      __u32 slot, __u32 tid,
-							      struct task_struct *t)
+__hidden struct thread_stats *thread_stats_get(struct thread_state *ts, __u32 slot, __u32 tid,
+					       struct task_struct *t)
 {
 	struct thread_stats *s = &ts->stats[slot & 1];
 
@@ -36,7 +35,7 @@ static __always_inline struct thread_stats *thread_stats_get(struct thread_state
 		s->tid = tid;
 		s->tgid = t->tgid;
 		s->cgroup_id = task_cgroup_id(t);
-		__builtin_memcpy(s->comm, t->comm, TASK_COMM_LEN); /* trusted: two loads */
+		bpf_probe_read_kernel_str(s->comm, sizeof(s->comm), t->comm);
 	}
 	return s;
 }
@@ -53,10 +52,32 @@ static __always_inline void flush_thread_stats(struct thread_state *ts, __u32 sl
 
 	if (s->tid == 0)
 		return;
-	__builtin_memcpy(s->comm, t->comm, TASK_COMM_LEN);
+	bpf_probe_read_kernel_str(s->comm, sizeof(s->comm), t->comm);
 	if (bpf_map_update_elem(&thread_stats, &key, s, BPF_ANY))
 		count_loss(LOSS_THREAD_MAP_FULL);
 	__builtin_memset(s, 0, sizeof(*s));
+}
+
+__hidden struct res_stats *res_stats_get(__u32 slot, __u32 tid, __u32 tgid, __u32 kind,
+					 const struct res_desc *desc)
+{
+	struct res_key key = {
+		.slot = slot, .tid = tid, .kind = kind, .id1 = desc->id1, .id2 = desc->id2,
+	};
+	struct res_stats *r = bpf_map_lookup_elem(&res_stats, &key);
+	if (r)
+		return r;
+	bpf_map_update_elem(&res_stats, &key, (void *)zero_value, BPF_NOEXIST);
+	r = bpf_map_lookup_elem(&res_stats, &key);
+	if (!r) {
+		count_loss(LOSS_RES_MAP_FULL);
+		return 0;
+	}
+	if (r->tgid == 0) {
+		r->tgid = tgid;
+		r->desc = *desc;
+	}
+	return r;
 }
 
 /* Hand a thread's accumulated waits on one resource to the res_stats map. */
@@ -192,8 +213,7 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 	 */
 	waker_pid = waker->pid;
 	if (socket_wait(ts->wait_kind)) {
-		if (poll_wait(ts->wait_kind, &ts->res))
-			__sync_fetch_and_add(&poll_waiters, -1);
+		__sync_fetch_and_add(&socket_waiters, -1);
 		if (!timer && ts->wait_kind != WAIT_MUX)
 			sk = ts->res.id1;
 		else if (!timer && ts->res.id1)
@@ -227,7 +247,7 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 		w->wakee_tgid = ts->tgid;
 		if (wk.cause == CAUSE_THREAD) {
 			w->waker_tgid = waker->tgid;
-			__builtin_memcpy(w->waker_comm, waker->comm, TASK_COMM_LEN);
+			bpf_probe_read_kernel_str(w->waker_comm, sizeof(w->waker_comm), waker->comm);
 		} else if (wk.cause == CAUSE_SOCKET && sk == ts->res.id1) {
 			w->sock = ts->res.sock; /* the wait's own socket, described at sleep */
 		} else if (wk.cause == CAUSE_SOCKET) {
@@ -240,39 +260,19 @@ static __always_inline void end_sleep(struct thread_state *ts, __u32 tid, struct
 	__sync_fetch_and_add(&w->sleep_ns, dur);
 
 	if (ts->wait_kind == WAIT_FUTEX && wk.cause == CAUSE_THREAD)
-		futex_note_wake(waker, slot, &ts->res, now);
+		futex_note_wake(waker, slot, &ts->res);
 }
 
-/* The file wait kind of a read/write-family or fsync syscall on a non-socket, or 0. */
-static __always_inline __u32 file_wait_kind(long nr)
-{
-	switch (nr) {
-	case 0: case 17: case 19: case 295: case 327: /* read family */
-		return WAIT_FILE_READ;
-	case 1: case 18: case 20: case 296: case 328: /* write family */
-	case 74: case 75: case 277:                   /* fsync, fdatasync, sync_file_range */
-		return WAIT_FILE_WRITE;
-	}
-	return 0;
-}
-
-/*
- * What is this sleeping task blocked on? Reads its saved user registers.
- * The fd is resolved once; a wait of the same kind on the same file as the
- * thread's last one keeps that description (a thread mostly waits on the
- * same socket or file again), so the socket or file is read only when it
- * changes.
- */
+/* What is this sleeping task blocked on? Reads its saved user registers. */
 static __always_inline void classify_wait(struct task_struct *t, struct thread_state *ts)
 {
 	struct pt_regs *regs;
-	struct file *f;
-	struct sock *sk;
 	long nr;
-	__u64 fd, inode;
+	__u64 fd;
 	__u32 kind;
 
 	ts->wait_kind = WAIT_NONE;
+	__builtin_memset(&ts->res, 0, sizeof(ts->res));
 	if (t->flags & PF_KTHREAD_)
 		return;
 	regs = (struct pt_regs *)bpf_task_pt_regs(t);
@@ -283,55 +283,38 @@ static __always_inline void classify_wait(struct task_struct *t, struct thread_s
 		return; /* not in a syscall: a page fault, or preempted in user space */
 	fd = regs->di;
 
-	kind = net_wait_kind(nr);
+	kind = futex_classify(t, regs, nr, &ts->res, &ts->fkey);
 	if (!kind)
-		kind = file_wait_kind(nr);
+		kind = mux_classify(t, nr, fd, &ts->res);
+	if (!kind)
+		kind = net_classify(t, nr, fd, &ts->res);
 	if (!kind) {
-		/* not on a file descriptor holdup describes: a futex, a mux, or other */
-		__builtin_memset(&ts->res, 0, sizeof(ts->res));
-		ts->cls_file = 0;
-		kind = futex_classify(t, regs, nr, &ts->res, &ts->fkey);
-		if (!kind)
-			kind = mux_classify(t, nr, fd, &ts->res);
-		if (!kind)
+		switch (nr) {
+		case 0: case 17: case 19: case 295: case 327: /* read family */
+			kind = WAIT_FILE_READ;
+			break;
+		case 1: case 18: case 20: case 296: case 328: /* write family */
+		case 74: case 75: case 277:                   /* fsync, fdatasync, sync_file_range */
+			kind = WAIT_FILE_WRITE;
+			break;
+		default:
 			kind = WAIT_OTHER;
-		goto out;
+		}
+		if (kind != WAIT_OTHER) {
+			struct file *f = vfs_fd_file(t, fd);
+			if (f)
+				vfs_describe(f, &ts->res);
+			else
+				kind = WAIT_OTHER;
+		}
 	}
-	f = vfs_fd_file(t, fd);
-	if (!f) {
-		__builtin_memset(&ts->res, 0, sizeof(ts->res));
-		ts->cls_file = 0;
-		kind = WAIT_OTHER;
-		goto out;
-	}
-	inode = (__u64)KPTR(f, struct file)->f_inode;
-	if ((__u64)f == ts->cls_file && inode == ts->cls_inode &&
-	    (ts->cls_kind == kind || ts->cls_kind == file_wait_kind(nr))) {
-		kind = ts->cls_kind; /* same call kind on the same file: res still describes it */
-		goto out;
-	}
-	__builtin_memset(&ts->res, 0, sizeof(ts->res));
-	sk = file_sock(f);
-	if (sk && net_wait_kind(nr)) {
-		net_describe_sock(sk, &ts->res);
-	} else {
-		kind = file_wait_kind(nr);
-		if (kind)
-			vfs_describe(f, &ts->res);
-		else
-			kind = WAIT_OTHER; /* recvmsg, accept... on a file that is not a socket */
-	}
-	ts->cls_file = kind == WAIT_OTHER ? 0 : (__u64)f;
-	ts->cls_inode = inode;
-	ts->cls_kind = kind;
-out:
 	ts->wait_kind = kind;
 }
 
 static __always_inline __u32 sleep_state(struct task_struct *t, unsigned int prev_state)
 {
 	if ((prev_state & TASK_UNINTERRUPTIBLE_) && !(prev_state & TASK_NOLOAD_))
-		return task_in_iowait(t) ? ST_IOWAIT : ST_DSLEEP;
+		return BPF_CORE_READ_BITFIELD_PROBED(t, in_iowait) ? ST_IOWAIT : ST_DSLEEP;
 	return ST_SLEEP;
 }
 
@@ -343,8 +326,8 @@ static __always_inline void begin_wait(struct thread_state *ts, __u32 tid, struc
 
 	if (wk == WAIT_NONE || wk >= NR_WAIT_KINDS)
 		return;
-	if (poll_wait(wk, &ts->res))
-		__sync_fetch_and_add(&poll_waiters, 1);
+	if (socket_wait(wk))
+		__sync_fetch_and_add(&socket_waiters, 1);
 	s = thread_stats_get(ts, slot, tid, t);
 	if (s)
 		__sync_fetch_and_add(&s->wait_cnt[BOUNDED(wk, 15)], 1);
@@ -406,11 +389,11 @@ static __always_inline void blame_runq(struct cpu_ring *ring, struct task_struct
 				continue;
 			if (c->ns == 0) {
 				/* the culprit ran moments ago; task_structs are RCU-freed */
-				struct task_struct *ct = KPTR(seg->task, struct task_struct);
+				struct task_struct *ct = (struct task_struct *)seg->task;
 				c->victim_tgid = vtgid;
 				c->culprit_tgid = seg->tgid;
-				c->culprit_cgroup = task_cgroup_id(ct);
-				__builtin_memcpy(c->culprit_comm, ct->comm, TASK_COMM_LEN);
+				c->culprit_cgroup = BPF_CORE_READ(ct, cgroups, dfl_cgrp, kn, id);
+				bpf_probe_read_kernel_str(c->culprit_comm, TASK_COMM_LEN, &ct->comm);
 			}
 			__sync_fetch_and_add(&c->ns, b - a);
 		}
@@ -488,8 +471,8 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 			__u32 was = ts->state;
 			account(ts, next_tid, next, now, 0);
 			/* a sleep that ended without a wake-up we saw */
-			if (was >= ST_IOWAIT && was < NR_STATES && poll_wait(ts->wait_kind, &ts->res))
-				__sync_fetch_and_add(&poll_waiters, -1);
+			if (was >= ST_IOWAIT && was < NR_STATES && socket_wait(ts->wait_kind))
+				__sync_fetch_and_add(&socket_waiters, -1);
 			if (was == ST_RUNQ) {
 				struct thread_stats *s =
 					thread_stats_get(ts, window_start & 1, next_tid, next);
@@ -673,8 +656,8 @@ int window_cut(struct bpf_iter__task *ctx)
 		ts = track(tid, t, state, ws);
 		if (ts && state >= ST_IOWAIT) {
 			classify_wait(t, ts);
-			if (poll_wait(ts->wait_kind, &ts->res))
-				__sync_fetch_and_add(&poll_waiters, 1);
+			if (socket_wait(ts->wait_kind))
+				__sync_fetch_and_add(&socket_waiters, 1);
 		}
 	}
 	return 0;

@@ -2,7 +2,7 @@
 /*
  * VFS (metrics 9-10): blocked time in read/write-family syscalls and fsync on
  * files that are not sockets (regular files, pipes, character devices), per
- * file. The file comes from the sleeping thread's fd table.
+ * file. The file comes from the sleeping thread's fd table, read with CO-RE.
  */
 #include "holdup.bpf.h"
 
@@ -19,19 +19,20 @@ __hidden struct file *vfs_fd_file(struct task_struct *t, __u64 fd)
 	if (!fdt || fd >= fdt->max_fds)
 		return 0;
 	fds = fdt->fd;
-	/* an array of pointers: the one read that needs the helper */
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd & 0xffffff]))
 		return 0;
 	return f;
 }
 
-__hidden void vfs_describe(struct file *f, struct res_desc *desc)
+__hidden __u32 vfs_describe(struct file *f, struct res_desc *desc)
 {
-	struct file *kf = KPTR(f, struct file);
-	struct inode *ino = kf->f_inode;
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	const unsigned char *name;
 
-	desc->file_mode = ino->i_mode & S_IFMT;
-	desc->id1 = ino->i_ino;
-	desc->id2 = ino->i_sb->s_dev;
-	bpf_probe_read_kernel_str(desc->name, sizeof(desc->name), kf->f_path.dentry->d_name.name);
+	desc->file_mode = BPF_CORE_READ(ino, i_mode) & S_IFMT;
+	desc->id1 = BPF_CORE_READ(ino, i_ino);
+	desc->id2 = BPF_CORE_READ(ino, i_sb, s_dev);
+	name = BPF_CORE_READ(f, f_path.dentry, d_name.name);
+	bpf_probe_read_kernel_str(desc->name, sizeof(desc->name), name);
+	return desc->file_mode;
 }
