@@ -693,7 +693,20 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
             format!("no baseline (asked for): the incident judged alone{left_out}"),
         );
     }
-    let rows = state_rows(m, &windows, &roles);
+    // The change point also looks at the watched local peers the entry
+    // threads call: a peer that slows down changes there first.
+    let mut path_roles = roles.clone();
+    path_roles.extend(
+        local_peer_roles(m, &windows)
+            .into_iter()
+            .filter(|r| !roles.contains(r)),
+    );
+    let what = if path_roles.len() > roles.len() {
+        "the entry threads' and their watched local peers' states"
+    } else {
+        what
+    };
+    let rows = state_rows(m, &windows, &path_roles);
     match change_point(&rows) {
         Some((seg, explained)) => {
             let (mut b, mut i) = split_sets(&windows, seg);
@@ -749,6 +762,33 @@ pub fn choose(m: &Model, req: &SplitRequest) -> Periods {
             )
         }
     }
+}
+
+/// Roles that serve connections whose both ends are watched (local peers
+/// the collector followed).
+fn local_peer_roles(m: &Model, windows: &[WinRef]) -> Vec<usize> {
+    use holdup_model::{Resource, Waker};
+    let mut out = std::collections::BTreeSet::new();
+    for w in windows {
+        let (s, f) = (m.snapshot(*w), m.facts(*w));
+        let served = s
+            .resources
+            .iter()
+            .filter_map(|r| match &r.resource {
+                Resource::Socket(sock) => Some((r.tid, sock)),
+                _ => None,
+            })
+            .chain(s.wakeups.iter().filter_map(|e| match &e.waker {
+                Waker::Socket(sock) => Some((e.wakee_tid, sock)),
+                _ => None,
+            }));
+        for (tid, sock) in served {
+            if f.is_internal(sock) && f.direction(sock) == crate::states::Direction::Inbound {
+                out.extend(m.role_of_thread(*w, tid));
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// How badly some roles fared in a period: the share of their busy time

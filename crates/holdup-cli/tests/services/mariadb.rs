@@ -145,7 +145,6 @@ fn run_pid(run: &Run) -> Value {
 }
 
 #[test]
-
 fn mariadb_with_cpu_hogs_is_cpu_contention_naming_the_hogs() {
     const NAME: &str = "mariadb-cpu-hog";
     let Some(_g) = prepare(NAME, MARIADB_TOOLS) else {
@@ -155,7 +154,8 @@ fn mariadb_with_cpu_hogs_is_cpu_contention_naming_the_hogs() {
         kind: "cpu_contention",
         culprit: names_process("sha256sum"),
     };
-    // Without a baseline the contended lock is named, not the hogs: a
-    // healthy MariaDB's lock waits are as high (docs/DIAGNOSE.md, limits).
-    check_alone_as(NAME, expect, Some("lock_contention"), || mariadb_run(NAME));
+    // Judged alone as well: on a quiet host (the CI machine) the hogs hold
+    // half the entry threads' busy time; beside other agents' builds the
+    // lock was named instead (docs/DIAGNOSE.md, real-service matrix).
+    check(NAME, expect, || mariadb_run(NAME));
 }
