@@ -105,12 +105,16 @@ fn unmap_v4(a: SocketAddr) -> SocketAddr {
 }
 
 /// The process that holds the socket with this inode (the first found).
+/// Never holdup itself, nor a process of holdup's own executable (the
+/// lab's generators and delay proxy are instruments, not the service).
 fn owner_of_socket(inode: u64) -> Option<u32> {
     let me = std::process::id();
+    let own_exe = std::fs::read_link("/proc/self/exe").ok();
     procfs::process::all_processes()
         .ok()?
         .filter_map(Result::ok)
         .filter(|p| p.pid as u32 != me)
+        .filter(|p| own_exe.is_none() || p.exe().ok() != own_exe)
         .find(|p| {
             p.fd().is_ok_and(|fds| {
                 fds.filter_map(Result::ok)
