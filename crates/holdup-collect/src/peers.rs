@@ -18,6 +18,9 @@ use std::net::{IpAddr, SocketAddr};
 /// (the peer may start later).
 const RETRY_WINDOWS: u64 = 30;
 
+/// Addresses remembered at most (then those without an owner are dropped).
+const MAX_KNOWN: usize = 4096;
+
 /// Looks up the processes behind the targets' local peers.
 #[derive(Default)]
 pub struct LocalPeers {
@@ -63,6 +66,11 @@ impl LocalPeers {
             .collect();
         if fresh.is_empty() {
             return Vec::new();
+        }
+        // Clients' addresses (a server's connections) are never peers and
+        // keep coming: forget them before the table grows without bound.
+        if self.known.len() > MAX_KNOWN {
+            self.known.retain(|_, (owner, _)| owner.is_some());
         }
         let listening = listening_inodes();
         let mut out = Vec::new();
